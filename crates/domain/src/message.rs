@@ -1,0 +1,118 @@
+//! Normalized messages: what a customer wrote (inbound) and what an agent answers (outbound),
+//! independent of the messenger or helpdesk they came from.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Who wrote an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// The user's id in the source system (VK `from_id`, Telegram user id …), as a string.
+    pub id: String,
+    /// Display name when the source gave one (VK `users.get` first + last name …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Handle without `@`, when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// Private dialogue with one user, or a group chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Private,
+    Group,
+}
+
+/// The conversation in the source system a message belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRef {
+    /// Source-side id of the conversation (VK `peer_id`, Telegram chat id …), as a string.
+    pub id: String,
+    pub kind: ConversationKind,
+}
+
+/// What an attachment is, coarse enough to be rendered anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachmentKind {
+    Image,
+    Video,
+    Audio,
+    /// A voice message (VK `audio_message`, Telegram `voice`).
+    Voice,
+    File,
+    Sticker,
+    Location,
+    Link,
+    /// Anything else; `name` says what it was upstream.
+    Other,
+}
+
+/// A file or link attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub kind: AttachmentKind,
+    /// Where the content can be fetched (absolute URL), when it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// MIME type, e.g. `image/jpeg`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// File name or title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Size in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// A message a customer sent us through a messenger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    /// Source-side message id (VK message `id`, or `conversation_message_id` when `id` is 0).
+    pub message_id: String,
+    pub sender: Sender,
+    pub conversation: ConversationRef,
+    /// Text as written; `None` for attachment-only messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    /// Source-side id of the message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// When the customer sent it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+}
+
+/// Where an outbound message was written, so that the sender can derive stable ids
+/// (VK `random_id`) and record what it delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageOrigin {
+    /// `chatwoot` today.
+    pub system: String,
+    /// Account (Chatwoot account id) the message lives in.
+    pub account_id: i64,
+    /// Conversation id in that system.
+    pub conversation_id: i64,
+    /// Message id in that system.
+    pub message_id: i64,
+}
+
+/// A message an agent wrote that must reach a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundMessage {
+    /// Target conversation in the messenger (VK `peer_id` …).
+    pub conversation: ConversationRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    pub origin: MessageOrigin,
+    /// Display name of the agent who wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+}
