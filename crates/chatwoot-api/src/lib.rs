@@ -1,1 +1,56 @@
-//! placeholder
+//! A typed client for the parts of the Chatwoot Application API the gateway uses, and the
+//! `message_created` webhook payload.
+//!
+//! API reference: <https://developers.chatwoot.com/api-reference/introduction> (Application
+//! APIs, authenticated with the `api_access_token` header of an agent or bot).
+//! Webhooks: <https://www.chatwoot.com/hc/user-guide/articles/1677693021-how-to-use-webhooks>.
+
+mod client;
+pub mod webhook;
+
+pub use client::{
+    ChatwootClient, ChatwootError, Contact, ContactInbox, Conversation, Message, Profile,
+};
+
+/// Chatwoot's `message_type`: a string in webhook payloads, a number inside
+/// `conversation.messages` and in API list responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    Incoming,
+    Outgoing,
+    Activity,
+    Template,
+}
+
+impl MessageType {
+    /// From either wire form: `"outgoing"` or `1`.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        match v {
+            serde_json::Value::String(s) => match s.as_str() {
+                "incoming" => Some(Self::Incoming),
+                "outgoing" => Some(Self::Outgoing),
+                "activity" => Some(Self::Activity),
+                "template" => Some(Self::Template),
+                _ => None,
+            },
+            serde_json::Value::Number(n) => match n.as_i64()? {
+                0 => Some(Self::Incoming),
+                1 => Some(Self::Outgoing),
+                2 => Some(Self::Activity),
+                3 => Some(Self::Template),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The string form the API takes when creating a message.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incoming => "incoming",
+            Self::Outgoing => "outgoing",
+            Self::Activity => "activity",
+            Self::Template => "template",
+        }
+    }
+}

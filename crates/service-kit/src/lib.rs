@@ -1,1 +1,25 @@
-//! placeholder
+//! What every Messenger Gateway service starts with.
+//!
+//! - [`config`]: the runtime flags every service shares (`DATABASE_URL`, `NATS_URL`, …) and
+//!   [`Secret`], which refuses placeholders and never prints itself;
+//! - [`telemetry`]: `tracing` JSON/pretty logs and OpenTelemetry export;
+//! - [`db`]: the Postgres pool bound to the service's own schema, and its migrations;
+//! - [`bus`]: JetStream streams `EVENTS`/`COMMANDS`, publishing envelopes with `Nats-Msg-Id`
+//!   and trace context;
+//! - [`consumer`]: durable pull consumers with ack-after-success, NAK-with-delay retries and
+//!   dead letters ([`dead_letter`]);
+//! - [`http`]: the axum server with tower-http layers, `/health`, `/ready`, `/metrics` and
+//!   graceful shutdown;
+//! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on.
+
+pub mod bus;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod dead_letter;
+pub mod http;
+pub mod http_client;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{RuntimeArgs, Secret, SecretError};

@@ -1,0 +1,320 @@
+//! `ChatwootClient`: contacts, contact inboxes, conversations and messages of one account.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// A failed Chatwoot API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatwootError {
+    /// Non-2xx answer; `body` is Chatwoot's error JSON as text (truncated).
+    #[error("Chatwoot answered HTTP {status}: {body}")]
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("Chatwoot unreachable: {0}")]
+    Transport(String),
+    #[error("unexpected Chatwoot response: {0}")]
+    Decode(String),
+}
+
+impl ChatwootError {
+    /// 429, 5xx, and transport failures are worth retrying; other 4xx are not.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Transport(_) | Self::Decode(_) => true,
+        }
+    }
+
+    /// The wait Chatwoot asked for (`Retry-After`, seconds).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A contact (<https://developers.chatwoot.com/api-reference/contacts/create-contact>).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Contact {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub identifier: Option<String>,
+}
+
+/// The link of a contact to an inbox; `source_id` is the contact's id in that channel.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactInbox {
+    pub source_id: String,
+}
+
+/// A conversation (only the fields the gateway reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Conversation {
+    pub id: i64,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub inbox_id: Option<i64>,
+}
+
+/// A message as the API returns it (list and create).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub id: i64,
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Number (0 incoming, 1 outgoing, 2 activity, 3 template) or string.
+    #[serde(default)]
+    pub message_type: serde_json::Value,
+    #[serde(default)]
+    pub private: bool,
+    /// Unix seconds.
+    #[serde(default)]
+    pub created_at: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sender: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sender_type: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub content_attributes: Option<serde_json::Value>,
+}
+
+/// `GET /api/v1/profile`: who the token belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Profile {
+    pub id: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// Client of one account. Base URL like `https://chatwoot.example.com`.
+#[derive(Clone)]
+pub struct ChatwootClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+    account_id: i64,
+}
+
+impl ChatwootClient {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: impl Into<String>,
+        token: impl Into<String>,
+        account_id: i64,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+            account_id,
+        }
+    }
+
+    /// The account this client works in.
+    pub fn account_id(&self) -> i64 {
+        self.account_id
+    }
+
+    fn account_url(&self, path: &str) -> String {
+        format!(
+            "{}/api/v1/accounts/{}{path}",
+            self.base_url, self.account_id
+        )
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ChatwootError> {
+        let res = req
+            .header("api_access_token", &self.token)
+            .send()
+            .await
+            .map_err(|e| ChatwootError::Transport(e.without_url().to_string()))?;
+        let status = res.status();
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs);
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| ChatwootError::Transport(e.without_url().to_string()))?;
+        if !status.is_success() {
+            let mut text = String::from_utf8_lossy(&body).into_owned();
+            text.truncate(500);
+            return Err(ChatwootError::Status {
+                status: status.as_u16(),
+                body: text,
+                retry_after,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ChatwootError::Decode(e.to_string()))
+    }
+
+    /// `GET /api/v1/profile`.
+    pub async fn profile(&self) -> Result<Profile, ChatwootError> {
+        self.send(self.http.get(format!("{}/api/v1/profile", self.base_url)))
+            .await
+    }
+
+    /// `GET /contacts/search?q=` → `{"meta":…,"payload":[contact…]}`.
+    pub async fn search_contacts(&self, q: &str) -> Result<Vec<Contact>, ChatwootError> {
+        #[derive(Deserialize)]
+        struct R {
+            payload: Vec<Contact>,
+        }
+        let r: R = self
+            .send(
+                self.http
+                    .get(self.account_url("/contacts/search"))
+                    .query(&[("q", q)]),
+            )
+            .await?;
+        Ok(r.payload)
+    }
+
+    /// `POST /contacts` with `inbox_id`, `name`, `identifier` and custom attributes.
+    /// Response `{"payload":{"contact":{…},"contact_inbox":{…}}}`.
+    pub async fn create_contact(
+        &self,
+        inbox_id: i64,
+        name: &str,
+        identifier: &str,
+        custom_attributes: serde_json::Value,
+    ) -> Result<Contact, ChatwootError> {
+        #[derive(Deserialize)]
+        struct Payload {
+            contact: Contact,
+        }
+        #[derive(Deserialize)]
+        struct R {
+            payload: Payload,
+        }
+        let r: R = self
+            .send(self.http.post(self.account_url("/contacts")).json(&json!({
+                "inbox_id": inbox_id,
+                "name": name,
+                "identifier": identifier,
+                "custom_attributes": custom_attributes,
+            })))
+            .await?;
+        Ok(r.payload.contact)
+    }
+
+    /// `POST /contacts/{id}/contact_inboxes` with `inbox_id` and our `source_id`.
+    pub async fn create_contact_inbox(
+        &self,
+        contact_id: i64,
+        inbox_id: i64,
+        source_id: &str,
+    ) -> Result<ContactInbox, ChatwootError> {
+        self.send(
+            self.http
+                .post(self.account_url(&format!("/contacts/{contact_id}/contact_inboxes")))
+                .json(&json!({ "inbox_id": inbox_id, "source_id": source_id })),
+        )
+        .await
+    }
+
+    /// `GET /contacts/{id}/conversations` → `{"payload":[conversation…]}`.
+    pub async fn contact_conversations(
+        &self,
+        contact_id: i64,
+    ) -> Result<Vec<Conversation>, ChatwootError> {
+        #[derive(Deserialize)]
+        struct R {
+            payload: Vec<Conversation>,
+        }
+        let r: R = self
+            .send(
+                self.http
+                    .get(self.account_url(&format!("/contacts/{contact_id}/conversations"))),
+            )
+            .await?;
+        Ok(r.payload)
+    }
+
+    /// `POST /conversations` for a contact inbox (`source_id`).
+    pub async fn create_conversation(
+        &self,
+        source_id: &str,
+        inbox_id: i64,
+        contact_id: i64,
+        additional_attributes: serde_json::Value,
+    ) -> Result<Conversation, ChatwootError> {
+        self.send(self.http.post(self.account_url("/conversations")).json(&json!({
+            "source_id": source_id,
+            "inbox_id": inbox_id,
+            "contact_id": contact_id,
+            "status": "open",
+            "additional_attributes": additional_attributes,
+        })))
+        .await
+    }
+
+    /// `GET /conversations/{id}`.
+    pub async fn conversation(&self, id: i64) -> Result<Conversation, ChatwootError> {
+        self.send(self.http.get(self.account_url(&format!("/conversations/{id}"))))
+            .await
+    }
+
+    /// `POST /conversations/{id}/messages`: an `incoming` message (from the contact) or an
+    /// `outgoing` one; `content_attributes` may carry e.g. `in_reply_to`.
+    pub async fn create_message(
+        &self,
+        conversation_id: i64,
+        content: &str,
+        message_type: crate::MessageType,
+        content_attributes: serde_json::Value,
+    ) -> Result<Message, ChatwootError> {
+        self.send(
+            self.http
+                .post(self.account_url(&format!("/conversations/{conversation_id}/messages")))
+                .json(&json!({
+                    "content": content,
+                    "message_type": message_type.as_str(),
+                    "private": false,
+                    "content_attributes": content_attributes,
+                })),
+        )
+        .await
+    }
+
+    /// `GET /conversations/{id}/messages` → `{"meta":…,"payload":[message…]}`, oldest first
+    /// (the newest page; Chatwoot pages with `before`).
+    pub async fn messages(&self, conversation_id: i64) -> Result<Vec<Message>, ChatwootError> {
+        #[derive(Deserialize)]
+        struct R {
+            payload: Vec<Message>,
+        }
+        let r: R = self
+            .send(
+                self.http
+                    .get(self.account_url(&format!("/conversations/{conversation_id}/messages"))),
+            )
+            .await?;
+        Ok(r.payload)
+    }
+}

@@ -1,0 +1,69 @@
+//! VK API errors and how to react to them.
+
+use std::time::Duration;
+
+/// A failed VK API call.
+#[derive(Debug, thiserror::Error)]
+pub enum VkError {
+    /// VK's own error envelope (HTTP 200): `{"error":{"error_code","error_msg"}}`.
+    /// Codes: <https://dev.vk.com/ru/reference/errors>.
+    #[error("VK API error {code}: {message}")]
+    Api { code: i64, message: String },
+    /// A non-2xx HTTP status (VK's front proxies, or a 429).
+    #[error("VK answered HTTP {status}")]
+    Http {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// Connection failed or timed out.
+    #[error("VK unreachable: {0}")]
+    Transport(String),
+    /// The body was not what the method documents.
+    #[error("unexpected VK response: {0}")]
+    Decode(String),
+}
+
+/// What to do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again soon (code 6 too many requests, 10 internal error, 5xx, 429, timeouts).
+    RetrySoon,
+    /// Flood control (code 9): the same message must not be repeated at once; wait long.
+    RetryLater,
+    /// Will never succeed (5 authorization failed, 901 no permission to message this user,
+    /// 7, 15, 100, 902, 914 …): dead-letter with the reason.
+    Final,
+}
+
+impl VkError {
+    /// How to react, per VK's error table.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            VkError::Api { code: 6 | 10 | 1, .. } => ErrorClass::RetrySoon,
+            VkError::Api { code: 9, .. } => ErrorClass::RetryLater,
+            VkError::Api { .. } => ErrorClass::Final,
+            VkError::Http { status, .. } if *status == 429 || *status >= 500 => {
+                ErrorClass::RetrySoon
+            }
+            VkError::Http { .. } => ErrorClass::Final,
+            VkError::Transport(_) => ErrorClass::RetrySoon,
+            VkError::Decode(_) => ErrorClass::RetrySoon,
+        }
+    }
+
+    /// The wait the upstream asked for (`Retry-After`), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VkError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The VK error code, for API errors.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            VkError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
