@@ -1,0 +1,168 @@
+//! The control API under `/_sandbox/` — what the demo scripts use instead of the Rust methods on
+//! [`Sandbox`](crate::Sandbox). All JSON:
+//!
+//! | route | does |
+//! |---|---|
+//! | `GET /_sandbox/vk/sent` | messages VK accepted ([`VkSentMessage`](crate::VkSentMessage)[]) |
+//! | `POST /_sandbox/vk/users` `{"id":1,"first_name":"Ivan","last_name":"Petrov"}` | name for `users.get` |
+//! | `POST /_sandbox/vk/blocked` `{"peer_id":1}` | `messages.send` to it answers 901 |
+//! | `GET /_sandbox/chatwoot/contacts` | contacts as the API renders them |
+//! | `GET /_sandbox/chatwoot/conversations` | conversations as the API renders them |
+//! | `GET /_sandbox/chatwoot/conversations/{id}/messages` | its messages, oldest first |
+//! | `POST /_sandbox/chatwoot/conversations/{id}/agent_reply` `{"content":"…","private":false}` | agent reply, fires the webhook; answers `{"id":…}` |
+//! | `GET /_sandbox/chatwoot/webhooks` | webhook deliveries ([`WebhookDelivery`](crate::WebhookDelivery)[]) |
+//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
+//! | `GET /_sandbox/requests` | every request to either fake ([`RecordedRequest`](crate::RecordedRequest)[]) |
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Failure, Shared, Target};
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/vk/sent", get(vk_sent))
+        .route("/vk/users", post(vk_user))
+        .route("/vk/blocked", post(vk_block))
+        .route("/chatwoot/contacts", get(contacts))
+        .route("/chatwoot/conversations", get(conversations))
+        .route("/chatwoot/conversations/{id}/messages", get(messages))
+        .route(
+            "/chatwoot/conversations/{id}/agent_reply",
+            post(agent_reply),
+        )
+        .route("/chatwoot/webhooks", get(webhooks))
+        .route("/fail", post(fail))
+        .route("/requests", get(requests))
+}
+
+async fn vk_sent(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.read().vk.sent))
+}
+
+#[derive(Deserialize)]
+struct VkUser {
+    id: i64,
+    first_name: String,
+    last_name: String,
+}
+
+async fn vk_user(State(shared): State<Arc<Shared>>, Json(user): Json<VkUser>) -> StatusCode {
+    shared.mutate(|s| {
+        s.vk.users
+            .insert(user.id, (user.first_name, user.last_name))
+    });
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct Blocked {
+    peer_id: i64,
+}
+
+async fn vk_block(State(shared): State<Arc<Shared>>, Json(blocked): Json<Blocked>) -> StatusCode {
+    shared.mutate(|s| s.vk.blocked.insert(blocked.peer_id));
+    StatusCode::NO_CONTENT
+}
+
+async fn contacts(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.read();
+    Json(
+        state
+            .cw
+            .contacts
+            .iter()
+            .map(|c| state.cw.contact_json(c, true))
+            .collect(),
+    )
+}
+
+async fn conversations(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.read();
+    Json(
+        state
+            .cw
+            .conversations
+            .iter()
+            .map(|c| state.cw.conversation_json(c))
+            .collect(),
+    )
+}
+
+async fn messages(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Json<Value> {
+    let state = shared.read();
+    Json(
+        state
+            .cw
+            .messages_of(id)
+            .map(|m| state.cw.message_json(m))
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct AgentReply {
+    content: String,
+    #[serde(default)]
+    private: bool,
+}
+
+async fn agent_reply(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Json(reply): Json<AgentReply>,
+) -> Response {
+    match crate::chatwoot::agent_reply(&shared, id, &reply.content, reply.private) {
+        Some(message_id) => Json(json!({ "id": message_id })).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no conversation {id}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn webhooks(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.read().deliveries))
+}
+
+/// The wire form of [`Failure`].
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum FailureSpec {
+    Status(u16),
+    TooManyRequests(u64),
+    Timeout,
+    VkError(i64),
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    target: Target,
+    count: u32,
+    failure: FailureSpec,
+}
+
+async fn fail(State(shared): State<Arc<Shared>>, Json(fail): Json<Fail>) -> StatusCode {
+    let failure = match fail.failure {
+        FailureSpec::Status(code) => Failure::Status(code),
+        FailureSpec::TooManyRequests(retry_after_secs) => {
+            Failure::TooManyRequests { retry_after_secs }
+        }
+        FailureSpec::Timeout => Failure::Timeout,
+        FailureSpec::VkError(code) => Failure::VkError(code),
+    };
+    shared.fail_next(fail.target, fail.count, failure);
+    StatusCode::NO_CONTENT
+}
+
+async fn requests(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.read().requests))
+}

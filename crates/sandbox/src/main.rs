@@ -1,0 +1,113 @@
+//! `sandbox` — serves the VK and Chatwoot fakes for the local demo until Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use sandbox::{Sandbox, SandboxOptions};
+
+/// Fake VK API and Chatwoot Application API for local demos and tests.
+///
+/// Point the services at it: VK_API_URL={url}/vk/method, CHATWOOT_BASE_URL={url}/chatwoot.
+/// The control API is under {url}/_sandbox/ (see the crate docs). Request logs go to stderr;
+/// RUST_LOG sets the level (default info).
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "SANDBOX_LISTEN", default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// Where the Chatwoot fake POSTs `message_created` webhooks (e.g. the connector's
+    /// /chatwoot/webhook/{CHATWOOT_WEBHOOK_ID_VK}). Unset: no webhooks.
+    #[arg(long, env = "SANDBOX_CHATWOOT_WEBHOOK_URL")]
+    chatwoot_webhook_url: Option<String>,
+    /// Sign webhooks with this secret (X-Chatwoot-Signature / X-Chatwoot-Timestamp), as Chatwoot
+    /// does; match the connector's CHATWOOT_WEBHOOK_SECRET. Unset: unsigned.
+    #[arg(long, env = "SANDBOX_CHATWOOT_WEBHOOK_SECRET", hide_env_values = true)]
+    chatwoot_webhook_secret: Option<String>,
+    /// The access_token the VK fake accepts (the connector's VK_ACCESS_TOKEN).
+    #[arg(
+        long,
+        env = "SANDBOX_VK_ACCESS_TOKEN",
+        default_value = "vk-test-token",
+        hide_env_values = true
+    )]
+    vk_access_token: String,
+    /// The community groups.getById describes (the connector's VK_GROUP_ID).
+    #[arg(long, env = "SANDBOX_VK_GROUP_ID", default_value_t = 1)]
+    vk_group_id: i64,
+    /// The api_access_token the Chatwoot fake accepts (the connector's CHATWOOT_API_ACCESS_TOKEN).
+    #[arg(
+        long,
+        env = "SANDBOX_CHATWOOT_API_TOKEN",
+        default_value = "cw-test-token",
+        hide_env_values = true
+    )]
+    chatwoot_api_token: String,
+    /// The one Chatwoot account id (CHATWOOT_ACCOUNT_ID).
+    #[arg(long, env = "SANDBOX_CHATWOOT_ACCOUNT_ID", default_value_t = 1)]
+    chatwoot_account_id: i64,
+    /// The one Chatwoot inbox id, an API channel inbox (CHATWOOT_INBOX_ID).
+    #[arg(long, env = "SANDBOX_CHATWOOT_INBOX_ID", default_value_t = 1)]
+    chatwoot_inbox_id: i64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .pretty()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let opts = SandboxOptions {
+        vk_access_token: args.vk_access_token,
+        chatwoot_api_token: args.chatwoot_api_token,
+        chatwoot_account_id: args.chatwoot_account_id,
+        chatwoot_inbox_id: args.chatwoot_inbox_id,
+    };
+    let sandbox = Sandbox::start_on(args.listen, opts).await?;
+    sandbox.set_vk_group(args.vk_group_id, sandbox::vk::DEFAULT_GROUP.1);
+    sandbox.set_chatwoot_webhook(args.chatwoot_webhook_url, args.chatwoot_webhook_secret);
+    tracing::info!(
+        vk_api_url = %sandbox.vk_api_url(),
+        chatwoot_url = %sandbox.chatwoot_url(),
+        control = %format!("{}/_sandbox", sandbox.url()),
+        "sandbox ready"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    drop(sandbox);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,563 @@
+//! The fakes behave like the platforms: shapes, errors, de-duplication, webhooks, failures.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use hmac::{Hmac, KeyInit, Mac};
+use sandbox::{Failure, Sandbox, Target};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn vk(sandbox: &Sandbox, method: &str, params: &[(&str, &str)]) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{}/{method}", sandbox.vk_api_url()))
+        .form(params)
+        .send()
+        .await
+        .expect("VK fake answers");
+    assert_eq!(
+        response.status(),
+        200,
+        "VK answers HTTP 200 even for errors"
+    );
+    response.json().await.expect("VK answers JSON")
+}
+
+fn chatwoot(sandbox: &Sandbox, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", sandbox.chatwoot_url()))
+        .header("api_access_token", "cw-test-token")
+}
+
+async fn json_of(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("Chatwoot fake answers");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.expect("Chatwoot answers JSON"),
+    )
+}
+
+/// Contact -> contact inbox -> conversation, through the API. Returns (contact id, conversation id).
+async fn open_conversation(sandbox: &Sandbox, identifier: &str) -> (i64, i64) {
+    let (status, created) = json_of(
+        chatwoot(
+            sandbox,
+            reqwest::Method::POST,
+            "/api/v1/accounts/1/contacts",
+        )
+        .json(&json!({"name": "Ivan Petrov", "identifier": identifier})),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let contact_id = created["payload"]["contact"]["id"]
+        .as_i64()
+        .expect("contact id");
+    let (status, contact_inbox) = json_of(
+        chatwoot(
+            sandbox,
+            reqwest::Method::POST,
+            &format!("/api/v1/accounts/1/contacts/{contact_id}/contact_inboxes"),
+        )
+        .json(&json!({"inbox_id": 1, "source_id": identifier})),
+    )
+    .await;
+    assert_eq!(status, 200, "{contact_inbox}");
+    let (status, conversation) = json_of(
+        chatwoot(
+            sandbox,
+            reqwest::Method::POST,
+            "/api/v1/accounts/1/conversations",
+        )
+        .json(&json!({"source_id": identifier, "inbox_id": 1, "contact_id": contact_id})),
+    )
+    .await;
+    assert_eq!(status, 200, "{conversation}");
+    (
+        contact_id,
+        conversation["id"].as_i64().expect("conversation id"),
+    )
+}
+
+/// A webhook receiver on port 0 that hands every request to the test.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Bytes)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
+    let url = format!(
+        "http://{}/hook",
+        listener.local_addr().expect("receiver address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn messages_send_deduplicates_by_random_id() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let send = |random_id: &'static str, text: &'static str| {
+        let sandbox = &sandbox;
+        async move {
+            vk(
+                sandbox,
+                "messages.send",
+                &[
+                    ("access_token", "vk-test-token"),
+                    ("v", "5.199"),
+                    ("peer_id", "42"),
+                    ("random_id", random_id),
+                    ("message", text),
+                ],
+            )
+            .await
+        }
+    };
+    let first = send("777", "Здравствуйте").await;
+    let again = send("777", "Здравствуйте").await;
+    let other = send("778", "Ещё").await;
+
+    let id = first["response"].as_i64().expect("message id");
+    assert_eq!(
+        again["response"].as_i64(),
+        Some(id),
+        "a resend answers the same id"
+    );
+    assert_ne!(other["response"].as_i64(), Some(id));
+    let sent = sandbox.vk_sent_messages();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        (sent[0].peer_id, sent[0].random_id, sent[0].message.as_str()),
+        (42, 777, "Здравствуйте")
+    );
+    assert_eq!(sent[0].message_id, id);
+}
+
+#[tokio::test]
+async fn messages_send_without_random_id_is_error_100() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let answer = vk(
+        &sandbox,
+        "messages.send",
+        &[
+            ("access_token", "vk-test-token"),
+            ("v", "5.199"),
+            ("peer_id", "42"),
+            ("message", "hi"),
+        ],
+    )
+    .await;
+    assert_eq!(answer["error"]["error_code"], 100);
+    assert_eq!(
+        answer["error"]["error_msg"],
+        "One of the parameters specified was missing or invalid: random_id is a required parameter"
+    );
+    assert!(sandbox.vk_sent_messages().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_vk_token_is_error_5_and_the_token_is_not_echoed() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let answer = vk(
+        &sandbox,
+        "users.get",
+        &[("access_token", "nope"), ("v", "5.199"), ("user_ids", "1")],
+    )
+    .await;
+    assert_eq!(answer["error"]["error_code"], 5);
+    assert_eq!(
+        answer["error"]["error_msg"],
+        "User authorization failed: invalid access_token (4)."
+    );
+    let params = answer["error"]["request_params"].as_array().unwrap();
+    assert!(params.contains(&json!({"key": "method", "value": "users.get"})));
+    assert!(params.iter().all(|p| p["key"] != "access_token"));
+}
+
+#[tokio::test]
+async fn blocked_peer_and_long_message_get_their_vk_errors() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.block_vk_peer(13);
+    let base = [
+        ("access_token", "vk-test-token"),
+        ("v", "5.199"),
+        ("random_id", "1"),
+    ];
+    let blocked = vk(
+        &sandbox,
+        "messages.send",
+        &[&base[..], &[("peer_id", "13"), ("message", "hi")]].concat(),
+    )
+    .await;
+    assert_eq!(blocked["error"]["error_code"], 901);
+    assert_eq!(
+        blocked["error"]["error_msg"],
+        "Can't send messages for users without permission"
+    );
+    let long = "я".repeat(sandbox::vk::MESSAGE_MAX_CHARS + 1);
+    let too_long = vk(
+        &sandbox,
+        "messages.send",
+        &[&base[..], &[("peer_id", "14"), ("message", &long)]].concat(),
+    )
+    .await;
+    assert_eq!(too_long["error"]["error_code"], 914);
+    assert!(sandbox.vk_sent_messages().is_empty());
+}
+
+#[tokio::test]
+async fn users_get_and_groups_get_by_id_have_the_documented_shapes() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.add_vk_user(5, "Иван", "Петров");
+    let users = vk(
+        &sandbox,
+        "users.get",
+        &[
+            ("access_token", "vk-test-token"),
+            ("v", "5.199"),
+            ("user_ids", "5,6"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        users["response"][0],
+        json!({"id": 5, "first_name": "Иван", "last_name": "Петров", "can_access_closed": true, "is_closed": false})
+    );
+    assert_eq!(users["response"][1]["id"], 6);
+
+    // Query string instead of a form body works too.
+    let url = format!(
+        "{}/groups.getById?access_token=vk-test-token&v=5.199",
+        sandbox.vk_api_url()
+    );
+    let groups: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(groups["response"]["groups"][0]["id"], 1);
+    assert_eq!(groups["response"]["groups"][0]["screen_name"], "club1");
+    assert_eq!(groups["response"]["profiles"], json!([]));
+}
+
+#[tokio::test]
+async fn fail_next_vk_error_answers_the_envelope_then_recovers() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.fail_next(Target::Vk, 1, Failure::VkError(6));
+    let params = [
+        ("access_token", "vk-test-token"),
+        ("v", "5.199"),
+        ("user_ids", "1"),
+    ];
+    let failed = vk(&sandbox, "users.get", &params).await;
+    assert_eq!(failed["error"]["error_code"], 6);
+    assert_eq!(failed["error"]["error_msg"], "Too many requests per second");
+    assert!(
+        failed["error"]["request_params"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "method", "value": "users.get"}))
+    );
+    let ok = vk(&sandbox, "users.get", &params).await;
+    assert_eq!(ok["response"][0]["id"], 1);
+    assert_eq!(
+        sandbox.requests().len(),
+        2,
+        "failed requests are recorded too"
+    );
+}
+
+#[tokio::test]
+async fn chatwoot_without_or_with_a_wrong_token_is_401() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let url = format!("{}/api/v1/profile", sandbox.chatwoot_url());
+    let none = reqwest::get(&url).await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(
+        none.json::<Value>().await.unwrap(),
+        json!({"errors": ["You need to sign in or sign up before continuing."]})
+    );
+    let wrong = reqwest::Client::new()
+        .get(&url)
+        .header("api_access_token", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap(),
+        json!({"error": "Invalid Access Token"})
+    );
+    let (status, profile) =
+        json_of(chatwoot(&sandbox, reqwest::Method::GET, "/api/v1/profile")).await;
+    assert_eq!(status, 200);
+    assert_eq!(profile["accounts"][0]["id"], 1);
+}
+
+#[tokio::test]
+async fn contact_to_conversation_to_message() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (contact_id, conversation_id) = open_conversation(&sandbox, "vk:42").await;
+
+    let (status, duplicate) = json_of(
+        chatwoot(
+            &sandbox,
+            reqwest::Method::POST,
+            "/api/v1/accounts/1/contacts",
+        )
+        .json(&json!({"identifier": "vk:42"})),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        duplicate,
+        json!({"message": "Identifier has already been taken", "attributes": ["identifier"]})
+    );
+
+    let (_, found) = json_of(chatwoot(
+        &sandbox,
+        reqwest::Method::GET,
+        "/api/v1/accounts/1/contacts/search?q=vk:42",
+    ))
+    .await;
+    assert_eq!(found["payload"][0]["id"], contact_id);
+    assert_eq!(
+        found["payload"][0]["contact_inboxes"][0]["source_id"],
+        "vk:42"
+    );
+    assert_eq!(found["payload"][0]["contact_inboxes"][0]["inbox"]["id"], 1);
+
+    let conversation = &sandbox.chatwoot_conversations()[0];
+    assert_eq!(conversation["id"], conversation_id);
+    assert_eq!(conversation["status"], "open");
+    assert_eq!(conversation["inbox_id"], 1);
+    assert_eq!(conversation["account_id"], 1);
+    assert_eq!(conversation["meta"]["sender"]["id"], contact_id);
+
+    let messages_path = format!("/api/v1/accounts/1/conversations/{conversation_id}/messages");
+    let (status, message) = json_of(
+        chatwoot(&sandbox, reqwest::Method::POST, &messages_path)
+            .json(&json!({"content": "Добрый день", "message_type": "incoming"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["message_type"], 0);
+    assert_eq!(message["sender"]["type"], "contact");
+    assert_eq!(message["conversation_id"], conversation_id);
+
+    let (_, listed) = json_of(chatwoot(&sandbox, reqwest::Method::GET, &messages_path)).await;
+    assert_eq!(listed["payload"][0]["content"], "Добрый день");
+    assert_eq!(listed["meta"]["contact"]["id"], contact_id);
+
+    let (status, missing) = json_of(
+        chatwoot(
+            &sandbox,
+            reqwest::Method::POST,
+            "/api/v1/accounts/1/conversations/999/messages",
+        )
+        .json(&json!({"content": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (status, missing),
+        (404, json!({"error": "Resource could not be found"}))
+    );
+    let (status, blank) = json_of(
+        chatwoot(&sandbox, reqwest::Method::POST, &messages_path).json(&json!({"content": null})),
+    )
+    .await;
+    assert_eq!(status, 422, "{blank}");
+}
+
+#[tokio::test]
+async fn api_created_incoming_message_fires_one_signed_webhook() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (url, mut deliveries) = receiver().await;
+    sandbox.set_chatwoot_webhook(Some(url), Some("s3cret".into()));
+    let (contact_id, conversation_id) = open_conversation(&sandbox, "vk:7").await;
+
+    let (status, message) = json_of(
+        chatwoot(
+            &sandbox,
+            reqwest::Method::POST,
+            &format!("/api/v1/accounts/1/conversations/{conversation_id}/messages"),
+        )
+        .json(&json!({"content": "Привет", "message_type": "incoming"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (headers, body) = tokio::time::timeout(WAIT, deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["event"], "message_created");
+    assert_eq!(payload["id"], message["id"]);
+    assert_eq!(payload["message_type"], "incoming", "a string in webhooks");
+    assert_eq!(payload["content"], "Привет");
+    assert_eq!(payload["private"], false);
+    assert_eq!(payload["sender"]["id"], contact_id);
+    assert_eq!(payload["sender"]["type"], "contact");
+    assert_eq!(payload["conversation"]["id"], conversation_id);
+    assert_eq!(
+        payload["conversation"]["contact_inbox"]["source_id"],
+        "vk:7"
+    );
+    assert_eq!(
+        payload["conversation"]["messages"][0]["message_type"], 0,
+        "a number inside conversation"
+    );
+    assert_eq!(
+        payload["account"],
+        json!({"id": 1, "name": "Sandbox Account"})
+    );
+    assert_eq!(payload["inbox"]["id"], 1);
+
+    let timestamp = headers["x-chatwoot-timestamp"].to_str().unwrap();
+    let signature = headers["x-chatwoot-signature"].to_str().unwrap();
+    let hex = signature.strip_prefix("sha256=").expect("sha256= prefix");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&body);
+    mac.verify_slice(&hex::decode(hex).unwrap())
+        .expect("signature verifies");
+    assert!(headers.contains_key("x-chatwoot-delivery"));
+
+    sandbox
+        .wait_until(WAIT, |s| {
+            s.chatwoot_webhook_deliveries()
+                .first()
+                .is_some_and(|d| d.status == Some(200))
+        })
+        .await
+        .unwrap();
+    assert!(deliveries.try_recv().is_err(), "exactly one delivery");
+}
+
+#[tokio::test]
+async fn agent_reply_and_private_note_fire_outgoing_webhooks() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (url, mut deliveries) = receiver().await;
+    sandbox.set_chatwoot_webhook(Some(url), None);
+    let (_, conversation_id) = open_conversation(&sandbox, "vk:8").await;
+
+    let reply = sandbox
+        .chatwoot_agent_reply(conversation_id, "Здравствуйте", false)
+        .await;
+    let (headers, body) = tokio::time::timeout(WAIT, deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (payload["id"].as_i64(), &payload["message_type"]),
+        (Some(reply), &json!("outgoing"))
+    );
+    assert_eq!(payload["sender"]["type"], "user");
+    assert!(
+        !headers.contains_key("x-chatwoot-signature"),
+        "unsigned without a secret"
+    );
+
+    sandbox
+        .chatwoot_agent_reply(conversation_id, "internal", true)
+        .await;
+    let (_, body) = tokio::time::timeout(WAIT, deliveries.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let note: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(note["private"], true);
+
+    let messages = sandbox.chatwoot_messages(conversation_id);
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0]["message_type"], 1);
+}
+
+#[tokio::test]
+async fn fail_next_status_then_success() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.fail_next(Target::Chatwoot, 1, Failure::Status(503));
+    sandbox.fail_next(
+        Target::Chatwoot,
+        1,
+        Failure::TooManyRequests {
+            retry_after_secs: 7,
+        },
+    );
+    let first = chatwoot(&sandbox, reqwest::Method::GET, "/api/v1/profile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 503);
+    let second = chatwoot(&sandbox, reqwest::Method::GET, "/api/v1/profile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "7");
+    let third = chatwoot(&sandbox, reqwest::Method::GET, "/api/v1/profile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200);
+    let recorded = sandbox.requests();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(
+        (recorded[0].target, recorded[0].path.as_str()),
+        (Target::Chatwoot, "/chatwoot/api/v1/profile")
+    );
+}
+
+#[tokio::test]
+async fn control_api_injects_failures_and_lists_state() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let client = reqwest::Client::new();
+    let control = format!("{}/_sandbox", sandbox.url());
+    let fail = client
+        .post(format!("{control}/fail"))
+        .json(&json!({"target": "vk", "count": 1, "failure": {"vk_error": 9}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fail.status(), 204);
+    let answer = vk(
+        &sandbox,
+        "users.get",
+        &[("access_token", "vk-test-token"), ("v", "5.199")],
+    )
+    .await;
+    assert_eq!(answer["error"]["error_code"], 9);
+    let requests: Value = client
+        .get(format!("{control}/requests"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(requests[0]["target"], "vk");
+    assert_eq!(requests[0]["path"], "/vk/method/users.get");
+}
+
+#[tokio::test]
+async fn wait_until_times_out_with_an_error() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let waited = sandbox
+        .wait_until(Duration::from_millis(50), |s| {
+            !s.vk_sent_messages().is_empty()
+        })
+        .await;
+    assert!(waited.is_err());
+}

@@ -1,0 +1,165 @@
+//! The subcommands: `serve`, `migrate`, `check`, `dlq list|replay`.
+
+use std::process::ExitCode;
+
+use service_kit::bus::Bus;
+use service_kit::dead_letter::DeadLetters;
+
+use crate::config::{Cli, Command, DlqAction, Settings};
+use crate::{App, AppState, MIGRATOR, SERVICE, store};
+
+/// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
+/// configuration.
+pub async fn run(cli: Cli) -> ExitCode {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let _telemetry = match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{SERVICE}: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let settings = || {
+        Settings::from_config(&cli.config).inspect_err(|e| {
+            eprintln!("{SERVICE}: {e}");
+        })
+    };
+    let result = match command {
+        Command::Serve => {
+            let Ok(settings) = settings() else {
+                return ExitCode::from(2);
+            };
+            serve(settings).await
+        }
+        Command::Migrate => migrate(&cli.config.runtime).await,
+        Command::Check => {
+            let Ok(settings) = settings() else {
+                return ExitCode::from(2);
+            };
+            return check(settings).await;
+        }
+        Command::Dlq { action } => dlq(&cli.config.runtime, action).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{SERVICE} failed");
+            eprintln!("{SERVICE}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = service_kit::shutdown::on_signal();
+    App::build(settings).await?.run_until(shutdown).await
+}
+
+async fn migrate(rt: &service_kit::RuntimeArgs) -> anyhow::Result<()> {
+    service_kit::db::connect_and_migrate(&rt.database_url, store::SCHEMA, 2, &MIGRATOR).await?;
+    println!("migrations of schema `{}` are up to date", store::SCHEMA);
+    Ok(())
+}
+
+/// Tries both tokens and says which fails and why.
+async fn check(settings: Settings) -> ExitCode {
+    let http = match service_kit::http_client::build(SERVICE, std::time::Duration::from_secs(10)) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let vk = vk_api::VkClient::new(
+        http.clone(),
+        &settings.vk.api_url,
+        settings.vk.access_token.expose(),
+        &settings.vk.api_version,
+    );
+    let chatwoot = chatwoot_api::ChatwootClient::new(
+        http,
+        &settings.chatwoot.base_url,
+        settings.chatwoot.api_token.expose(),
+        settings.chatwoot.account_id,
+    );
+    let mut ok = true;
+    match vk.group_by_id(settings.vk.group_id).await {
+        Ok(g) => println!("VK_ACCESS_TOKEN: ok (community «{}», id {})", g.name, g.id),
+        Err(e) => {
+            ok = false;
+            let hint = match e.code() {
+                Some(5) => " — the token is wrong or revoked: issue a new community token",
+                Some(15) | Some(27) => " — the token lacks rights for this method",
+                Some(100) => " — check VK_GROUP_ID",
+                _ => "",
+            };
+            println!("VK_ACCESS_TOKEN: FAILED — {e}{hint}");
+        }
+    }
+    match chatwoot.profile().await {
+        Ok(p) => println!(
+            "CHATWOOT_API_ACCESS_TOKEN: ok (acting as «{}», id {})",
+            p.name.unwrap_or_default(),
+            p.id
+        ),
+        Err(e) => {
+            ok = false;
+            let hint = match e.status() {
+                Some(401) => " — the token is wrong: copy it from Profile settings → Access token",
+                None => " — check CHATWOOT_BASE_URL",
+                _ => "",
+            };
+            println!("CHATWOOT_API_ACCESS_TOKEN: FAILED — {e}{hint}");
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn dlq(rt: &service_kit::RuntimeArgs, action: DlqAction) -> anyhow::Result<()> {
+    let pool = service_kit::db::connect(&rt.database_url, store::SCHEMA, 2).await?;
+    let dead = DeadLetters::new(pool, store::SCHEMA);
+    match action {
+        DlqAction::List { limit, all, json } => {
+            let rows = dead.list(limit, !all).await?;
+            if json {
+                for r in &rows {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            } else if rows.is_empty() {
+                println!("no dead letters{}", if all { "" } else { " waiting" });
+            } else {
+                println!("{:>6}  {:<20}  {:<28}  {:>8}  reason", "id", "created_at", "subject", "attempts");
+                for r in &rows {
+                    let created = r
+                        .created_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default();
+                    println!(
+                        "{:>6}  {:<20}  {:<28}  {:>8}  {}{}",
+                        r.id,
+                        created,
+                        r.subject,
+                        r.attempts,
+                        r.reason,
+                        if r.replayed_at.is_some() { " (replayed)" } else { "" }
+                    );
+                }
+            }
+        }
+        DlqAction::Replay { id } => {
+            let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
+            let dl = dead.replay(&bus, id).await?;
+            println!("dead letter {} replayed to {}", dl.id, dl.subject);
+        }
+    }
+    Ok(())
+}
+
+/// Used by tests that drive the app through [`AppState`] directly.
+pub fn state_of(app: &App) -> &AppState {
+    app.state()
+}

@@ -1,0 +1,228 @@
+//! Configuration of vk-connector: flags or environment variables (a `.env` file is read when
+//! present). `vk-connector --help` lists them all.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use service_kit::{RuntimeArgs, Secret, SecretError};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vk-connector",
+    version,
+    about = "VK community ⇄ Chatwoot connector: VK Callback API messages become Chatwoot \
+             conversations, agents' replies go back to VK.",
+    after_help = "Without a command it serves. Secrets are read from the environment only \
+                  when they are set; a missing or placeholder secret stops the service at start."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, the consumers and the reconciliation sweep (default).
+    Serve,
+    /// Run the database migrations of schema `vk` and exit.
+    Migrate,
+    /// Try the VK and Chatwoot tokens and say which one fails and why.
+    Check,
+    /// Inspect and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+/// `vk-connector dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters, newest first.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Include the ones already replayed.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a dead letter again to its subject and mark it replayed.
+    Replay {
+        /// The dead letter's id (from `dlq list`).
+        id: i64,
+    },
+}
+
+/// Every setting; VK and Chatwoot values are checked by [`Settings::from_config`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8081)]
+    pub port: u16,
+
+    /// Id of the VK community (positive number).
+    #[arg(long, env = "VK_GROUP_ID")]
+    pub vk_group_id: Option<i64>,
+    /// Community access token with the `messages` right. Never logged.
+    #[arg(long, env = "VK_ACCESS_TOKEN", hide_env_values = true)]
+    pub vk_access_token: Option<String>,
+    /// Secret key set in the community's Callback API settings; every callback must carry
+    /// it. Never logged.
+    #[arg(long, env = "VK_SECRET", hide_env_values = true)]
+    pub vk_secret: Option<String>,
+    /// String VK expects back for the `confirmation` event (Callback API settings page).
+    #[arg(long, env = "VK_CONFIRMATION", hide_env_values = true)]
+    pub vk_confirmation: Option<String>,
+    /// VK API version used for calls and expected in callbacks.
+    #[arg(long, env = "VK_API_VERSION", default_value = "5.199")]
+    pub vk_api_version: String,
+    /// Unguessable path segment of the callback URL: POST /vk/callback/{VK_CALLBACK_ID}.
+    #[arg(long, env = "VK_CALLBACK_ID", hide_env_values = true)]
+    pub vk_callback_id: Option<String>,
+    /// VK API base URL; tests point it at the sandbox.
+    #[arg(long, env = "VK_API_URL", default_value = "https://api.vk.com/method")]
+    pub vk_api_url: String,
+
+    /// Chatwoot base URL, e.g. https://chatwoot.example.com.
+    #[arg(long, env = "CHATWOOT_BASE_URL")]
+    pub chatwoot_base_url: Option<String>,
+    /// Access token of the agent or bot the connector acts as. Never logged.
+    #[arg(long, env = "CHATWOOT_API_ACCESS_TOKEN", hide_env_values = true)]
+    pub chatwoot_api_access_token: Option<String>,
+    /// Chatwoot account id.
+    #[arg(long, env = "CHATWOOT_ACCOUNT_ID")]
+    pub chatwoot_account_id: Option<i64>,
+    /// Id of the Chatwoot inbox (an API channel inbox) VK conversations live in.
+    #[arg(long, env = "CHATWOOT_INBOX_ID")]
+    pub chatwoot_inbox_id: Option<i64>,
+    /// Unguessable path segment of the webhook URL: POST /chatwoot/webhook/{CHATWOOT_WEBHOOK_ID_VK}.
+    #[arg(long, env = "CHATWOOT_WEBHOOK_ID_VK", hide_env_values = true)]
+    pub chatwoot_webhook_id_vk: Option<String>,
+    /// Webhook secret (Chatwoot ≥ 4.11 signs webhooks): when set, X-Chatwoot-Signature is
+    /// required and verified. Older Chatwoot signs nothing: leave it empty.
+    #[arg(long, env = "CHATWOOT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub chatwoot_webhook_secret: Option<String>,
+    /// Ids of Chatwoot agent bots whose outgoing messages are relayed too (comma separated).
+    #[arg(long, env = "CHATWOOT_ALLOWED_AGENT_BOTS", value_delimiter = ',')]
+    pub chatwoot_allowed_agent_bots: Vec<i64>,
+
+    /// Seconds between reconciliation sweeps (undelivered agent replies); 0 disables.
+    #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 300)]
+    pub reconcile_interval_secs: u64,
+    /// How far back the sweep looks, in seconds.
+    #[arg(long, env = "RECONCILE_LOOKBACK_SECS", default_value_t = 86_400)]
+    pub reconcile_lookback_secs: u64,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Validated VK settings.
+#[derive(Debug, Clone)]
+pub struct VkSettings {
+    pub group_id: i64,
+    pub access_token: Secret,
+    pub secret: Secret,
+    pub confirmation: Secret,
+    pub api_version: String,
+    pub callback_id: Secret,
+    pub api_url: String,
+}
+
+/// Validated Chatwoot settings.
+#[derive(Debug, Clone)]
+pub struct ChatwootSettings {
+    pub base_url: String,
+    pub api_token: Secret,
+    pub account_id: i64,
+    pub inbox_id: i64,
+    pub webhook_id: Secret,
+    pub webhook_secret: Option<Secret>,
+    pub allowed_agent_bots: Vec<i64>,
+}
+
+/// Everything `serve` and `check` need, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub vk: VkSettings,
+    pub chatwoot: ChatwootSettings,
+    pub reconcile_interval: Duration,
+    pub reconcile_lookback: Duration,
+    pub runtime: RuntimeArgs,
+}
+
+/// A setting is missing or wrong; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+}
+
+fn required<T: Copy>(v: Option<T>, name: &'static str) -> Result<T, ConfigError> {
+    v.ok_or(ConfigError::Missing(name))
+}
+
+fn positive(v: Option<i64>, name: &'static str) -> Result<i64, ConfigError> {
+    let v = required(v, name)?;
+    if v <= 0 {
+        return Err(ConfigError::NotPositive(name));
+    }
+    Ok(v)
+}
+
+impl Settings {
+    /// Checks every value `serve` needs, in the order of `--help`; the first problem wins.
+    pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
+        let vk = VkSettings {
+            group_id: positive(c.vk_group_id, "VK_GROUP_ID")?,
+            access_token: Secret::require(c.vk_access_token.as_deref(), "VK_ACCESS_TOKEN")?,
+            secret: Secret::require(c.vk_secret.as_deref(), "VK_SECRET")?,
+            confirmation: Secret::require(c.vk_confirmation.as_deref(), "VK_CONFIRMATION")?,
+            api_version: c.vk_api_version.clone(),
+            callback_id: Secret::require(c.vk_callback_id.as_deref(), "VK_CALLBACK_ID")?,
+            api_url: c.vk_api_url.clone(),
+        };
+        let base_url = c
+            .chatwoot_base_url
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(ConfigError::Missing("CHATWOOT_BASE_URL"))?;
+        let webhook_secret = match c.chatwoot_webhook_secret.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(Secret::require(Some(s), "CHATWOOT_WEBHOOK_SECRET")?),
+        };
+        let chatwoot = ChatwootSettings {
+            base_url,
+            api_token: Secret::require(
+                c.chatwoot_api_access_token.as_deref(),
+                "CHATWOOT_API_ACCESS_TOKEN",
+            )?,
+            account_id: positive(c.chatwoot_account_id, "CHATWOOT_ACCOUNT_ID")?,
+            inbox_id: positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?,
+            webhook_id: Secret::require(c.chatwoot_webhook_id_vk.as_deref(), "CHATWOOT_WEBHOOK_ID_VK")?,
+            webhook_secret,
+            allowed_agent_bots: c.chatwoot_allowed_agent_bots.clone(),
+        };
+        Ok(Self {
+            port: c.port,
+            vk,
+            chatwoot,
+            reconcile_interval: Duration::from_secs(c.reconcile_interval_secs),
+            reconcile_lookback: Duration::from_secs(c.reconcile_lookback_secs),
+            runtime: c.runtime.clone(),
+        })
+    }
+}
