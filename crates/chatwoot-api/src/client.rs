@@ -144,7 +144,10 @@ impl ChatwootClient {
         )
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ChatwootError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ChatwootError> {
         let res = req
             .header("api_access_token", &self.token)
             .send()
@@ -264,20 +267,27 @@ impl ChatwootClient {
         contact_id: i64,
         additional_attributes: serde_json::Value,
     ) -> Result<Conversation, ChatwootError> {
-        self.send(self.http.post(self.account_url("/conversations")).json(&json!({
-            "source_id": source_id,
-            "inbox_id": inbox_id,
-            "contact_id": contact_id,
-            "status": "open",
-            "additional_attributes": additional_attributes,
-        })))
+        self.send(
+            self.http
+                .post(self.account_url("/conversations"))
+                .json(&json!({
+                    "source_id": source_id,
+                    "inbox_id": inbox_id,
+                    "contact_id": contact_id,
+                    "status": "open",
+                    "additional_attributes": additional_attributes,
+                })),
+        )
         .await
     }
 
     /// `GET /conversations/{id}`.
     pub async fn conversation(&self, id: i64) -> Result<Conversation, ChatwootError> {
-        self.send(self.http.get(self.account_url(&format!("/conversations/{id}"))))
-            .await
+        self.send(
+            self.http
+                .get(self.account_url(&format!("/conversations/{id}"))),
+        )
+        .await
     }
 
     /// `POST /conversations/{id}/messages`: an `incoming` message (from the contact) or an

@@ -143,9 +143,13 @@ pub fn verify_signature(
     if skew > tolerance_s {
         return Err(SignatureError::Stale(skew, tolerance_s));
     }
-    let hex_sig = signature.trim().strip_prefix("sha256=").unwrap_or(signature.trim());
+    let hex_sig = signature
+        .trim()
+        .strip_prefix("sha256=")
+        .unwrap_or(signature.trim());
     let expected = hex::decode(hex_sig).map_err(|_| SignatureError::Mismatch)?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
     mac.update(timestamp.trim().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -155,7 +159,8 @@ pub fn verify_signature(
 
 /// The header value Chatwoot would send for `body` at `timestamp` (for tests and fakes).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -170,13 +175,41 @@ mod tests {
     fn signature_round_trip_and_failures() {
         let body = br#"{"event":"message_created"}"#;
         let sig = sign(b"s3cret", 1_700_000_000, body);
-        let ok = verify_signature(b"s3cret", Some(&sig), Some("1700000000"), body, 1_700_000_010, 300);
+        let ok = verify_signature(
+            b"s3cret",
+            Some(&sig),
+            Some("1700000000"),
+            body,
+            1_700_000_010,
+            300,
+        );
         assert_eq!(ok, Ok(()));
-        let tampered = verify_signature(b"s3cret", Some(&sig), Some("1700000000"), b"{}", 1_700_000_010, 300);
+        let tampered = verify_signature(
+            b"s3cret",
+            Some(&sig),
+            Some("1700000000"),
+            b"{}",
+            1_700_000_010,
+            300,
+        );
         assert_eq!(tampered, Err(SignatureError::Mismatch));
-        let wrong_key = verify_signature(b"other", Some(&sig), Some("1700000000"), body, 1_700_000_010, 300);
+        let wrong_key = verify_signature(
+            b"other",
+            Some(&sig),
+            Some("1700000000"),
+            body,
+            1_700_000_010,
+            300,
+        );
         assert_eq!(wrong_key, Err(SignatureError::Mismatch));
-        let stale = verify_signature(b"s3cret", Some(&sig), Some("1700000000"), body, 1_700_001_000, 300);
+        let stale = verify_signature(
+            b"s3cret",
+            Some(&sig),
+            Some("1700000000"),
+            body,
+            1_700_001_000,
+            300,
+        );
         assert_eq!(stale, Err(SignatureError::Stale(1000, 300)));
         assert_eq!(
             verify_signature(b"s3cret", None, Some("1"), body, 1, 300),

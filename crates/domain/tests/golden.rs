@@ -19,7 +19,10 @@ fn message_received_round_trips_byte_for_byte_in_meaning() {
     assert_eq!(msg.conversation.kind, ConversationKind::Private);
     assert_eq!(msg.attachments[1].kind, AttachmentKind::File);
     assert_eq!(msg.attachments[1].size, Some(20480));
-    assert_eq!(env.subject(), Subject::event(Source::Vk, "message.received"));
+    assert_eq!(
+        env.subject(),
+        Subject::event(Source::Vk, "message.received")
+    );
     assert_eq!(
         serde_json::to_value(&env).expect("serializes"),
         value(golden)

@@ -252,6 +252,11 @@ impl Sandbox {
         self.shared.mutate(|s| s.vk.blocked.insert(peer_id));
     }
 
+    /// The user allows messages from the community again.
+    pub fn unblock_vk_peer(&self, peer_id: i64) {
+        self.shared.mutate(|s| s.vk.blocked.remove(&peer_id));
+    }
+
     /// The community `groups.getById` describes when called without ids (default: 1, "Sandbox
     /// Community").
     pub fn set_vk_group(&self, id: i64, name: &str) {

@@ -156,8 +156,13 @@ impl Bus {
         }
         let subject = self.wire_subject(&envelope.subject());
         let id = envelope.idempotency_key.to_string();
-        self.publish_raw(&subject, &id, envelope.traceparent.as_deref(), envelope.to_bytes())
-            .await
+        self.publish_raw(
+            &subject,
+            &id,
+            envelope.traceparent.as_deref(),
+            envelope.to_bytes(),
+        )
+        .await
     }
 
     /// Publishes bytes that already are an envelope (dead-letter replay) under `msg_id`.

@@ -80,14 +80,18 @@ impl ConsumerSpec {
 
     fn delay_before(&self, next_attempt: u32) -> Duration {
         let i = (next_attempt.saturating_sub(2) as usize).min(self.backoff.len().saturating_sub(1));
-        self.backoff.get(i).copied().unwrap_or(Duration::from_secs(1))
+        self.backoff
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
 /// Runs the consumer until `shutdown` is cancelled; the message in hand is finished (and
 /// acked or NAKed) before it returns. `handler` gets each decoded envelope.
 ///
-/// Errors: only when the consumer cannot be created at start (stream missing, NATS down).
+/// It never gives up on its own: when the consumer cannot be created (stream missing, NATS
+/// down) it logs a warning and tries again every second.
 pub async fn run<P, F, Fut>(
     bus: Bus,
     dead_letters: DeadLetters,
@@ -100,10 +104,36 @@ where
     F: Fn(Envelope<P>) -> Fut,
     Fut: Future<Output = Result<(), HandleError>>,
 {
-    let consumer = create(&bus, &spec).await?;
-    tracing::info!(durable = %spec.durable, filter = %spec.filter, "consumer started");
+    // The consumer is (re-)created whenever pulling fails, e.g. after its stream was
+    // deleted and re-created or NATS lost its state; until then the loop retries every
+    // second and says so in the log.
+    let mut consumer = None;
+    tracing::info!(durable = %spec.durable, filter = %spec.filter, "consumer starting");
     while !shutdown.is_cancelled() {
-        let mut messages = match consumer.messages().await {
+        let current = match consumer.take() {
+            Some(c) => c,
+            None => match create(&bus, &spec).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(durable = %spec.durable, error = format!("{e:#}"), "cannot create consumer; retrying in 1 s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            },
+        };
+        // Small batches: messages are handled one at a time and must be acked within
+        // ack_wait. Heartbeats every 2 s make a vanished consumer show up as an error
+        // within seconds, and then it is re-created.
+        let pulled = current
+            .stream()
+            .max_messages_per_batch(10)
+            .expires(Duration::from_secs(10))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await;
+        let mut messages = match pulled {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(durable = %spec.durable, error = %e, "cannot pull; retrying in 1 s");
@@ -121,7 +151,8 @@ where
             match next {
                 Some(Ok(msg)) => handle_one(&spec, &dead_letters, &handler, msg).await,
                 Some(Err(e)) => {
-                    tracing::warn!(durable = %spec.durable, error = %e, "pull error");
+                    tracing::warn!(durable = %spec.durable, error = %e, "pull failed; re-creating the consumer");
+                    break;
                 }
                 None => break,
             }
@@ -131,7 +162,10 @@ where
     Ok(())
 }
 
-async fn create(bus: &Bus, spec: &ConsumerSpec) -> anyhow::Result<jetstream::consumer::PullConsumer> {
+async fn create(
+    bus: &Bus,
+    spec: &ConsumerSpec,
+) -> anyhow::Result<jetstream::consumer::PullConsumer> {
     let stream = bus
         .jetstream()
         .get_stream(&spec.stream)

@@ -60,10 +60,12 @@ async fn ensure_schema(pool: &PgPool, schema: &str) -> anyhow::Result<()> {
             .await?;
     if !exists {
         let ident = schema.replace('"', "\"\"");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{ident}\"")))
-            .execute(pool)
-            .await
-            .with_context(|| format!("creating schema `{schema}`"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{ident}\""
+        )))
+        .execute(pool)
+        .await
+        .with_context(|| format!("creating schema `{schema}`"))?;
     }
     Ok(())
 }

@@ -61,9 +61,8 @@ impl DeadLetters {
         reason: &str,
         attempts: i32,
     ) -> anyhow::Result<i64> {
-        let payload: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(
-            |_| serde_json::json!({ "raw": String::from_utf8_lossy(body) }),
-        );
+        let payload: serde_json::Value = serde_json::from_slice(body)
+            .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(body) }));
         let id = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {} (subject, msg_id, payload, reason, attempts) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",

@@ -54,6 +54,8 @@ pub fn prometheus() -> PrometheusHandle {
 /// Adds `/health`, `/ready`, `/metrics` and the layers to a service's routes.
 pub fn finish(routes: Router, readiness: Readiness, args: &RuntimeArgs) -> Router {
     let service = readiness.service;
+    // Install the recorder now, before the first counter is incremented.
+    let _ = prometheus();
     let ops = Router::new()
         .route(
             "/health",
@@ -67,10 +69,7 @@ pub fn finish(routes: Router, readiness: Readiness, args: &RuntimeArgs) -> Route
             }),
         )
         .route("/ready", get(ready).with_state(readiness))
-        .route(
-            "/metrics",
-            get(|| async { prometheus().render() }),
-        );
+        .route("/metrics", get(|| async { prometheus().render() }));
     routes
         .merge(ops)
         .layer(middleware::from_fn(record_metrics))
@@ -79,22 +78,20 @@ pub fn finish(routes: Router, readiness: Readiness, args: &RuntimeArgs) -> Route
             StatusCode::SERVICE_UNAVAILABLE,
             args.request_timeout(),
         ))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let request_id = req
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "http",
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    request_id,
-                    trace_id = tracing::field::Empty,
-                )
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "http",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id,
+                trace_id = tracing::field::Empty,
+            )
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

@@ -33,8 +33,9 @@ impl Drop for TelemetryGuard {
 ///
 /// Errors: the filter does not parse, or the exporter cannot be built.
 pub fn init(service: &'static str, args: &RuntimeArgs) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_new(&args.log_level)
-        .map_err(|e| anyhow::anyhow!("LOG_LEVEL `{}` is not a valid filter: {e}", args.log_level))?;
+    let filter = EnvFilter::try_new(&args.log_level).map_err(|e| {
+        anyhow::anyhow!("LOG_LEVEL `{}` is not a valid filter: {e}", args.log_level)
+    })?;
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -79,7 +80,11 @@ pub fn init(service: &'static str, args: &RuntimeArgs) -> anyhow::Result<Telemet
         .with(otel)
         .with(fmt)
         .try_init()?;
-    tracing::info!(service, version = env!("CARGO_PKG_VERSION"), "telemetry ready");
+    tracing::info!(
+        service,
+        version = env!("CARGO_PKG_VERSION"),
+        "telemetry ready"
+    );
     Ok(TelemetryGuard { provider })
 }
 
@@ -129,7 +134,9 @@ impl Injector for TraceparentCarrier {
 
 impl Extractor for TraceparentCarrier {
     fn get(&self, key: &str) -> Option<&str> {
-        (key == "traceparent").then_some(self.0.as_deref()).flatten()
+        (key == "traceparent")
+            .then_some(self.0.as_deref())
+            .flatten()
     }
     fn keys(&self) -> Vec<&str> {
         vec!["traceparent"]

@@ -144,8 +144,8 @@ impl VkClient {
             .bytes()
             .await
             .map_err(|e| VkError::Transport(without_url(e)))?;
-        let env: Envelope<T> = serde_json::from_slice(&body)
-            .map_err(|e| VkError::Decode(format!("{method}: {e}")))?;
+        let env: Envelope<T> =
+            serde_json::from_slice(&body).map_err(|e| VkError::Decode(format!("{method}: {e}")))?;
         if let Some(err) = env.error {
             return Err(VkError::Api {
                 code: err.error_code,
@@ -179,11 +179,7 @@ impl VkClient {
 
     /// `users.get` for the given ids (<https://dev.vk.com/ru/method/users.get>).
     pub async fn users_get(&self, ids: &[i64]) -> Result<Vec<User>, VkError> {
-        let ids = ids
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
+        let ids = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         self.call("users.get", &[("user_ids", ids)]).await
     }
 

@@ -39,7 +39,9 @@ impl VkError {
     /// How to react, per VK's error table.
     pub fn class(&self) -> ErrorClass {
         match self {
-            VkError::Api { code: 6 | 10 | 1, .. } => ErrorClass::RetrySoon,
+            VkError::Api {
+                code: 6 | 10 | 1, ..
+            } => ErrorClass::RetrySoon,
             VkError::Api { code: 9, .. } => ErrorClass::RetryLater,
             VkError::Api { .. } => ErrorClass::Final,
             VkError::Http { status, .. } if *status == 429 || *status >= 500 => {

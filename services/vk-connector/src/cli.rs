@@ -6,7 +6,7 @@ use service_kit::bus::Bus;
 use service_kit::dead_letter::DeadLetters;
 
 use crate::config::{Cli, Command, DlqAction, Settings};
-use crate::{App, AppState, MIGRATOR, SERVICE, store};
+use crate::{App, MIGRATOR, SERVICE, store};
 
 /// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
 /// configuration.
@@ -61,15 +61,26 @@ async fn migrate(rt: &service_kit::RuntimeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Tries both tokens and says which fails and why.
-async fn check(settings: Settings) -> ExitCode {
-    let http = match service_kit::http_client::build(SERVICE, std::time::Duration::from_secs(10)) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("cannot build an HTTP client: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// The outcome of `vk-connector check`: one line per upstream, `Ok` with what the token
+/// belongs to, `Err` with why it fails and what to do.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub vk: Result<String, String>,
+    pub chatwoot: Result<String, String>,
+}
+
+impl CheckReport {
+    /// Both tokens work.
+    pub fn ok(&self) -> bool {
+        self.vk.is_ok() && self.chatwoot.is_ok()
+    }
+}
+
+/// Tries the VK token (`groups.getById` of `VK_GROUP_ID`) and the Chatwoot token
+/// (`GET /api/v1/profile`).
+pub async fn check_upstreams(state_settings: &Settings) -> anyhow::Result<CheckReport> {
+    let http = service_kit::http_client::build(SERVICE, std::time::Duration::from_secs(10))?;
+    let settings = state_settings;
     let vk = vk_api::VkClient::new(
         http.clone(),
         &settings.vk.api_url,
@@ -82,37 +93,54 @@ async fn check(settings: Settings) -> ExitCode {
         settings.chatwoot.api_token.expose(),
         settings.chatwoot.account_id,
     );
-    let mut ok = true;
-    match vk.group_by_id(settings.vk.group_id).await {
-        Ok(g) => println!("VK_ACCESS_TOKEN: ok (community «{}», id {})", g.name, g.id),
+    let vk = match vk.group_by_id(settings.vk.group_id).await {
+        Ok(g) => Ok(format!("community «{}», id {}", g.name, g.id)),
         Err(e) => {
-            ok = false;
             let hint = match e.code() {
                 Some(5) => " — the token is wrong or revoked: issue a new community token",
                 Some(15) | Some(27) => " — the token lacks rights for this method",
                 Some(100) => " — check VK_GROUP_ID",
                 _ => "",
             };
-            println!("VK_ACCESS_TOKEN: FAILED — {e}{hint}");
+            Err(format!("{e}{hint}"))
         }
-    }
-    match chatwoot.profile().await {
-        Ok(p) => println!(
-            "CHATWOOT_API_ACCESS_TOKEN: ok (acting as «{}», id {})",
+    };
+    let chatwoot = match chatwoot.profile().await {
+        Ok(p) => Ok(format!(
+            "acting as «{}», id {}",
             p.name.unwrap_or_default(),
             p.id
-        ),
+        )),
         Err(e) => {
-            ok = false;
             let hint = match e.status() {
                 Some(401) => " — the token is wrong: copy it from Profile settings → Access token",
                 None => " — check CHATWOOT_BASE_URL",
                 _ => "",
             };
-            println!("CHATWOOT_API_ACCESS_TOKEN: FAILED — {e}{hint}");
+            Err(format!("{e}{hint}"))
+        }
+    };
+    Ok(CheckReport { vk, chatwoot })
+}
+
+async fn check(settings: Settings) -> ExitCode {
+    let report = match check_upstreams(&settings).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{SERVICE}: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (name, r) in [
+        ("VK_ACCESS_TOKEN", &report.vk),
+        ("CHATWOOT_API_ACCESS_TOKEN", &report.chatwoot),
+    ] {
+        match r {
+            Ok(what) => println!("{name}: ok ({what})"),
+            Err(why) => println!("{name}: FAILED — {why}"),
         }
     }
-    if ok {
+    if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -132,7 +160,10 @@ async fn dlq(rt: &service_kit::RuntimeArgs, action: DlqAction) -> anyhow::Result
             } else if rows.is_empty() {
                 println!("no dead letters{}", if all { "" } else { " waiting" });
             } else {
-                println!("{:>6}  {:<20}  {:<28}  {:>8}  reason", "id", "created_at", "subject", "attempts");
+                println!(
+                    "{:>6}  {:<20}  {:<28}  {:>8}  reason",
+                    "id", "created_at", "subject", "attempts"
+                );
                 for r in &rows {
                     let created = r
                         .created_at
@@ -145,7 +176,11 @@ async fn dlq(rt: &service_kit::RuntimeArgs, action: DlqAction) -> anyhow::Result
                         r.subject,
                         r.attempts,
                         r.reason,
-                        if r.replayed_at.is_some() { " (replayed)" } else { "" }
+                        if r.replayed_at.is_some() {
+                            " (replayed)"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -157,9 +192,4 @@ async fn dlq(rt: &service_kit::RuntimeArgs, action: DlqAction) -> anyhow::Result
         }
     }
     Ok(())
-}
-
-/// Used by tests that drive the app through [`AppState`] directly.
-pub fn state_of(app: &App) -> &AppState {
-    app.state()
 }

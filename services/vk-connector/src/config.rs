@@ -212,7 +212,10 @@ impl Settings {
             )?,
             account_id: positive(c.chatwoot_account_id, "CHATWOOT_ACCOUNT_ID")?,
             inbox_id: positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?,
-            webhook_id: Secret::require(c.chatwoot_webhook_id_vk.as_deref(), "CHATWOOT_WEBHOOK_ID_VK")?,
+            webhook_id: Secret::require(
+                c.chatwoot_webhook_id_vk.as_deref(),
+                "CHATWOOT_WEBHOOK_ID_VK",
+            )?,
             webhook_secret,
             allowed_agent_bots: c.chatwoot_allowed_agent_bots.clone(),
         };

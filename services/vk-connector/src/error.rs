@@ -38,7 +38,9 @@ impl IntoResponse for ApiError {
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match &self {
-            ApiError::BusDown(e) => tracing::error!(error = %e, "event bus unavailable; asking the upstream to retry"),
+            ApiError::BusDown(e) => {
+                tracing::error!(error = %e, "event bus unavailable; asking the upstream to retry")
+            }
             ApiError::Unexpected(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
             other => tracing::info!(status = status.as_u16(), reason = %other, "request refused"),
         }

@@ -63,7 +63,7 @@ impl AppState {
         )
         .await?;
         let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
-        Ok(Self::from_parts(settings, pool, bus)?)
+        Self::from_parts(settings, pool, bus)
     }
 
     /// Builds the state from an existing pool and bus.
@@ -138,7 +138,10 @@ impl App {
     /// finishes in-flight requests and the messages in hand.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
-        tracing::info!(port = self.listener.local_addr()?.port(), "vk-connector listening");
+        tracing::info!(
+            port = self.listener.local_addr()?.port(),
+            "vk-connector listening"
+        );
         let relay = {
             let s = state.clone();
             consumer::run::<Event, _, _>(

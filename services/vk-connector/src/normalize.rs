@@ -1,7 +1,9 @@
 //! VK message objects → the normalized [`domain::InboundMessage`], and outbound text shaping
 //! (attachments as links, splitting at VK's length limit, stable `random_id`s).
 
-use domain::{Attachment, AttachmentKind, ConversationKind, ConversationRef, InboundMessage, Sender};
+use domain::{
+    Attachment, AttachmentKind, ConversationKind, ConversationRef, InboundMessage, Sender,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use vk_api::callback::{CHAT_PEER_OFFSET, Message, MessageAttachment};
@@ -70,7 +72,13 @@ pub fn attachment(a: &MessageAttachment) -> Attachment {
                 .and_then(|u| u.as_str())
                 .map(str::to_owned)
                 .or_else(|| largest_size(o?.get("sizes")?));
-            (AttachmentKind::Image, url, Some("image/jpeg".to_owned()), None, None)
+            (
+                AttachmentKind::Image,
+                url,
+                Some("image/jpeg".to_owned()),
+                None,
+                None,
+            )
         }
         "doc" => (
             AttachmentKind::File,
@@ -86,7 +94,13 @@ pub fn attachment(a: &MessageAttachment) -> Attachment {
             None,
             None,
         ),
-        "video" => (AttachmentKind::Video, owner_item("video"), None, s(o, "title"), None),
+        "video" => (
+            AttachmentKind::Video,
+            owner_item("video"),
+            None,
+            s(o, "title"),
+            None,
+        ),
         "audio" => (
             AttachmentKind::Audio,
             s(o, "url").filter(|u| !u.is_empty()),
@@ -100,15 +114,32 @@ pub fn attachment(a: &MessageAttachment) -> Attachment {
         ),
         "sticker" => (
             AttachmentKind::Sticker,
-            o.and_then(|st| st.get("images"))
-                .and_then(|imgs| imgs.as_array()?.last()?.get("url")?.as_str().map(str::to_owned)),
+            o.and_then(|st| st.get("images")).and_then(|imgs| {
+                imgs.as_array()?
+                    .last()?
+                    .get("url")?
+                    .as_str()
+                    .map(str::to_owned)
+            }),
             None,
             None,
             None,
         ),
         "link" => (AttachmentKind::Link, s(o, "url"), None, s(o, "title"), None),
-        "wall" => (AttachmentKind::Link, owner_item_wall(o), None, Some("wall post".into()), None),
-        other => (AttachmentKind::Other, None, None, Some(other.to_owned()), None),
+        "wall" => (
+            AttachmentKind::Link,
+            owner_item_wall(o),
+            None,
+            Some("wall post".into()),
+            None,
+        ),
+        other => (
+            AttachmentKind::Other,
+            None,
+            None,
+            Some(other.to_owned()),
+            None,
+        ),
     };
     Attachment {
         kind,

@@ -74,7 +74,10 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
             if state.store.outbound_delivered(cw.account_id, m.id).await?
                 || state
                     .store
-                    .dead_lettered(&domain::IdempotencyKey::chatwoot_message(cw.account_id, m.id))
+                    .dead_lettered(&domain::IdempotencyKey::chatwoot_message(
+                        cw.account_id,
+                        m.id,
+                    ))
                     .await?
             {
                 // Delivered, or given up on for a reason an operator must see (dlq list).
@@ -86,7 +89,10 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
                 .iter()
                 .map(|a| domain::Attachment {
                     kind: domain::AttachmentKind::File,
-                    url: a.get("data_url").and_then(|u| u.as_str()).map(str::to_owned),
+                    url: a
+                        .get("data_url")
+                        .and_then(|u| u.as_str())
+                        .map(str::to_owned),
                     mime: None,
                     name: None,
                     size: None,
@@ -111,7 +117,11 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
                 author,
             );
             state.bus.publish(&cmd).await?;
-            tracing::info!(chatwoot_message_id = m.id, peer_id = conv.peer_id, "queued an agent reply the webhook missed");
+            tracing::info!(
+                chatwoot_message_id = m.id,
+                peer_id = conv.peer_id,
+                "queued an agent reply the webhook missed"
+            );
             report.queued += 1;
         }
     }

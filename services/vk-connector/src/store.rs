@@ -96,10 +96,12 @@ impl Store {
 
     /// The VK dialogue of a Chatwoot conversation (None: not ours).
     pub async fn peer_for_conversation(&self, conversation_id: i64) -> sqlx::Result<Option<i64>> {
-        sqlx::query_scalar("SELECT peer_id FROM vk.conversations WHERE chatwoot_conversation_id = $1")
-            .bind(conversation_id)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT peer_id FROM vk.conversations WHERE chatwoot_conversation_id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     pub async fn save_conversation(
@@ -140,7 +142,10 @@ impl Store {
     }
 
     /// Conversations with activity in the last `lookback_secs`, for the reconciliation sweep.
-    pub async fn recent_conversations(&self, lookback_secs: i64) -> sqlx::Result<Vec<ConversationLink>> {
+    pub async fn recent_conversations(
+        &self,
+        lookback_secs: i64,
+    ) -> sqlx::Result<Vec<ConversationLink>> {
         sqlx::query_as(
             "SELECT peer_id, chatwoot_conversation_id, \
              EXTRACT(EPOCH FROM created_at)::BIGINT AS created_unix \
@@ -153,10 +158,12 @@ impl Store {
     }
 
     pub async fn inbound_done(&self, key: &str) -> sqlx::Result<bool> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM vk.inbound_processed WHERE idempotency_key = $1)")
-            .bind(key)
-            .fetch_one(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM vk.inbound_processed WHERE idempotency_key = $1)",
+        )
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await
     }
 
     pub async fn mark_inbound_done(&self, key: &str, chatwoot_message_id: i64) -> sqlx::Result<()> {

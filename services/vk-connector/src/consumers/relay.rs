@@ -25,11 +25,9 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
     let peer_id: i64 = msg.conversation.id.parse().map_err(|_| {
         HandleError::Fatal(format!("peer id `{}` is not a number", msg.conversation.id))
     })?;
-    let from_id: i64 = msg
-        .sender
-        .id
-        .parse()
-        .map_err(|_| HandleError::Fatal(format!("sender id `{}` is not a number", msg.sender.id)))?;
+    let from_id: i64 = msg.sender.id.parse().map_err(|_| {
+        HandleError::Fatal(format!("sender id `{}` is not a number", msg.sender.id))
+    })?;
     let conversation_id = conversation(&state, peer_id, from_id, &msg).await?;
     let content = normalize::chatwoot_content(&msg);
     let attrs = json!({ "external_id": key });
@@ -41,7 +39,11 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
         Ok(m) => m,
         Err(e) if e.status() == Some(404) => {
             // The conversation was deleted in Chatwoot: forget it; the retry makes a new one.
-            state.store.forget_conversation(peer_id).await.map_err(db_failure)?;
+            state
+                .store
+                .forget_conversation(peer_id)
+                .await
+                .map_err(db_failure)?;
             return Err(HandleError::Retry {
                 reason: format!("conversation {conversation_id} is gone in Chatwoot"),
                 after: Some(std::time::Duration::from_millis(100)),
@@ -49,8 +51,16 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
         }
         Err(e) => return Err(chatwoot_failure("posting the message", e)),
     };
-    state.store.mark_inbound_done(key, created.id).await.map_err(db_failure)?;
-    state.store.touch_conversation(peer_id).await.map_err(db_failure)?;
+    state
+        .store
+        .mark_inbound_done(key, created.id)
+        .await
+        .map_err(db_failure)?;
+    state
+        .store
+        .touch_conversation(peer_id)
+        .await
+        .map_err(db_failure)?;
     tracing::info!(
         peer_id,
         chatwoot_conversation_id = conversation_id,
@@ -69,7 +79,12 @@ async fn conversation(
     from_id: i64,
     msg: &InboundMessage,
 ) -> Result<i64, HandleError> {
-    if let Some(id) = state.store.conversation_for_peer(peer_id).await.map_err(db_failure)? {
+    if let Some(id) = state
+        .store
+        .conversation_for_peer(peer_id)
+        .await
+        .map_err(db_failure)?
+    {
         return Ok(id);
     }
     let (contact_id, source_id) = contact(state, from_id, msg).await?;
@@ -172,7 +187,11 @@ async fn user_name(state: &AppState, user_id: i64) -> Result<String, HandleError
         Ok(users) => {
             if let Some(u) = users.into_iter().find(|u| u.id == user_id) {
                 let name = u.full_name();
-                state.store.save_user_name(user_id, &name).await.map_err(db_failure)?;
+                state
+                    .store
+                    .save_user_name(user_id, &name)
+                    .await
+                    .map_err(db_failure)?;
                 return Ok(name);
             }
             Ok(format!("VK user {user_id}"))

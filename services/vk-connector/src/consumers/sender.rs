@@ -22,7 +22,10 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
         .await
         .map_err(db_failure)?
     {
-        tracing::info!(chatwoot_message_id = origin.message_id, "already delivered to VK");
+        tracing::info!(
+            chatwoot_message_id = origin.message_id,
+            "already delivered to VK"
+        );
         return Ok(());
     }
     let peer_id: i64 = out.conversation.id.parse().map_err(|_| {
@@ -36,7 +39,9 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
         text.push_str(&normalize::attachment_line(a));
     }
     if text.trim().is_empty() {
-        return Err(HandleError::Fatal("nothing to send: no text and no attachments".into()));
+        return Err(HandleError::Fatal(
+            "nothing to send: no text and no attachments".into(),
+        ));
     }
     let mut ids = Vec::new();
     for (part, chunk) in normalize::split_text(&text, vk_api::MAX_MESSAGE_CHARS)

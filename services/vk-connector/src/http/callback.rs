@@ -60,7 +60,8 @@ pub async fn handle(
     match event.kind.as_str() {
         "confirmation" => {
             tracing::info!(group_id = event.group_id, "answering VK confirmation");
-            metrics::counter!("vk_callbacks_total", "type" => "confirmation", "outcome" => "ok").increment(1);
+            metrics::counter!("vk_callbacks_total", "type" => "confirmation", "outcome" => "ok")
+                .increment(1);
             Ok(text(vk.confirmation.expose().to_owned()))
         }
         "message_new" => {

@@ -67,7 +67,9 @@ pub async fn handle(
         return Ok(ignored(reason));
     }
     let Some(conversation) = msg.conversation.as_ref() else {
-        return Err(ApiError::BadRequest("message_created without conversation".into()));
+        return Err(ApiError::BadRequest(
+            "message_created without conversation".into(),
+        ));
     };
     span.record("chatwoot_conversation_id", conversation.id);
     if let Some(account) = &msg.account
@@ -84,8 +86,16 @@ pub async fn handle(
         return Ok(ignored("conversation not mapped to VK"));
     };
     let command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
-    let published = state.bus.publish(&command).await.map_err(ApiError::BusDown)?;
-    tracing::info!(peer_id, duplicate = published.duplicate, "agent reply queued for VK");
+    let published = state
+        .bus
+        .publish(&command)
+        .await
+        .map_err(ApiError::BusDown)?;
+    tracing::info!(
+        peer_id,
+        duplicate = published.duplicate,
+        "agent reply queued for VK"
+    );
     metrics::counter!("chatwoot_webhooks_total", "outcome" => "queued").increment(1);
     Ok(Json(json!({ "ok": true, "queued": true })))
 }
@@ -110,7 +120,10 @@ pub fn skip_reason(msg: &MessagePayload, allowed_bots: &[i64]) -> Option<&'stati
     let sender = msg.sender.as_ref();
     match sender.and_then(|s| s.kind.as_deref()) {
         Some("user") => {}
-        Some("agent_bot") if sender.and_then(|s| s.id).is_some_and(|id| allowed_bots.contains(&id)) => {}
+        Some("agent_bot")
+            if sender
+                .and_then(|s| s.id)
+                .is_some_and(|id| allowed_bots.contains(&id)) => {}
         Some("agent_bot") => return Some("agent bot not allowed"),
         _ => return Some("not written by an agent"),
     }

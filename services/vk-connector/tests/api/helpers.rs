@@ -1,0 +1,298 @@
+//! `spawn_app`: the real vk-connector on port 0 with a fresh database, unique NATS streams and
+//! a sandbox for VK and Chatwoot.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use sandbox::Sandbox;
+use serde_json::{Value, json};
+use service_kit::{RuntimeArgs, Secret};
+use tokio_util::sync::CancellationToken;
+use vk_connector::AppState;
+use vk_connector::config::{ChatwootSettings, Settings, VkSettings};
+
+pub const GROUP_ID: i64 = 227_000_001;
+pub const VK_SECRET: &str = "vk-callback-secret";
+pub const CONFIRMATION: &str = "a1b2c3d4";
+pub const CALLBACK_ID: &str = "cb-7f3a";
+pub const WEBHOOK_ID: &str = "cw-91e2";
+pub const USER_ID: i64 = 1001;
+
+/// How long a test waits for an asynchronous effect before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sandbox: Sandbox,
+    pub state: AppState,
+    pub shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    db_name: String,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub webhook_secret: Option<&'static str>,
+    pub reconcile_interval: Option<Duration>,
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
+}
+
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Options) -> Settings {
+    let mut runtime = RuntimeArgs::for_database(db_url);
+    runtime.nats_url = nats_url();
+    runtime.nats_subject_prefix = prefix.to_owned();
+    runtime.log_level = "warn".into();
+    Settings {
+        port: 0,
+        vk: VkSettings {
+            group_id: GROUP_ID,
+            access_token: Secret::new(sandbox.options().vk_access_token.clone()),
+            secret: Secret::new(VK_SECRET),
+            confirmation: Secret::new(CONFIRMATION),
+            api_version: "5.199".into(),
+            callback_id: Secret::new(CALLBACK_ID),
+            api_url: sandbox.vk_api_url(),
+        },
+        chatwoot: ChatwootSettings {
+            base_url: sandbox.chatwoot_url(),
+            api_token: Secret::new(sandbox.options().chatwoot_api_token.clone()),
+            account_id: sandbox.options().chatwoot_account_id,
+            inbox_id: sandbox.options().chatwoot_inbox_id,
+            webhook_id: Secret::new(WEBHOOK_ID),
+            webhook_secret: opts.webhook_secret.map(Secret::new),
+            allowed_agent_bots: vec![],
+        },
+        reconcile_interval: opts.reconcile_interval.unwrap_or(Duration::ZERO),
+        reconcile_lookback: Duration::from_secs(3600),
+        runtime,
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(opts: Options) -> TestApp {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let sandbox = Sandbox::start().await.expect("sandbox starts");
+    sandbox.add_vk_user(USER_ID, "Иван", "Петров");
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let db_name = format!("vk_test_{}", &id[id.len() - 16..]);
+    let admin = sqlx::PgPool::connect(&admin_url())
+        .await
+        .expect("admin connection to Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let prefix = format!("t{}", &id[id.len() - 12..]);
+    let settings = settings_for(&sandbox, database_url(&db_name), &prefix, &opts);
+    let app = vk_connector::App::build(settings)
+        .await
+        .expect("app builds");
+    let port = app.port();
+    let state = app.state().clone();
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until(shutdown.clone()));
+    let base = format!("http://127.0.0.1:{port}");
+    sandbox.set_chatwoot_webhook(
+        Some(format!("{base}/chatwoot/webhook/{WEBHOOK_ID}")),
+        opts.webhook_secret.map(str::to_owned),
+    );
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        sandbox,
+        state,
+        shutdown,
+        handle,
+        db_name,
+    }
+}
+
+impl TestApp {
+    pub async fn post_callback(&self, body: &Value) -> reqwest::Response {
+        self.post_callback_raw(CALLBACK_ID, body.to_string()).await
+    }
+
+    pub async fn post_callback_raw(&self, id: &str, body: String) -> reqwest::Response {
+        self.http
+            .post(format!("{}/vk/callback/{id}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("callback request")
+    }
+
+    pub async fn post_webhook(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/chatwoot/webhook/{WEBHOOK_ID}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("webhook request")
+    }
+
+    /// Messages stored in this app's stream `EVENTS` or `COMMANDS`.
+    pub async fn stream_messages(&self, stream: &str) -> u64 {
+        let mut s = self
+            .state
+            .bus
+            .jetstream()
+            .get_stream(stream)
+            .await
+            .expect("stream exists");
+        s.info().await.expect("stream info").state.messages
+    }
+
+    pub async fn events_stored(&self) -> u64 {
+        self.stream_messages(&self.state.bus.events_stream()).await
+    }
+
+    pub async fn commands_stored(&self) -> u64 {
+        self.stream_messages(&self.state.bus.commands_stream())
+            .await
+    }
+
+    /// Sends a VK message through the callback and waits until it is in Chatwoot; returns
+    /// the Chatwoot conversation id.
+    pub async fn customer_writes(&self, text: &str) -> i64 {
+        let before = self.all_chatwoot_messages().len();
+        let res = self.post_callback(&message_new(USER_ID, text)).await;
+        assert_eq!(res.status(), 200);
+        self.sandbox
+            .wait_until(WAIT, |s| all_messages(s).len() > before)
+            .await
+            .expect("message reaches Chatwoot");
+        self.conversation_id()
+    }
+
+    pub fn conversation_id(&self) -> i64 {
+        let convs = self.sandbox.chatwoot_conversations();
+        convs
+            .last()
+            .and_then(|c| c["id"].as_i64())
+            .expect("a Chatwoot conversation exists")
+    }
+
+    pub fn all_chatwoot_messages(&self) -> Vec<Value> {
+        all_messages(&self.sandbox)
+    }
+
+    /// Waits for a condition on the database (polled, bounded by [`WAIT`]).
+    pub async fn wait_db<F, Fut>(&self, what: &str, f: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !f().await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the app and removes its streams and database.
+    pub async fn cleanup(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+        let _ = self.state.bus.delete_streams().await;
+        self.state.store.pool().close().await;
+        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            )))
+            .execute(&admin)
+            .await;
+        }
+    }
+}
+
+pub fn all_messages(s: &Sandbox) -> Vec<Value> {
+    s.chatwoot_conversations()
+        .iter()
+        .filter_map(|c| c["id"].as_i64())
+        .flat_map(|id| s.chatwoot_messages(id))
+        .collect()
+}
+
+/// A unique 40-hex-char event id, like VK's.
+pub fn event_id() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    format!("{a}{}", &a[..8])
+}
+
+/// VK `message_new` (API 5.199 shape) from `from_id`.
+pub fn message_new(from_id: i64, text: &str) -> Value {
+    message_new_with(from_id, text, json!([]), &event_id())
+}
+
+pub fn message_new_with(from_id: i64, text: &str, attachments: Value, event_id: &str) -> Value {
+    json!({
+        "group_id": GROUP_ID,
+        "type": "message_new",
+        "event_id": event_id,
+        "v": "5.199",
+        "object": {
+            "message": {
+                "date": 1_763_812_800,
+                "from_id": from_id,
+                "id": 4521,
+                "out": 0,
+                "version": 10_000_123,
+                "attachments": attachments,
+                "conversation_message_id": 37,
+                "fwd_messages": [],
+                "important": false,
+                "is_hidden": false,
+                "peer_id": from_id,
+                "random_id": 0,
+                "text": text
+            },
+            "client_info": {
+                "button_actions": ["text", "vkpay", "open_app", "location", "open_link", "callback"],
+                "keyboard": true,
+                "inline_keyboard": true,
+                "carousel": true,
+                "lang_id": 0
+            }
+        },
+        "secret": VK_SECRET
+    })
+}
+
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
+        .expect("fixture is JSON")
+}
+
+pub fn jetstream_of(app: &TestApp) -> &jetstream::Context {
+    app.state.bus.jetstream()
+}

@@ -1,0 +1,9 @@
+//! vk-connector against real Postgres and NATS, with the sandbox standing in for VK and
+//! Chatwoot. One test binary (one link on 2 cores); each test has its own database, its own
+//! NATS subject prefix and streams, and its own sandbox.
+
+mod callback;
+mod helpers;
+mod ops;
+mod outbound;
+mod relay;
