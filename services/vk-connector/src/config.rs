@@ -90,6 +90,14 @@ pub struct Config {
     /// VK API base URL; tests point it at the sandbox.
     #[arg(long, env = "VK_API_URL", default_value = "https://api.vk.com/method")]
     pub vk_api_url: String,
+    /// Receive VK events through the Bots Long Poll API instead of (or besides) the Callback
+    /// API: for hosts VK cannot reach. Then VK_SECRET, VK_CONFIRMATION and VK_CALLBACK_ID may
+    /// be left unset (the callback route answers 404).
+    #[arg(long, env = "VK_LONG_POLL", default_value_t = false, action = clap::ArgAction::Set)]
+    pub vk_long_poll: bool,
+    /// Seconds one long poll request waits for events (VK allows up to 90).
+    #[arg(long, env = "VK_LONG_POLL_WAIT_SECS", default_value_t = 25)]
+    pub vk_long_poll_wait_secs: u64,
 
     /// Chatwoot base URL, e.g. https://chatwoot.example.com.
     #[arg(long, env = "CHATWOOT_BASE_URL")]
@@ -130,11 +138,20 @@ pub struct Config {
 pub struct VkSettings {
     pub group_id: i64,
     pub access_token: Secret,
+    pub api_version: String,
+    pub api_url: String,
+    /// The Callback API route; None when only Long Poll is used.
+    pub callback: Option<CallbackSettings>,
+    /// Long Poll wait per request; None when Long Poll is off.
+    pub long_poll: Option<Duration>,
+}
+
+/// What the Callback API route needs.
+#[derive(Debug, Clone)]
+pub struct CallbackSettings {
     pub secret: Secret,
     pub confirmation: Secret,
-    pub api_version: String,
     pub callback_id: Secret,
-    pub api_url: String,
 }
 
 /// Validated Chatwoot settings.
@@ -186,14 +203,31 @@ fn positive(v: Option<i64>, name: &'static str) -> Result<i64, ConfigError> {
 impl Settings {
     /// Checks every value `serve` needs, in the order of `--help`; the first problem wins.
     pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
+        let group_id = positive(c.vk_group_id, "VK_GROUP_ID")?;
+        let access_token = Secret::require(c.vk_access_token.as_deref(), "VK_ACCESS_TOKEN")?;
+        // With Long Poll the callback is optional: configured only when its id is set.
+        let callback = if c.vk_long_poll
+            && c.vk_callback_id
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+        {
+            None
+        } else {
+            Some(CallbackSettings {
+                secret: Secret::require(c.vk_secret.as_deref(), "VK_SECRET")?,
+                confirmation: Secret::require(c.vk_confirmation.as_deref(), "VK_CONFIRMATION")?,
+                callback_id: Secret::require(c.vk_callback_id.as_deref(), "VK_CALLBACK_ID")?,
+            })
+        };
         let vk = VkSettings {
-            group_id: positive(c.vk_group_id, "VK_GROUP_ID")?,
-            access_token: Secret::require(c.vk_access_token.as_deref(), "VK_ACCESS_TOKEN")?,
-            secret: Secret::require(c.vk_secret.as_deref(), "VK_SECRET")?,
-            confirmation: Secret::require(c.vk_confirmation.as_deref(), "VK_CONFIRMATION")?,
+            group_id,
+            access_token,
             api_version: c.vk_api_version.clone(),
-            callback_id: Secret::require(c.vk_callback_id.as_deref(), "VK_CALLBACK_ID")?,
             api_url: c.vk_api_url.clone(),
+            callback,
+            long_poll: c
+                .vk_long_poll
+                .then(|| Duration::from_secs(c.vk_long_poll_wait_secs.clamp(1, 90))),
         };
         let base_url = c
             .chatwoot_base_url
@@ -227,5 +261,98 @@ impl Settings {
             reconcile_lookback: Duration::from_secs(c.reconcile_lookback_secs),
             runtime: c.runtime.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut args = vec!["vk-connector".to_owned()];
+        for (k, v) in env {
+            args.push(format!(
+                "--{}={v}",
+                k.to_ascii_lowercase().replace('_', "-")
+            ));
+        }
+        let cli = Cli::try_parse_from(args).expect("flags parse");
+        Settings::from_config(&cli.config)
+    }
+
+    const FULL: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://x@localhost/db"),
+        ("VK_GROUP_ID", "1"),
+        ("VK_ACCESS_TOKEN", "vk1.a.token"),
+        ("VK_SECRET", "s3cr3t"),
+        ("VK_CONFIRMATION", "abc123"),
+        ("VK_CALLBACK_ID", "cb"),
+        ("CHATWOOT_BASE_URL", "https://cw.example.com"),
+        ("CHATWOOT_API_ACCESS_TOKEN", "cwtoken"),
+        ("CHATWOOT_ACCOUNT_ID", "1"),
+        ("CHATWOOT_INBOX_ID", "2"),
+        ("CHATWOOT_WEBHOOK_ID_VK", "hook"),
+    ];
+
+    fn without(name: &str) -> Vec<(&'static str, &'static str)> {
+        FULL.iter().copied().filter(|(k, _)| *k != name).collect()
+    }
+
+    fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
+        let mut v = without(name);
+        v.push((name, value));
+        v
+    }
+
+    #[test]
+    fn a_complete_config_is_accepted_and_debug_hides_secrets() {
+        let s = parse(FULL).expect("valid");
+        assert!(s.vk.callback.is_some());
+        assert!(s.vk.long_poll.is_none());
+        let debug = format!("{s:?}");
+        for secret in ["vk1.a.token", "s3cr3t", "cwtoken"] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+
+    #[test]
+    fn missing_or_placeholder_secrets_are_named() {
+        let e = parse(&without("VK_ACCESS_TOKEN")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "VK_ACCESS_TOKEN is not set; set it in the environment or in .env"
+        );
+        let e = parse(&with("CHATWOOT_API_ACCESS_TOKEN", "your_chatwoot_token")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "CHATWOOT_API_ACCESS_TOKEN still holds a placeholder value; set the real secret"
+        );
+        let e = parse(&with("VK_SECRET", "change_me"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("VK_SECRET "), "{e}");
+        let e = parse(&without("CHATWOOT_INBOX_ID"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "CHATWOOT_INBOX_ID is not set");
+        let e = parse(&with("VK_GROUP_ID", "-5")).unwrap_err().to_string();
+        assert_eq!(e, "VK_GROUP_ID must be positive");
+    }
+
+    #[test]
+    fn long_poll_makes_the_callback_optional() {
+        let mut env: Vec<_> = FULL
+            .iter()
+            .copied()
+            .filter(|(k, _)| !matches!(*k, "VK_SECRET" | "VK_CONFIRMATION" | "VK_CALLBACK_ID"))
+            .collect();
+        assert!(
+            parse(&env).is_err(),
+            "callback settings required without Long Poll"
+        );
+        env.push(("VK_LONG_POLL", "true"));
+        let s = parse(&env).expect("valid with Long Poll");
+        assert!(s.vk.callback.is_none());
+        assert_eq!(s.vk.long_poll, Some(Duration::from_secs(25)));
     }
 }

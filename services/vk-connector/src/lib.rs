@@ -1,7 +1,7 @@
 //! vk-connector: VK community messages into Chatwoot conversations, agents' replies back to VK.
 //!
 //! ```text
-//! VK ──callback──▶ /vk/callback ──▶ events.vk.message.received ──▶ relay ──▶ Chatwoot API
+//! VK ──callback / long poll──▶ ingest ──▶ events.vk.message.received ──▶ relay ──▶ Chatwoot API
 //! Chatwoot ──webhook──▶ /chatwoot/webhook ──▶ cmd.vk.message.send ──▶ sender ──▶ VK messages.send
 //!                       reconciliation sweep ──┘ (replies the webhook missed)
 //! ```
@@ -14,6 +14,8 @@ pub mod config;
 pub mod consumers;
 pub mod error;
 pub mod http;
+pub mod ingest;
+pub mod long_poll;
 pub mod normalize;
 pub mod reconcile;
 pub mod store;
@@ -171,8 +173,16 @@ impl App {
             )
         };
         let sweep = reconcile::run(state.clone(), shutdown.clone());
+        let long_poll = {
+            let (s, t) = (state.clone(), shutdown.clone());
+            async move {
+                if let Some(wait) = s.settings.vk.long_poll {
+                    long_poll::run(s, wait, t).await;
+                }
+            }
+        };
         let server = service_kit::http::serve(self.listener, self.router, shutdown.clone());
-        let (server, relay, sender, ()) = tokio::join!(server, relay, sender, sweep);
+        let (server, relay, sender, (), ()) = tokio::join!(server, relay, sender, sweep, long_poll);
         server.context("HTTP server")?;
         relay.context("relay consumer")?;
         sender.context("sender consumer")?;

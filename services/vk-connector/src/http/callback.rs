@@ -10,13 +10,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use domain::{Envelope, Event, IdempotencyKey, Source};
-use vk_api::callback::{CallbackEvent, MessageNew};
+use vk_api::callback::CallbackEvent;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::http::secure_eq;
-use crate::normalize;
+use crate::ingest::{IngestError, Ingested, ingest};
 
 fn text(body: String) -> Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
@@ -30,7 +29,10 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let vk = &state.settings.vk;
-    if !secure_eq(callback_id.as_bytes(), vk.callback_id.expose().as_bytes()) {
+    let Some(cb) = vk.callback.as_ref() else {
+        return Err(ApiError::NotFound);
+    };
+    if !secure_eq(callback_id.as_bytes(), cb.callback_id.expose().as_bytes()) {
         return Err(ApiError::NotFound);
     }
     let event: CallbackEvent = serde_json::from_slice(&body)
@@ -50,7 +52,7 @@ pub async fn handle(
     // confirmation string is not a secret worth protecting and some setups add the secret
     // only after confirming.
     let secret_ok = match event.secret.as_deref() {
-        Some(s) => secure_eq(s.as_bytes(), vk.secret.expose().as_bytes()),
+        Some(s) => secure_eq(s.as_bytes(), cb.secret.expose().as_bytes()),
         None => event.kind == "confirmation",
     };
     if !secret_ok {
@@ -62,46 +64,16 @@ pub async fn handle(
             tracing::info!(group_id = event.group_id, "answering VK confirmation");
             metrics::counter!("vk_callbacks_total", "type" => "confirmation", "outcome" => "ok")
                 .increment(1);
-            Ok(text(vk.confirmation.expose().to_owned()))
+            Ok(text(cb.confirmation.expose().to_owned()))
         }
-        "message_new" => {
-            let object: MessageNew = serde_json::from_value(event.object.clone()).map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "message_new object is not the API ≥ 5.103 shape {{message, client_info}}: {e}"
-                ))
-            })?;
-            if object.message.from_id <= 0 || object.message.out == Some(1) {
-                tracing::debug!("message_new from the community itself; not relayed");
-                return Ok(text("ok".into()));
+        _ => match ingest(&state, &event).await {
+            Ok(Ingested::Published { .. }) => Ok(text("ok".into())),
+            Ok(Ingested::Skipped(reason)) => {
+                tracing::debug!(reason, "VK event not relayed");
+                Ok(text("ok".into()))
             }
-            let key = match event.event_id.as_deref().filter(|s| !s.is_empty()) {
-                Some(id) => IdempotencyKey::vk_event(vk.group_id, id),
-                // Very old API versions had no event_id: the message identity is as good.
-                None => IdempotencyKey::from_parts(&[
-                    "vk",
-                    &vk.group_id.to_string(),
-                    "msg",
-                    &object.message.peer_id.to_string(),
-                    &object.message.id.to_string(),
-                ]),
-            };
-            let msg = normalize::inbound(&object.message);
-            let env = Envelope::new(Source::Vk, msg.sent_at, key, Event::MessageReceived(msg));
-            let published = state.bus.publish(&env).await.map_err(ApiError::BusDown)?;
-            tracing::info!(
-                peer_id = object.message.peer_id,
-                vk_message_id = object.message.id,
-                duplicate = published.duplicate,
-                "VK message accepted"
-            );
-            metrics::counter!("vk_callbacks_total", "type" => "message_new", "outcome" => if published.duplicate { "duplicate" } else { "published" }).increment(1);
-            Ok(text("ok".into()))
-        }
-        // message_reply is VK echoing what the community itself sent (our own sends included).
-        other => {
-            tracing::debug!(event_type = other, "VK event not relayed");
-            metrics::counter!("vk_callbacks_total", "type" => other.to_owned(), "outcome" => "ignored").increment(1);
-            Ok(text("ok".into()))
-        }
+            Err(IngestError::Malformed(m)) => Err(ApiError::BadRequest(m)),
+            Err(IngestError::Bus(e)) => Err(ApiError::BusDown(e)),
+        },
     }
 }

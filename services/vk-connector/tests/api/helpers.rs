@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use service_kit::{RuntimeArgs, Secret};
 use tokio_util::sync::CancellationToken;
 use vk_connector::AppState;
-use vk_connector::config::{ChatwootSettings, Settings, VkSettings};
+use vk_connector::config::{CallbackSettings, ChatwootSettings, Settings, VkSettings};
 
 pub const GROUP_ID: i64 = 227_000_001;
 pub const VK_SECRET: &str = "vk-callback-secret";
@@ -35,6 +35,7 @@ pub struct TestApp {
 pub struct Options {
     pub webhook_secret: Option<&'static str>,
     pub reconcile_interval: Option<Duration>,
+    pub long_poll: Option<Duration>,
 }
 
 fn admin_url() -> String {
@@ -62,11 +63,14 @@ pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Opti
         vk: VkSettings {
             group_id: GROUP_ID,
             access_token: Secret::new(sandbox.options().vk_access_token.clone()),
-            secret: Secret::new(VK_SECRET),
-            confirmation: Secret::new(CONFIRMATION),
             api_version: "5.199".into(),
-            callback_id: Secret::new(CALLBACK_ID),
             api_url: sandbox.vk_api_url(),
+            callback: Some(CallbackSettings {
+                secret: Secret::new(VK_SECRET),
+                confirmation: Secret::new(CONFIRMATION),
+                callback_id: Secret::new(CALLBACK_ID),
+            }),
+            long_poll: opts.long_poll,
         },
         chatwoot: ChatwootSettings {
             base_url: sandbox.chatwoot_url(),

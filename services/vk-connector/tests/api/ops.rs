@@ -37,7 +37,7 @@ async fn health_ready_and_metrics() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("vk_callbacks_total"), "{metrics}");
+    assert!(metrics.contains("vk_events_total"), "{metrics}");
     assert!(metrics.contains("http_requests_total"), "{metrics}");
     // Postgres gone: /ready is 503 and names it.
     app.state.store.pool().close().await;
