@@ -212,6 +212,7 @@ async fn handle_one<P, F, Fut>(
         trace_id = tracing::field::Empty,
     );
     crate::telemetry::set_parent_from_headers(&span, msg.headers.as_ref());
+    crate::telemetry::record_trace_id(&span);
     async {
         let started = std::time::Instant::now();
         let outcome = match Envelope::<P>::decode(&msg.payload) {

@@ -5,9 +5,11 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::Write as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, RuntimeArgs};
@@ -38,6 +40,7 @@ pub fn init(service: &'static str, args: &RuntimeArgs) -> anyhow::Result<Telemet
     })?;
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(ServiceStamped(service))
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -106,6 +109,16 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// Records the span's OpenTelemetry trace id in its `trace_id` field (declared
+/// `tracing::field::Empty`), so JSON log lines carry it. No-op without an OTel layer.
+pub fn record_trace_id(span: &tracing::Span) {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        span.record("trace_id", sc.trace_id().to_string());
+    }
+}
+
 /// Makes `span` a child of the trace in the message's `traceparent` header, so that one
 /// inbound message is one trace across services.
 pub fn set_parent_from_headers(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
@@ -140,5 +153,39 @@ impl Extractor for TraceparentCarrier {
     }
     fn keys(&self) -> Vec<&str> {
         vec!["traceparent"]
+    }
+}
+
+/// Writes JSON log lines to stdout with `"service":"<name>"` as their first field, so that
+/// every line names its service (the fmt layer writes each event as one `{…}\n` buffer).
+struct ServiceStamped(&'static str);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ServiceStamped {
+    type Writer = StampedWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        StampedWriter(self.0)
+    }
+}
+
+struct StampedWriter(&'static str);
+
+impl std::io::Write for StampedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        match buf.split_first() {
+            Some((b'{', rest)) => {
+                let mut line = Vec::with_capacity(buf.len() + 32);
+                line.extend_from_slice(b"{\"service\":\"");
+                line.extend_from_slice(self.0.as_bytes());
+                line.extend_from_slice(b"\",");
+                line.extend_from_slice(rest);
+                out.write_all(&line)?;
+            }
+            _ => out.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
     }
 }

@@ -87,6 +87,43 @@ pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Opti
     }
 }
 
+/// A new empty database: (name, URL).
+pub async fn fresh_database() -> (String, String) {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let db_name = format!("vk_test_{}", &id[id.len() - 16..]);
+    let admin = sqlx::PgPool::connect(&admin_url())
+        .await
+        .expect("admin connection to Postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let url = database_url(&db_name);
+    (db_name, url)
+}
+
+/// Drops a database made by [`fresh_database`].
+pub async fn drop_database(name: &str) {
+    if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+    }
+}
+
+/// A NATS subject prefix no other test uses.
+pub fn unique_prefix() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("t{}", &id[id.len() - 12..])
+}
+
+pub fn nats() -> String {
+    nats_url()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
@@ -227,14 +264,7 @@ impl TestApp {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
         let _ = self.state.bus.delete_streams().await;
         self.state.store.pool().close().await;
-        if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&admin)
-            .await;
-        }
+        drop_database(&self.db_name).await;
     }
 }
 

@@ -2,8 +2,10 @@
 //! Chatwoot. One test binary (one link on 2 cores); each test has its own database, its own
 //! NATS subject prefix and streams, and its own sandbox.
 
+mod binary;
 mod callback;
 mod helpers;
 mod ops;
 mod outbound;
 mod relay;
+mod telemetry;
