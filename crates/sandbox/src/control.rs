@@ -6,6 +6,7 @@
 //! | `GET /_sandbox/vk/sent` | messages VK accepted ([`VkSentMessage`](crate::VkSentMessage)[]) |
 //! | `POST /_sandbox/vk/users` `{"id":1,"first_name":"Ivan","last_name":"Petrov"}` | name for `users.get` |
 //! | `POST /_sandbox/vk/blocked` `{"peer_id":1}` | `messages.send` to it answers 901 |
+//! | `POST /_sandbox/vk/long_poll_event` `{"type":"message_new","event_id":"…","v":"5.199","object":{…},"group_id":1}` | queue a Bots Long Poll event (`secret` dropped) |
 //! | `GET /_sandbox/chatwoot/contacts` | contacts as the API renders them |
 //! | `GET /_sandbox/chatwoot/conversations` | conversations as the API renders them |
 //! | `GET /_sandbox/chatwoot/conversations/{id}/messages` | its messages, oldest first |
@@ -31,6 +32,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/vk/sent", get(vk_sent))
         .route("/vk/users", post(vk_user))
         .route("/vk/blocked", post(vk_block))
+        .route("/vk/long_poll_event", post(vk_long_poll_event))
         .route("/chatwoot/contacts", get(contacts))
         .route("/chatwoot/conversations", get(conversations))
         .route("/chatwoot/conversations/{id}/messages", get(messages))
@@ -69,6 +71,14 @@ struct Blocked {
 
 async fn vk_block(State(shared): State<Arc<Shared>>, Json(blocked): Json<Blocked>) -> StatusCode {
     shared.mutate(|s| s.vk.blocked.insert(blocked.peer_id));
+    StatusCode::NO_CONTENT
+}
+
+async fn vk_long_poll_event(
+    State(shared): State<Arc<Shared>>,
+    Json(event): Json<Value>,
+) -> StatusCode {
+    crate::vk::long_poll::push_event(&shared, event);
     StatusCode::NO_CONTENT
 }
 

@@ -99,6 +99,12 @@ async fn fail(
             proxy_page(StatusCode::GATEWAY_TIMEOUT)
         }
         Failure::VkError(code) => match target {
+            Target::Vk if uri.path().contains("/longpoll/") => {
+                match crate::vk::long_poll::injected_failure(shared, code) {
+                    Some(answer) => axum::Json(answer).into_response(),
+                    None => proxy_page(StatusCode::INTERNAL_SERVER_ERROR),
+                }
+            }
             Target::Vk => {
                 // Echo the parameters like VK does; the method is the last path segment.
                 let method = uri.path().rsplit('/').next().unwrap_or_default().to_owned();

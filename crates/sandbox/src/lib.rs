@@ -1,7 +1,8 @@
 //! Faithful fakes of the two upstream platforms the gateway talks to, served by one HTTP server:
 //!
-//! * [`vk`] — the VK API (`{url}/vk/method/{method}`): `messages.send`, `users.get`, `groups.getById`
-//!   with VK's own error envelope and codes;
+//! * [`vk`] — the VK API (`{url}/vk/method/{method}`): `messages.send`, `users.get`, `groups.getById`,
+//!   `groups.getLongPollServer` with VK's own error envelope and codes, and the Bots Long Poll
+//!   server (`{url}/vk/longpoll/{group_id}`, see [`vk::long_poll`]);
 //! * [`chatwoot`] — the Chatwoot Application API (`{url}/chatwoot/api/v1/...`): profile, contacts,
 //!   contact inboxes, conversations, messages, and the `message_created` webhook it fires;
 //! * [`control`] — a small JSON control API under `/_sandbox/` for the demo scripts.
@@ -73,8 +74,9 @@ pub enum Failure {
     TooManyRequests { retry_after_secs: u64 },
     /// Hold the request for [`TIMEOUT_HANG`], longer than any sane client timeout, then 504.
     Timeout,
-    /// VK: HTTP 200 with VK's error envelope for this code and its real message.
-    /// Chatwoot has no such thing; there it is answered with HTTP 500.
+    /// VK: HTTP 200 with VK's error envelope for this code and its real message. On the Bots Long
+    /// Poll server, codes 1, 2 and 3 answer `{"failed":code}` instead (see [`vk::long_poll`]),
+    /// other codes HTTP 500. Chatwoot has no such thing; there it is answered with HTTP 500.
     VkError(i64),
 }
 
@@ -120,9 +122,14 @@ pub(crate) struct State {
 /// State plus what every handler needs; shared by the server and the [`Sandbox`] handle.
 pub(crate) struct Shared {
     pub(crate) opts: SandboxOptions,
+    /// The bound address (fallback for URLs when a request has no `Host`).
+    pub(crate) addr: SocketAddr,
     state: Mutex<State>,
     /// Bumped after every change of `state`; [`Sandbox::wait_until`] listens to it.
     changes: watch::Sender<u64>,
+    /// Bumped after every change of the Bots Long Poll state (event pushed, key issued or
+    /// expired); held polls listen to it.
+    pub(crate) long_poll_wake: watch::Sender<u64>,
     /// Client for outgoing webhooks (5 s timeout, like Chatwoot's `Webhooks::Trigger`).
     pub(crate) http: reqwest::Client,
     /// Cancelled when the [`Sandbox`] is dropped; ends hanging requests and webhook tasks.
@@ -188,7 +195,9 @@ impl Sandbox {
                 ..State::default()
             }),
             opts,
+            addr,
             changes: watch::channel(0).0,
+            long_poll_wake: watch::channel(0).0,
             http,
             shutdown: CancellationToken::new(),
         });
@@ -262,6 +271,30 @@ impl Sandbox {
     pub fn set_vk_group(&self, id: i64, name: &str) {
         self.shared
             .mutate(|s| s.vk.group = Some((id, name.to_owned())));
+    }
+
+    /// Queues a Bots Long Poll event, as the Callback API would post it (`type`, `event_id`, `v`,
+    /// `object`, `group_id`); a `secret` key is removed. It gets the next `ts` and is handed to
+    /// held polls at once. The server keeps the last [`vk::long_poll::HISTORY`] events.
+    pub fn vk_push_long_poll_event(&self, event: serde_json::Value) {
+        vk::long_poll::push_event(&self.shared, event);
+    }
+
+    /// How many `a_check` requests the long poll server has answered (updates, empty or
+    /// `failed`), not counting injected failures or polls the client abandoned.
+    pub fn vk_long_poll_requests(&self) -> usize {
+        self.shared.read().vk.long_poll.answered
+    }
+
+    /// How many `a_check` requests are being held right now, waiting for an event.
+    pub fn vk_long_poll_waiting(&self) -> usize {
+        self.shared.read().vk.long_poll.waiting
+    }
+
+    /// Expires the current long poll key: polls with it (also those being held) answer
+    /// `{"failed":2}` until `groups.getLongPollServer` issues a new one.
+    pub fn vk_expire_long_poll_key(&self) {
+        vk::long_poll::expire_key(&self.shared);
     }
 
     /// The next `n` requests to `target` get `failure` instead of an answer.

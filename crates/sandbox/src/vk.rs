@@ -10,6 +10,9 @@
 //! ```
 //!
 //! `request_params` echoes every parameter except `access_token`, after `method` and `oauth`.
+//!
+//! `groups.getLongPollServer` hands out sessions on the Bots Long Poll server fake,
+//! `{url}/vk/longpoll/{group_id}` (see [`long_poll`]).
 //! Codes and messages come from VK's own schema, <https://github.com/VKCOM/vk-api-schema/blob/master/errors.json>
 //! (v5.199); the detailed 5 / 8 / 100 texts are the ones VK actually returns.
 
@@ -25,6 +28,8 @@ use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::{Shared, VkSentMessage};
+
+pub mod long_poll;
 
 /// Longest `message` the fake accepts; longer ones get error 914 "Message is too long".
 ///
@@ -49,10 +54,16 @@ pub(crate) struct VkState {
     dedup: HashMap<(i64, i64), i64>,
     last_message_id: i64,
     pub(crate) group: Option<(i64, String)>,
+    pub(crate) long_poll: long_poll::LongPollState,
 }
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
-    Router::new().route("/method/{method}", get(call).post(call))
+    Router::new()
+        .route("/method/{method}", get(call).post(call))
+        .route(
+            "/longpoll/{group_id}",
+            get(long_poll::a_check).post(long_poll::a_check),
+        )
 }
 
 /// Request parameters in arrival order: query string first, then the form body.
@@ -204,6 +215,13 @@ async fn call(
         "messages.send" => messages_send(&shared, &params),
         "users.get" => users_get(&shared, &params),
         "groups.getById" => groups_get_by_id(&shared, &params),
+        "groups.getLongPollServer" => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(|| shared.addr.to_string(), str::to_owned);
+            long_poll::get_server(&shared, &params, &host)
+        }
         _ => Err((3, error_message(3).to_owned())),
     };
     match result {

@@ -561,3 +561,252 @@ async fn wait_until_times_out_with_an_error() {
         .await;
     assert!(waited.is_err());
 }
+
+/// `groups.getLongPollServer` for the sandbox's community: (server, key, ts).
+async fn long_poll_server(sandbox: &Sandbox) -> (String, String, String) {
+    let answer = vk(
+        sandbox,
+        "groups.getLongPollServer",
+        &[
+            ("access_token", "vk-test-token"),
+            ("v", "5.199"),
+            ("group_id", "1"),
+        ],
+    )
+    .await;
+    let session = &answer["response"];
+    let field = |name: &str| {
+        session[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is a string: {answer}"))
+            .to_owned()
+    };
+    (field("server"), field("key"), field("ts"))
+}
+
+/// One `a_check` request; returns (HTTP status, body as JSON or `null`).
+async fn poll(server: &str, key: &str, ts: &str, wait: u64) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(server)
+        .query(&[
+            ("act", "a_check"),
+            ("key", key),
+            ("ts", ts),
+            ("wait", &wait.to_string()),
+        ])
+        .send()
+        .await
+        .expect("long poll server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn message_new(event_id: &str, text: &str) -> Value {
+    json!({
+        "type": "message_new",
+        "event_id": event_id,
+        "v": "5.199",
+        "object": {"message": {"id": 1, "from_id": 42, "peer_id": 42, "text": text}},
+        "group_id": 1,
+        "secret": "callback-secret",
+    })
+}
+
+#[tokio::test]
+async fn long_poll_without_events_answers_empty_after_wait() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    assert_eq!(server, format!("{}/vk/longpoll/1", sandbox.url()));
+    assert_eq!(key.len(), 40);
+    assert!(key.chars().all(|c| c.is_ascii_hexdigit()), "{key}");
+    assert_eq!(ts, "0");
+
+    let started = std::time::Instant::now();
+    let (status, answer) = poll(&server, &key, &ts, 1).await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, 200);
+    assert_eq!(answer, json!({"ts": "0", "updates": []}));
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "held for wait=1: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "not much longer than wait=1: {elapsed:?}"
+    );
+    assert_eq!(sandbox.vk_long_poll_requests(), 1);
+    assert_eq!(sandbox.vk_long_poll_waiting(), 0);
+}
+
+#[tokio::test]
+async fn pushed_events_are_polled_with_the_new_ts_and_without_secret() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    sandbox.vk_push_long_poll_event(message_new("e1", "one"));
+    // The control route does the same for the demo scripts.
+    let pushed = reqwest::Client::new()
+        .post(format!("{}/_sandbox/vk/long_poll_event", sandbox.url()))
+        .json(&message_new("e2", "two"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 204);
+
+    let (status, answer) = poll(&server, &key, &ts, 25).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["ts"], "2", "{answer}");
+    let updates = answer["updates"].as_array().expect("updates");
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[0]["event_id"], "e1");
+    assert_eq!(updates[1]["object"]["message"]["text"], "two");
+    let mut expected = message_new("e1", "one");
+    expected.as_object_mut().unwrap().remove("secret");
+    assert_eq!(updates[0], expected, "the Callback body without secret");
+
+    // Only events after the given ts; the new ts comes back.
+    let (_, answer) = poll(&server, &key, "1", 25).await;
+    assert_eq!(answer["ts"], "2");
+    assert_eq!(answer["updates"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["updates"][0]["event_id"], "e2");
+
+    // Caught up: nothing new, the same ts back.
+    let (_, answer) = poll(&server, &key, "2", 0).await;
+    assert_eq!(answer, json!({"ts": "2", "updates": []}));
+    // A ts from the future is not an error, it just waits.
+    let (_, answer) = poll(&server, &key, "7", 0).await;
+    assert_eq!(answer, json!({"ts": "7", "updates": []}));
+    assert_eq!(sandbox.vk_long_poll_requests(), 4);
+}
+
+#[tokio::test]
+async fn held_long_poll_is_woken_by_a_push() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    let started = std::time::Instant::now();
+    let ((status, answer), pushed) = tokio::join!(poll(&server, &key, &ts, 60), async {
+        // Push only once the poll is parked on the server.
+        sandbox
+            .wait_until(WAIT, |s| s.vk_long_poll_waiting() == 1)
+            .await?;
+        sandbox.vk_push_long_poll_event(message_new("e1", "wake up"));
+        anyhow::Ok(())
+    });
+    pushed.expect("the poll was held");
+    assert_eq!(status, 200);
+    assert_eq!(answer["ts"], "1", "{answer}");
+    assert_eq!(answer["updates"][0]["event_id"], "e1");
+    assert!(
+        started.elapsed() < WAIT,
+        "answered on the push, not after wait=60: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sandbox.vk_long_poll_waiting(), 0);
+    assert_eq!(sandbox.vk_long_poll_requests(), 1);
+}
+
+#[tokio::test]
+async fn expired_or_replaced_key_answers_failed_2() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    sandbox.vk_expire_long_poll_key();
+    let (status, answer) = poll(&server, &key, &ts, 25).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer, json!({"failed": 2}));
+
+    // A new session; a held poll is answered failed 2 when its key expires.
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    let ((_, answer), expired) = tokio::join!(poll(&server, &key, &ts, 60), async {
+        sandbox
+            .wait_until(WAIT, |s| s.vk_long_poll_waiting() == 1)
+            .await?;
+        sandbox.vk_expire_long_poll_key();
+        anyhow::Ok(())
+    });
+    expired.unwrap();
+    assert_eq!(answer, json!({"failed": 2}));
+
+    // Calling getLongPollServer again replaces the key; the old ts stays good.
+    let (_, old_key, _) = long_poll_server(&sandbox).await;
+    sandbox.vk_push_long_poll_event(message_new("e1", "hi"));
+    let (_, new_key, _) = long_poll_server(&sandbox).await;
+    assert_ne!(old_key, new_key);
+    assert_eq!(
+        poll(&server, &old_key, &ts, 0).await.1,
+        json!({"failed": 2})
+    );
+    let (_, answer) = poll(&server, &new_key, &ts, 0).await;
+    assert_eq!(answer["updates"][0]["event_id"], "e1");
+    // The key belongs to its group's server.
+    let other_server = server.replace("/longpoll/1", "/longpoll/2");
+    assert_eq!(
+        poll(&other_server, &new_key, &ts, 0).await.1,
+        json!({"failed": 2})
+    );
+}
+
+#[tokio::test]
+async fn ts_older_than_the_history_answers_failed_1() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    let total = sandbox::vk::long_poll::HISTORY + 5;
+    for n in 0..total {
+        sandbox.vk_push_long_poll_event(message_new(&format!("e{n}"), "spam"));
+    }
+    let (status, answer) = poll(&server, &key, &ts, 25).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer, json!({"failed": 1, "ts": total}));
+    // Continuing from the oldest ts still covered works.
+    let (_, answer) = poll(&server, &key, "5", 25).await;
+    assert_eq!(answer["ts"], total.to_string());
+    assert_eq!(
+        answer["updates"].as_array().unwrap().len(),
+        sandbox::vk::long_poll::HISTORY
+    );
+    assert_eq!(answer["updates"][0]["event_id"], "e5");
+}
+
+#[tokio::test]
+async fn long_poll_failures_can_be_injected_and_server_checks_its_params() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (server, key, ts) = long_poll_server(&sandbox).await;
+    sandbox.fail_next(Target::Vk, 1, Failure::Status(503));
+    assert_eq!(poll(&server, &key, &ts, 0).await.0, 503);
+    // failed 3 also expires the key, like the real thing.
+    sandbox.fail_next(Target::Vk, 1, Failure::VkError(3));
+    assert_eq!(poll(&server, &key, &ts, 0).await.1, json!({"failed": 3}));
+    assert_eq!(poll(&server, &key, &ts, 0).await.1, json!({"failed": 2}));
+    assert_eq!(
+        sandbox.vk_long_poll_requests(),
+        1,
+        "injected failures are not answers of the fake"
+    );
+
+    let call = |params: &'static [(&'static str, &'static str)]| {
+        vk(&sandbox, "groups.getLongPollServer", params)
+    };
+    let missing = call(&[("access_token", "vk-test-token"), ("v", "5.199")]).await;
+    assert_eq!(missing["error"]["error_code"], 100, "{missing}");
+    let other = call(&[
+        ("access_token", "vk-test-token"),
+        ("v", "5.199"),
+        ("group_id", "2"),
+    ])
+    .await;
+    assert_eq!(other["error"]["error_code"], 15, "{other}");
+    let no_token = call(&[("v", "5.199"), ("group_id", "1")]).await;
+    assert_eq!(no_token["error"]["error_code"], 5, "{no_token}");
+    sandbox.set_vk_group(77, "Other");
+    let own = call(&[
+        ("access_token", "vk-test-token"),
+        ("v", "5.199"),
+        ("group_id", "77"),
+    ])
+    .await;
+    assert!(
+        own["response"]["server"]
+            .as_str()
+            .unwrap()
+            .ends_with("/vk/longpoll/77"),
+        "{own}"
+    );
+}
