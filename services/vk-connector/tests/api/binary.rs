@@ -80,7 +80,7 @@ async fn sigterm_drains_and_exits_cleanly() {
         l.local_addr().unwrap().port()
     };
     let o = sandbox.options().clone();
-    let mut child = tokio::process::Command::new(BIN)
+    let child = tokio::process::Command::new(BIN)
         .env_clear()
         .envs([
             ("DATABASE_URL", db_url.as_str()),
