@@ -18,9 +18,6 @@ pub const CALLBACK_ID: &str = "cb-7f3a";
 pub const WEBHOOK_ID: &str = "cw-91e2";
 pub const USER_ID: i64 = 1001;
 
-/// How long a test waits for an asynchronous effect before failing.
-pub const WAIT: Duration = Duration::from_secs(20);
-
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -38,24 +35,9 @@ pub struct Options {
     pub long_poll: Option<Duration>,
 }
 
-fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn nats_url() -> String {
-    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
-
-fn database_url(name: &str) -> String {
-    let admin = admin_url();
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-    format!("{base}/{name}")
-}
-
 pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Options) -> Settings {
     let mut runtime = RuntimeArgs::for_database(db_url);
-    runtime.nats_url = nats_url();
+    runtime.nats_url = nats();
     runtime.nats_subject_prefix = prefix.to_owned();
     runtime.log_level = "warn".into();
     Settings {
@@ -87,41 +69,15 @@ pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Opti
     }
 }
 
-/// A new empty database: (name, URL).
+pub use testkit::{WAIT, drop_database, unique_prefix};
+
+/// A new empty database for vk-connector: (name, URL).
 pub async fn fresh_database() -> (String, String) {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let db_name = format!("vk_test_{}", &id[id.len() - 16..]);
-    let admin = sqlx::PgPool::connect(&admin_url())
-        .await
-        .expect("admin connection to Postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let url = database_url(&db_name);
-    (db_name, url)
-}
-
-/// Drops a database made by [`fresh_database`].
-pub async fn drop_database(name: &str) {
-    if let Ok(admin) = sqlx::PgPool::connect(&admin_url()).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await;
-    }
-}
-
-/// A NATS subject prefix no other test uses.
-pub fn unique_prefix() -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    format!("t{}", &id[id.len() - 12..])
+    testkit::fresh_database("vk_test").await
 }
 
 pub fn nats() -> String {
-    nats_url()
+    testkit::nats_url()
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -137,18 +93,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     }
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     sandbox.add_vk_user(USER_ID, "Иван", "Петров");
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let db_name = format!("vk_test_{}", &id[id.len() - 16..]);
-    let admin = sqlx::PgPool::connect(&admin_url())
-        .await
-        .expect("admin connection to Postgres");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let prefix = format!("t{}", &id[id.len() - 12..]);
-    let settings = settings_for(&sandbox, database_url(&db_name), &prefix, &opts);
+    let (db_name, db_url) = fresh_database().await;
+    let prefix = unique_prefix();
+    let settings = settings_for(&sandbox, db_url, &prefix, &opts);
     let app = vk_connector::App::build(settings)
         .await
         .expect("app builds");
@@ -242,20 +189,13 @@ impl TestApp {
         all_messages(&self.sandbox)
     }
 
-    /// Waits for a condition on the database (polled, bounded by [`WAIT`]).
+    /// Waits for a condition nothing notifies about (polled, bounded by [`WAIT`]).
     pub async fn wait_db<F, Fut>(&self, what: &str, f: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !f().await {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::wait_for(what, f).await
     }
 
     /// Stops the app and removes its streams and database.

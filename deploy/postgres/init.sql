@@ -1,0 +1,89 @@
+-- Roles and schemas of the Messenger Gateway: one login role and one schema per service, each
+-- role allowed only into its own schema. Run by psql (16+, for \getenv) as the superuser,
+-- connected to the gateway database:
+--   * automatically by the postgres image on the first start of an empty data volume
+--     (mounted into /docker-entrypoint-initdb.d/ by docker-compose.yml);
+--   * by hand, again at any time (it is idempotent and re-syncs the passwords):
+--       docker compose exec -T postgres psql -U postgres -d gateway -f /docker-entrypoint-initdb.d/10-roles-schemas.sql
+--
+-- Passwords come from the environment of the postgres container:
+--   VK_DB_PASSWORD, TELEGRAM_DB_PASSWORD, OKDESK_DB_PASSWORD, AMOCRM_DB_PASSWORD, MESSENGER_DB_PASSWORD
+-- A new service = one more entry in the two lists below and one more variable.
+
+\set ON_ERROR_STOP on
+
+\getenv vk_password VK_DB_PASSWORD
+\getenv telegram_password TELEGRAM_DB_PASSWORD
+\getenv okdesk_password OKDESK_DB_PASSWORD
+\getenv amocrm_password AMOCRM_DB_PASSWORD
+\getenv messenger_password MESSENGER_DB_PASSWORD
+
+-- An unset variable becomes '' so that the check below can name it.
+\if :{?vk_password}
+\else
+  \set vk_password ''
+\endif
+\if :{?telegram_password}
+\else
+  \set telegram_password ''
+\endif
+\if :{?okdesk_password}
+\else
+  \set okdesk_password ''
+\endif
+\if :{?amocrm_password}
+\else
+  \set amocrm_password ''
+\endif
+\if :{?messenger_password}
+\else
+  \set messenger_password ''
+\endif
+
+-- Hand the passwords to the DO block below through session settings (psql variables are not
+-- visible inside a dollar-quoted body). Nothing here is logged by the server.
+SELECT set_config('gateway.pw_vk', :'vk_password', false),
+       set_config('gateway.pw_telegram', :'telegram_password', false),
+       set_config('gateway.pw_okdesk', :'okdesk_password', false),
+       set_config('gateway.pw_amocrm', :'amocrm_password', false),
+       set_config('gateway.pw_messenger', :'messenger_password', false)
+\gset
+
+DO $$
+DECLARE
+  svc text;
+  pw  text;
+BEGIN
+  -- Nobody but the superuser and the roles granted below may connect to this database.
+  EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+  -- The public schema is not for the services: each keeps to its own schema.
+  REVOKE ALL ON SCHEMA public FROM PUBLIC;
+
+  FOREACH svc IN ARRAY ARRAY['vk', 'telegram', 'okdesk', 'amocrm', 'messenger'] LOOP
+    pw := current_setting('gateway.pw_' || svc);
+    IF pw IS NULL OR pw = '' OR pw = 'change_me' OR pw LIKE 'your\_%' THEN
+      RAISE EXCEPTION '%_DB_PASSWORD is not set (or is a placeholder)', upper(svc);
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = svc) THEN
+      EXECUTE format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', svc, pw);
+    ELSE
+      EXECUTE format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', svc, pw);
+    END IF;
+
+    EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(), svc);
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', svc, svc);
+    EXECUTE format('ALTER SCHEMA %I OWNER TO %I', svc, svc);
+    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', svc);
+    -- Unqualified names (and sqlx's _sqlx_migrations table) land in the service's own schema.
+    EXECUTE format('ALTER ROLE %I IN DATABASE %I SET search_path = %I', svc, current_database(), svc);
+  END LOOP;
+END
+$$;
+
+-- Forget the passwords for the rest of this session.
+RESET gateway.pw_vk;
+RESET gateway.pw_telegram;
+RESET gateway.pw_okdesk;
+RESET gateway.pw_amocrm;
+RESET gateway.pw_messenger;

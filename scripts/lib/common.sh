@@ -1,0 +1,194 @@
+# shellcheck shell=bash
+# Helpers shared by the scripts in scripts/. Source it; do not run it.
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+# Repository root, whatever the caller's working directory.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export REPO_ROOT
+
+# The application services that compose runs, as name:port:subdomain.
+# Adding a service to the gateway = one line here, one server block in nginx/conf.d/,
+# one service in docker-compose.yml.
+GATEWAY_SERVICES=(
+  "vk-connector:8081:vk"
+)
+
+log()  { printf '==> %s\n' "$*" >&2; }
+info() { printf '    %s\n' "$*" >&2; }
+warn() { printf 'WARN: %s\n' "$*" >&2; }
+die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Run a command as root: directly when we are root, through sudo when it is there.
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then
+    "$@"
+  elif have sudo; then
+    sudo -n "$@"
+  else
+    die "need root for: $*"
+  fi
+}
+
+_APT_UPDATED=0
+# apt_install PKG... — installs Debian packages that are missing; runs apt-get update once.
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  have apt-get || die "apt-get not found; install by hand: ${missing[*]}"
+  if [[ $_APT_UPDATED -eq 0 ]]; then
+    info "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    _APT_UPDATED=1
+  fi
+  info "apt-get install ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# wait_until SECONDS DESCRIPTION COMMAND... — polls COMMAND every 0.5 s until it succeeds
+# or SECONDS have passed. Returns 1 on time-out.
+wait_until() {
+  local timeout=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      warn "timed out after ${timeout}s waiting for ${what}"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# service_field NAME FIELD — FIELD is port or subdomain.
+service_field() {
+  local entry name port sub
+  for entry in "${GATEWAY_SERVICES[@]}"; do
+    IFS=: read -r name port sub <<<"$entry"
+    if [[ $name == "$1" ]]; then
+      case $2 in
+        port) echo "$port" ;;
+        subdomain) echo "$sub" ;;
+      esac
+      return 0
+    fi
+  done
+  return 1
+}
+
+service_names() {
+  local entry
+  for entry in "${GATEWAY_SERVICES[@]}"; do echo "${entry%%:*}"; done
+}
+
+require_known_service() {
+  service_field "$1" port >/dev/null || die "unknown service '$1' (known: $(service_names | tr '\n' ' '))"
+}
+
+# vk-connector -> VK_CONNECTOR_TAG, the variable docker-compose.yml reads for the image tag.
+tag_var() {
+  local up=${1^^}
+  echo "${up//-/_}_TAG"
+}
+
+# docker compose v2 plugin when present, else the v1 docker-compose binary.
+compose() {
+  if docker compose version >/dev/null 2>&1; then
+    docker compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "$@"
+  elif have docker-compose; then
+    docker-compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "$@"
+  else
+    die "neither 'docker compose' nor 'docker-compose' is installed"
+  fi
+}
+
+# env_get NAME — value of NAME from the environment, else from $REPO_ROOT/.env, else empty.
+env_get() {
+  local name=$1 line
+  if [[ -n ${!name:-} ]]; then
+    echo "${!name}"
+    return 0
+  fi
+  [[ -f $REPO_ROOT/.env ]] || return 0
+  line=$(grep -E "^${name}=" "$REPO_ROOT/.env" | tail -n1 || true)
+  line=${line#*=}
+  line=${line%\"}; line=${line#\"}
+  line=${line%\'}; line=${line#\'}
+  echo "$line"
+}
+
+# env_set NAME VALUE — sets NAME=VALUE in $REPO_ROOT/.env (replacing or appending).
+env_set() {
+  local name=$1 value=$2 file=$REPO_ROOT/.env tmp
+  [[ -f $file ]] || die "$file not found (cp .env.example .env and fill it in)"
+  tmp=$(mktemp "$file.XXXXXX")
+  if grep -qE "^${name}=" "$file"; then
+    awk -v n="$name" -v v="$value" 'BEGIN{FS=OFS="="} $1==n {print n "=" v; next} {print}' "$file" >"$tmp"
+  else
+    cat "$file" >"$tmp"
+    printf '%s=%s\n' "$name" "$value" >>"$tmp"
+  fi
+  chmod --reference="$file" "$tmp" 2>/dev/null || true
+  mv "$tmp" "$file"
+}
+
+# ---------------------------------------------------------------- compose deployments
+# The image repository of the application images (<repo>/<service>:<tag>).
+image_repo() {
+  local r
+  r=$(env_get IMAGE_REPOSITORY)
+  echo "${r:-messenger-gateway}"
+}
+
+# The tag a service runs now, as .env says (docker-compose.yml defaults to latest).
+current_tag() {
+  local t
+  t=$(env_get "$(tag_var "$1")")
+  echo "${t:-latest}"
+}
+
+# compose_up_tag SERVICE TAG — (re)creates that one container from <repo>/SERVICE:TAG.
+compose_up_tag() {
+  local svc=$1 tag=$2 var
+  var=$(tag_var "$svc")
+  (
+    export "$var=$tag"
+    compose up -d --no-deps "$svc"
+  )
+}
+
+# service_ready SERVICE — /ready answers 200 inside the container.
+service_ready() {
+  local svc=$1 port
+  port=$(service_field "$svc" port)
+  compose exec -T "$svc" curl -fsS --max-time 3 -o /dev/null "http://127.0.0.1:$port/ready"
+}
+
+# wait_ready SERVICE SECONDS — polls /ready; fails early when the container stopped.
+wait_ready() {
+  local svc=$1 timeout=$2 deadline state
+  deadline=$((SECONDS + timeout))
+  while ((SECONDS < deadline)); do
+    if service_ready "$svc" >/dev/null 2>&1; then
+      return 0
+    fi
+    state=$(docker inspect -f '{{.State.Status}}' "$(compose ps -q "$svc" 2>/dev/null | head -n1)" 2>/dev/null || echo missing)
+    case $state in
+      exited | dead | missing)
+        warn "$svc container is $state"
+        return 1
+        ;;
+    esac
+    sleep 2
+  done
+  warn "$svc not ready after ${timeout}s"
+  return 1
+}
+
+# The history of deployed tags of a service, one per line, newest last.
+tag_history_file() { echo "$REPO_ROOT/deploy/.tags/$1"; }
