@@ -93,6 +93,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     }
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     sandbox.add_vk_user(USER_ID, "Иван", "Петров");
+    sandbox.set_vk_group(GROUP_ID, "Магазин «Ромашка»");
     let (db_name, db_url) = fresh_database().await;
     let prefix = unique_prefix();
     let settings = settings_for(&sandbox, db_url, &prefix, &opts);

@@ -5,6 +5,7 @@
 mod binary;
 mod callback;
 mod helpers;
+mod long_poll;
 mod ops;
 mod outbound;
 mod relay;
