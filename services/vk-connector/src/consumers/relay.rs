@@ -16,7 +16,11 @@ pub const DURABLE: &str = "vk-connector-relay";
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {
-    let Event::MessageReceived(msg) = env.payload;
+    let Event::MessageReceived(msg) = env.payload else {
+        // The consumer's filter delivers only message.received; anything else is not ours.
+        tracing::debug!(kind = env.payload.type_name(), "not a received message; skipped");
+        return Ok(());
+    };
     let key = env.idempotency_key.as_str();
     if state.store.inbound_done(key).await.map_err(db_failure)? {
         tracing::info!(key, "already in Chatwoot; skipping redelivery");

@@ -60,7 +60,9 @@ async fn message_new_is_published_once_then_answered_ok() {
         env.idempotency_key.as_str(),
         format!("vk:{GROUP_ID}:{}", event["event_id"].as_str().unwrap())
     );
-    let domain::Event::MessageReceived(msg) = env.payload;
+    let domain::Event::MessageReceived(msg) = env.payload else {
+        panic!("expected message.received, got {}", env.payload.type_name());
+    };
     assert_eq!(
         msg.text.as_deref(),
         Some("Добрый день! Подскажите статус заказа")

@@ -135,3 +135,14 @@ async fn redelivery_after_success_posts_nothing_twice() {
     assert!(app.state.store.inbound_done(&key).await.unwrap());
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn chatwoot_timeout_is_retried() {
+    let app = spawn_app().await;
+    // Chatwoot hangs on the first call: the client gives up after its timeout, the consumer
+    // retries, and the message arrives once.
+    app.sandbox.fail_next(Target::Chatwoot, 1, Failure::Timeout);
+    app.customer_writes("Медленный Chatwoot").await;
+    assert_eq!(app.all_chatwoot_messages().len(), 1);
+    app.cleanup().await;
+}
