@@ -480,6 +480,37 @@ PY
   expect "WebSocket snippet passes Upgrade and Connection: upgrade" \
     bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade ]]' _ "$body"
 
+  # messenger.<domain>: REST, the SignalR hub (negotiate + WebSocket upgrade), Swagger, uploads
+  local mhost="messenger.$NGX_DOMAIN"
+  local mbase="https://$mhost:$https_port"
+  local m=(curl -sS -k --max-time 10 --resolve "$mhost:$https_port:127.0.0.1")
+  body=$("${m[@]}" -H 'Authorization: Bearer t' "$mbase/api/chats?x=1")
+  expect "messenger: GET /api/chats is proxied with its query and Authorization" \
+    bash -c '[[ $(jq -r "[.method,.path,.headers.authorization]|join(\" \")" <<<"$1") == "GET /api/chats?x=1 Bearer t" ]]' _ "$body"
+  body=$("${m[@]}" -X POST "$mbase/hubs/chat/negotiate?negotiateVersion=1")
+  expect "messenger: POST /hubs/chat/negotiate is proxied" \
+    bash -c '[[ $(jq -r "[.method,.path]|join(\" \")" <<<"$1") == "POST /hubs/chat/negotiate?negotiateVersion=1" ]]' _ "$body"
+  body=$("${m[@]}" -H 'Upgrade: websocket' -H 'Connection: Upgrade' "$mbase/hubs/chat?id=abc")
+  expect "messenger: /hubs/chat passes the WebSocket upgrade" \
+    bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade ]]' _ "$body"
+  for p in /swagger/ /openapi.json /health; do
+    body=$("${m[@]}" "$mbase$p")
+    expect "messenger: GET $p is proxied" bash -c '[[ $(jq -r .path <<<"$1") == "$2" ]]' _ "$body" "$p"
+  done
+  loc=$("${m[@]}" -o /dev/null -w '%{http_code} %{redirect_url}' "$mbase/")
+  expect "messenger: / redirects to /swagger ($loc)" test "$loc" = "302 https://$mhost:$https_port/swagger"
+  head -c $((5 * 1024 * 1024)) /dev/zero >"$tmp/voice.bin"
+  body=$("${m[@]}" -X POST -H 'Content-Type: audio/ogg' --data-binary "@$tmp/voice.bin" "$mbase/api/messages/audio")
+  expect "messenger: a 5 MB voice upload reaches the service" bash -c '[[ $(jq -r .body_len <<<"$1") == 5242880 ]]' _ "$body"
+  before=$(hits)
+  code=$("${m[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "@$tmp/big.bin" "$mbase/api/messages")
+  expect "messenger: a 3 MB JSON body is refused with 413 (got $code)" test "$code" = 413
+  code=$("${m[@]}" -o /dev/null -w '%{http_code}' "$mbase/metrics")
+  expect "messenger: GET /metrics from outside: 403 (got $code)" test "$code" = 403
+  code=$("${m[@]}" -o /dev/null -w '%{http_code}' "$mbase/ready")
+  expect "messenger: GET /ready from outside: 404 (got $code)" test "$code" = 404
+  expect "messenger: none of those reached the service" test "$(hits)" = "$before"
+
   expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
 }
 

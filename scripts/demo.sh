@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the gateway locally against the sandbox (fake VK and Chatwoot) and walks one conversation
 # through it: a VK user writes, the message appears in Chatwoot, an agent answers, the answer is
-# sent to the VK user. Needs no accounts and no internet.
+# sent to the VK user. Then amoCRM posts a lead webhook (its real form format) to amocrm-sync and
+# the lead appears in Postgres. Needs no accounts and no internet.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -12,11 +13,16 @@ Usage: scripts/demo.sh [--once] [--skip-build]
        scripts/demo.sh stop | status
 
 Starts, on this machine:
-  sandbox       fake VK API + Chatwoot on 127.0.0.1:9000   (control API: /_sandbox/…)
+  sandbox       fake VK API + Chatwoot + amoCRM on 127.0.0.1:9000   (control API: /_sandbox/…)
   vk-connector  on 127.0.0.1:8081, database gateway_demo (dropped and created afresh),
                 NATS subjects and streams prefixed with "demo" (never mixed with the tests')
+  amocrm-sync   on 127.0.0.1:8084, same database (schema amocrm) and NATS prefix
+  messenger-api on 127.0.0.1:8085, same database (schema messenger) and NATS prefix
 then plays one conversation through them and prints each step:
   VK user Иван Петров (id 1001) writes -> Chatwoot conversation -> agent reply -> VK messages.send
+  amoCRM form webhook leads[add] -> events.amocrm.lead.created -> row in amocrm.leads
+  messenger: `messenger-api admin create` and `invite create`, two users register, one logs in,
+  the other listens on the hub (@microsoft/signalr, Node) and gets the message pushed
 Both processes keep running afterwards (PIDs, logs and URLs are printed) until
 `scripts/demo.sh stop`; with --once they are stopped at the end.
 
@@ -24,7 +30,7 @@ Options:
   --once        stop both processes when the walk-through is done (exit code tells the result)
   --skip-build  use the binaries already built in target/debug
 Environment:
-  DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_DIR (target/demo: logs and PID files),
+  DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_AMOCRM_PORT (8084), DEMO_DIR (target/demo: logs and PID files),
   NATS_URL (nats://127.0.0.1:4222)
 Runs scripts/dev-deps.sh first (Postgres and NATS must run locally).
 EOF
@@ -49,8 +55,12 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
 DEMO_DIR=${DEMO_DIR:-$TARGET_DIR/demo}
 SANDBOX_PORT=${DEMO_SANDBOX_PORT:-9000}
 VK_PORT=${DEMO_VK_PORT:-8081}
+AMO_PORT=${DEMO_AMOCRM_PORT:-8084}
 SANDBOX_URL=http://127.0.0.1:$SANDBOX_PORT
 VK_URL=http://127.0.0.1:$VK_PORT
+AMO_URL=http://127.0.0.1:$AMO_PORT
+MSG_PORT=${DEMO_MESSENGER_PORT:-8085}
+MSG_URL=http://127.0.0.1:$MSG_PORT
 DEMO_NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 PG_SERVER=postgres://postgres@127.0.0.1:5432
 DEMO_DB=gateway_demo
@@ -64,7 +74,10 @@ USER_ID=1001
 USER_TEXT="Добрый день! Подскажите, пожалуйста, когда привезут мой заказ №4512?"
 AGENT_TEXT="Здравствуйте, Иван! Заказ №4512 передан в доставку, курьер привезёт его завтра до 18:00."
 
-PROCS=(sandbox vk-connector)
+AMO_WEBHOOK_TOKEN=demo-amo-hook
+AMO_LEAD_ID=31337
+
+PROCS=(sandbox vk-connector amocrm-sync messenger-api)
 
 pid_of() {
   local f=$DEMO_DIR/$1.pid pid
@@ -227,26 +240,29 @@ have jq || apt_install jq
 mkdir -p "$DEMO_DIR"
 stop_all
 
-for port in "$SANDBOX_PORT" "$VK_PORT"; do
+for port in "$SANDBOX_PORT" "$VK_PORT" "$AMO_PORT" "$MSG_PORT"; do
   if port_busy "$port"; then
-    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT"
+    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT / DEMO_AMOCRM_PORT"
   fi
 done
 
 cd "$REPO_ROOT"
 if [[ $build -eq 1 ]]; then
-  log "building vk-connector and sandbox (cargo build; the first build takes a few minutes)"
-  cargo build --bin vk-connector --bin sandbox
+  log "building vk-connector, amocrm-sync and sandbox (cargo build; the first build takes a few minutes)"
+  cargo build --bin vk-connector --bin amocrm-sync --bin sandbox --bin messenger-api
 fi
 VK_BIN=$TARGET_DIR/debug/vk-connector
+AMO_BIN=$TARGET_DIR/debug/amocrm-sync
 SANDBOX_BIN=$TARGET_DIR/debug/sandbox
-[[ -x $VK_BIN && -x $SANDBOX_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
+MSG_BIN=$TARGET_DIR/debug/messenger-api
+[[ -x $VK_BIN && -x $AMO_BIN && -x $SANDBOX_BIN && -x $MSG_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
 
 log "database $DEMO_DB: dropped and created afresh"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/postgres" \
   -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" -c "CREATE DATABASE $DEMO_DB" >/dev/null
 # As in production, where deploy/postgres/init.sql creates the schema for the service's role.
-psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/$DEMO_DB" -c 'CREATE SCHEMA IF NOT EXISTS vk' >/dev/null
+psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/$DEMO_DB" -c 'CREATE SCHEMA IF NOT EXISTS vk' -c 'CREATE SCHEMA IF NOT EXISTS amocrm' \
+  -c 'CREATE SCHEMA IF NOT EXISTS messenger' >/dev/null
 
 reset_demo_streams || warn "could not reset the demo's NATS streams; a run right after another may see duplicates"
 
@@ -298,6 +314,50 @@ echo $! >"$DEMO_DIR/vk-connector.pid"
 poll 90 "vk-connector /ready" vk-connector curl -fsS --max-time 3 -o /dev/null "$VK_URL/ready"
 info "ready: $(curl -sS --max-time 3 "$VK_URL/ready")"
 
+log "starting amocrm-sync on $AMO_URL"
+(
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    HOST=127.0.0.1 \
+    PORT="$AMO_PORT" \
+    DATABASE_URL="$PG_SERVER/$DEMO_DB" \
+    NATS_URL="$DEMO_NATS_URL" \
+    NATS_SUBJECT_PREFIX=demo \
+    LOG_FORMAT=pretty \
+    LOG_LEVEL="${LOG_LEVEL:-info}" \
+    AMOCRM_DOMAIN=sandbox.amocrm.ru \
+    AMOCRM_BASE_URL="$SANDBOX_URL/amocrm" \
+    AMOCRM_CLIENT_ID=sandbox-amo-client-id \
+    AMOCRM_CLIENT_SECRET=sandbox-amo-client-secret \
+    AMOCRM_REDIRECT_URI="$AMO_URL/api/auth/amo/callback" \
+    AMOCRM_WEBHOOK_TOKEN="$AMO_WEBHOOK_TOKEN" \
+    "$AMO_BIN" serve </dev/null >"$DEMO_DIR/amocrm-sync.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/amocrm-sync.pid"
+poll 90 "amocrm-sync /ready" amocrm-sync curl -fsS --max-time 3 -o /dev/null "$AMO_URL/ready"
+info "ready: $(curl -sS --max-time 3 "$AMO_URL/ready")"
+
+log "starting messenger-api on $MSG_URL"
+(
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env -u OTEL_EXPORTER_OTLP_ENDPOINT -u Jwt__Secret \
+    HOST=127.0.0.1 \
+    PORT="$MSG_PORT" \
+    DATABASE_URL="$PG_SERVER/$DEMO_DB" \
+    NATS_URL="$DEMO_NATS_URL" \
+    NATS_SUBJECT_PREFIX=demo \
+    LOG_FORMAT=pretty \
+    LOG_LEVEL="${LOG_LEVEL:-info}" \
+    JWT_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
+    MESSENGER_FILES_DIR="$DEMO_DIR/messenger-files" \
+    "$MSG_BIN" serve </dev/null >"$DEMO_DIR/messenger-api.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/messenger-api.pid"
+poll 90 "messenger-api /ready" messenger-api curl -fsS --max-time 3 -o /dev/null "$MSG_URL/ready"
+info "ready: $(curl -sS --max-time 3 "$MSG_URL/ready")"
+
 # ---------------------------------------------------------------- 3. the conversation
 log "1/5  VK: user Иван Петров (id $USER_ID) exists in the fake VK"
 curl -fsS --max-time 5 -X POST -H 'Content-Type: application/json' \
@@ -347,8 +407,104 @@ find_sent() { sent=$(vk_sent_reply) && [[ -n $sent ]]; }
 poll 30 "the reply in VK messages.send" vk-connector find_sent
 info "  $(jq -r '"peer_id \(.peer_id), random_id \(.random_id), message_id \(.message_id // "?"): \"\(.message)\""' <<<"$sent")"
 
+# ---------------------------------------------------------------- 4. an amoCRM lead
+log "amoCRM 1/2  amoCRM -> gateway: form-encoded leads[add] webhook, as amoCRM posts it"
+amo_body=$(python3 - "$AMO_LEAD_ID" "$(date +%s)" <<'PY'
+import sys, urllib.parse
+lead, now = sys.argv[1], sys.argv[2]
+p = f"leads[add][0]"
+pairs = [
+    (f"{p}[id]", lead), (f"{p}[name]", "Квартира на Невском, 3 комн. 🏠"), (f"{p}[status_id]", "1"),
+    (f"{p}[price]", "12500000"), (f"{p}[responsible_user_id]", "504141"), (f"{p}[pipeline_id]", "7331"),
+    (f"{p}[date_create]", str(int(now) - 60)), (f"{p}[last_modified]", now), (f"{p}[account_id]", "29085431"),
+]
+for i, (fid, name, value) in enumerate([
+    (123458, "utm_source", "yandex"), (123459, "utm_medium", "cpc"), (123460, "utm_campaign", "spb-novostroyki"),
+    (123463, "Стоимость объекта", "12 500 000"), (123464, "Комиссия", "375000,50"),
+]):
+    f = f"{p}[custom_fields][{i}]"
+    pairs += [(f"{f}[id]", str(fid)), (f"{f}[name]", name), (f"{f}[values][0][value]", value)]
+pairs += [("account[subdomain]", "sandbox"), ("account[id]", "29085431")]
+print(urllib.parse.urlencode(pairs))
+PY
+)
+info "POST $AMO_URL/api/webhooks/amo/$AMO_WEBHOOK_TOKEN"
+info "  ${amo_body:0:150}…"
+answer=$(curl -sS --max-time 10 -X POST -H 'Content-Type: application/x-www-form-urlencoded' \
+  --data "$amo_body" -w '\n%{http_code}' "$AMO_URL/api/webhooks/amo/$AMO_WEBHOOK_TOKEN")
+code=${answer##*$'\n'}
+answer=${answer%$'\n'*}
+info "  answer: HTTP $code, $answer"
+[[ $code == 200 ]] || die "the amoCRM webhook should be answered 200"
+
+log "amoCRM 2/2  gateway -> Postgres: the lead in amocrm.leads"
+lead_row() {
+  psql -X -q -At "$PG_SERVER/$DEMO_DB" -c \
+    "SELECT id, name, status, utm_source, utm_campaign, object_price, commission FROM amocrm.leads WHERE id = $AMO_LEAD_ID" 2>/dev/null
+}
+row=""
+find_row() { row=$(lead_row) && [[ -n $row ]]; }
+poll 30 "lead $AMO_LEAD_ID in amocrm.leads" amocrm-sync find_row
+psql -X "$PG_SERVER/$DEMO_DB" -c \
+  "SELECT id, name, status, utm_source, utm_campaign, object_price, commission, updated_at FROM amocrm.leads WHERE id = $AMO_LEAD_ID" |
+  sed 's/^/    /' >&2
+
+# ---------------------------------------------------------------- 5. the own messenger
+msg_cli() {
+  env -u Jwt__Secret DATABASE_URL="$PG_SERVER/$DEMO_DB" LOG_FORMAT=pretty LOG_LEVEL=warn "$MSG_BIN" "$@"
+}
+msg_api() { # METHOD PATH TOKEN|"" [JSON]
+  local args=(-sS --max-time 10 -X "$1" -H 'Content-Type: application/json')
+  [[ -n $3 ]] && args+=(-H "Authorization: Bearer $3")
+  [[ $# -ge 4 ]] && args+=(--data "$4")
+  curl "${args[@]}" "$MSG_URL$2"
+}
+log "messenger 1/5  messenger-api admin create / invite create (the CLI; nothing is hard-coded)"
+admin_out=$(msg_cli admin create --phone +79990000001 --display-name "Администратор")
+info "  $(head -n1 <<<"$admin_out")"
+invites=$(msg_cli invite create --count 2 2>/dev/null)
+info "  invite codes: $(tr '\n' ' ' <<<"$invites")"
+
+log "messenger 2/5  two users register with the codes (POST /api/auth/register)"
+msg_register() { # phone name code
+  msg_api POST /api/auth/register "" \
+    "$(jq -nc --arg p "$1" --arg n "$2" --arg c "$3" '{phone:$p, password:"demo-password-1", displayName:$n, inviteCode:$c}')"
+}
+alice=$(msg_register +79990000002 "Алиса" "$(sed -n 1p <<<"$invites")")
+bob=$(msg_register +79990000003 "Борис" "$(sed -n 2p <<<"$invites")")
+bob_id=$(jq -er .user.id <<<"$bob") || die "registration failed: $bob"
+info "  Алиса $(jq -r .user.id <<<"$alice"), Борис $bob_id"
+
+log "messenger 3/5  Алиса logs in (POST /api/auth/login) and opens a private chat with Борис"
+login=$(msg_api POST /api/auth/login "" '{"phone":"+79990000002","password":"demo-password-1"}')
+alice_token=$(jq -er .accessToken <<<"$login") || die "login failed: $login"
+info "  accessToken ${alice_token:0:24}…, expiresIn $(jq -r .expiresIn <<<"$login") s, refreshToken issued"
+chat=$(msg_api POST /api/chats "$alice_token" "$(jq -nc --arg u "$bob_id" '{type:"private", userId:$u}')")
+chat_id=$(jq -er .id <<<"$chat") || die "chat not created: $chat"
+info "  chat $chat_id"
+
+log "messenger 4/5  Борис connects to the hub /hubs/chat with @microsoft/signalr (Node)"
+NODE_DIR=$REPO_ROOT/services/messenger-api/tests/node
+if ! have node || ! have npm; then apt_install nodejs npm; fi
+[[ -d $NODE_DIR/node_modules/@microsoft/signalr ]] || (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+bob_token=$(jq -r .accessToken <<<"$bob")
+node "$NODE_DIR/hub-client.js" "$MSG_URL" "$bob_token" 30 >"$DEMO_DIR/hub-client.out" 2>&1 &
+hub_client=$!
+hub_connected() { grep -q '^connected' "$DEMO_DIR/hub-client.out"; }
+poll 30 "the hub client to connect" messenger-api hub_connected
+info "  $(head -n1 "$DEMO_DIR/hub-client.out")"
+
+log "messenger 5/5  Алиса sends (POST /api/messages); the hub pushes ReceiveMessage to Борис"
+MSG_TEXT="Борис, привет! Это сообщение пришло через хаб."
+sent=$(msg_api POST /api/messages "$alice_token" "$(jq -nc --arg c "$chat_id" --arg t "$MSG_TEXT" '{chatId:$c, text:$t}')")
+info "  stored: message $(jq -r .id <<<"$sent")"
+wait "$hub_client" || die "no ReceiveMessage at Борис: $(cat "$DEMO_DIR/hub-client.out")"
+pushed=$(grep '"ReceiveMessage"' "$DEMO_DIR/hub-client.out")
+info "  Борис got: $(jq -c '.args[0] | {id, senderName, text}' <<<"$pushed")"
+[[ $(jq -r '.args[0].text' <<<"$pushed") == "$MSG_TEXT" ]] || die "the pushed message is not the one sent"
+
 finished=1
-log "the walk-through passed: VK -> Chatwoot -> VK"
+log "the walk-through passed: VK -> Chatwoot -> VK, amoCRM -> Postgres, messenger login -> hub push"
 if [[ $once -eq 1 ]]; then
   exit 0
 fi
@@ -357,12 +513,17 @@ cat <<EOF
 
 The gateway keeps running:
   vk-connector  pid $(pid_of vk-connector)  $VK_URL          log $DEMO_DIR/vk-connector.log
+  amocrm-sync   pid $(pid_of amocrm-sync)  $AMO_URL          log $DEMO_DIR/amocrm-sync.log
+  messenger-api pid $(pid_of messenger-api)  $MSG_URL          log $DEMO_DIR/messenger-api.log
   sandbox       pid $(pid_of sandbox)  $SANDBOX_URL   log $DEMO_DIR/sandbox.log
 Try:
   curl -s $VK_URL/health
   curl -s $VK_URL/metrics | head
   curl -s $SANDBOX_URL/_sandbox/chatwoot/conversations | jq
   curl -s $SANDBOX_URL/_sandbox/vk/sent | jq
+  curl -s $AMO_URL/api/webhooks/amo/health
+  $MSG_URL/swagger (Swagger UI of the messenger API; Алиса: +79990000002 / demo-password-1)
+  psql $PG_SERVER/$DEMO_DB -c 'TABLE amocrm.leads'
   scripts/verify.sh --local
 Stop with:
   scripts/demo.sh stop

@@ -12,10 +12,12 @@ Usage: scripts/test.sh [--no-deploy-checks] [-- NEXTEST_ARGS...]
 Runs, in order, and exits non-zero when any of them fails:
   1. scripts/dev-deps.sh          Postgres + NATS (JetStream) running, cargo-nextest installed
   2. cargo nextest run --workspace --no-fail-fast [NEXTEST_ARGS]
-  3. scripts/check-deploy.sh      docker-compose.yml, nginx, Postgres init, shellcheck
+  3. messenger-api hub end to end with the official @microsoft/signalr client (Node,
+     services/messenger-api/tests/node: npm ci, then npm test against the real binary)
+  4. scripts/check-deploy.sh      docker-compose.yml, nginx, Postgres init, shellcheck
 
 Options:
-  --no-deploy-checks   skip step 3
+  --no-deploy-checks   skip step 4
   -h, --help           this text
 
 Environment (defaults shown):
@@ -48,6 +50,20 @@ failed=()
 log "cargo nextest run --workspace --no-fail-fast ${nextest_args[*]}"
 if ! cargo nextest run --workspace --no-fail-fast "${nextest_args[@]}"; then
   failed+=("cargo nextest")
+fi
+
+# The hub must keep working with the client library the web and mobile apps use.
+node_e2e() {
+  local dir=$REPO_ROOT/services/messenger-api/tests/node
+  if ! have node || ! have npm; then
+    apt_install nodejs npm
+  fi
+  cargo build -p messenger-api --bin messenger-api &&
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && npm test)
+}
+log "messenger-api hub end to end with @microsoft/signalr (node $(node --version 2>/dev/null || echo 'to be installed'))"
+if ! node_e2e; then
+  failed+=("messenger-api node SignalR e2e")
 fi
 
 if [[ $deploy_checks -eq 1 ]]; then

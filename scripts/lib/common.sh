@@ -12,6 +12,8 @@ export REPO_ROOT
 # one service in docker-compose.yml.
 GATEWAY_SERVICES=(
   "vk-connector:8081:vk"
+  "messenger-api:8085:messenger"
+  "amocrm-sync:8084:amocrm"
 )
 
 log()  { printf '==> %s\n' "$*" >&2; }

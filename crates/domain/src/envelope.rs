@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::crm::{Contact, Deletion, Lead};
 use crate::message::{InboundMessage, OutboundMessage};
 use crate::subject::{IdempotencyKey, Subject};
 
@@ -41,16 +42,61 @@ pub enum Event {
     /// A customer wrote to us (VK community message, Telegram message …).
     #[serde(rename = "message.received")]
     MessageReceived(InboundMessage),
+    /// A user of our own messenger posted a message in a chat (source `messenger`); the same
+    /// normalized shape as a message received from another messenger: `conversation.id` is
+    /// the chat id, `sender.id` the user id, a voice message is an `audio` attachment whose
+    /// `url` is the messenger's `/api/files/{id}` path.
+    #[serde(rename = "message.posted")]
+    MessagePosted(InboundMessage),
+    /// A lead was created in the CRM (source `amocrm`).
+    #[serde(rename = "lead.created")]
+    LeadCreated(Lead),
+    /// A lead's fields (name, budget, responsible user, custom fields …) changed.
+    #[serde(rename = "lead.updated")]
+    LeadUpdated(Lead),
+    /// A lead moved to another pipeline stage (`previous_status_id` → `status_id`).
+    #[serde(rename = "lead.status_changed")]
+    LeadStatusChanged(Lead),
+    /// A lead was deleted in the CRM.
+    #[serde(rename = "lead.deleted")]
+    LeadDeleted(Deletion),
+    /// A contact was created in the CRM.
+    #[serde(rename = "contact.created")]
+    ContactCreated(Contact),
+    /// A contact changed.
+    #[serde(rename = "contact.updated")]
+    ContactUpdated(Contact),
+    /// A contact was deleted in the CRM.
+    #[serde(rename = "contact.deleted")]
+    ContactDeleted(Deletion),
 }
 
 impl Event {
     /// Every wire name this build knows; anything else is an unknown type to skip.
-    pub const TYPES: &'static [&'static str] = &["message.received"];
+    pub const TYPES: &'static [&'static str] = &[
+        "message.received",
+        "message.posted",
+        "lead.created",
+        "lead.updated",
+        "lead.status_changed",
+        "lead.deleted",
+        "contact.created",
+        "contact.updated",
+        "contact.deleted",
+    ];
 
     /// The wire name of this event (`type` in the envelope).
     pub fn type_name(&self) -> &'static str {
         match self {
             Event::MessageReceived(_) => "message.received",
+            Event::MessagePosted(_) => "message.posted",
+            Event::LeadCreated(_) => "lead.created",
+            Event::LeadUpdated(_) => "lead.updated",
+            Event::LeadStatusChanged(_) => "lead.status_changed",
+            Event::LeadDeleted(_) => "lead.deleted",
+            Event::ContactCreated(_) => "contact.created",
+            Event::ContactUpdated(_) => "contact.updated",
+            Event::ContactDeleted(_) => "contact.deleted",
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Everything that crosses NATS is defined here: the [`Envelope`] that wraps every message
 //! body, the typed [`Event`]s and [`Command`]s it can carry, the normalized message shapes
-//! ([`InboundMessage`], [`OutboundMessage`]), [`Subject`] constructors and
+//! ([`InboundMessage`], [`OutboundMessage`]), the normalized CRM records ([`Lead`],
+//! [`Contact`], [`Deletion`]), [`Subject`] constructors and
 //! [`IdempotencyKey`]s. The crate does no I/O and depends only on serde, uuid, time and
 //! thiserror, so every service can use it cheaply.
 //!
@@ -13,10 +14,12 @@
 //!  "idempotency_key":"vk:<group_id>:<event_id>","traceparent":"<W3C trace context>","data":{…}}
 //! ```
 
+mod crm;
 mod envelope;
 mod message;
 mod subject;
 
+pub use crm::{Contact, CustomField, CustomFieldValue, Deletion, Lead, LinkedContact, Utm};
 pub use envelope::{Command, DecodeError, Envelope, Event, Payload, Source};
 pub use message::{
     Attachment, AttachmentKind, ConversationKind, ConversationRef, InboundMessage, MessageOrigin,

@@ -34,6 +34,18 @@ impl Subject {
         Self(format!("rpc.{}.{noun_verb}", target.as_str()))
     }
 
+    /// Core-NATS fan-out between the replicas of one service, never stored in a stream:
+    /// `fanout.<source>.<rest>`, e.g. `fanout.messenger.chat.<chat id>` (the messenger hub
+    /// pushes what one replica accepted to the clients connected to the others).
+    pub fn fanout(source: Source, rest: &str) -> Self {
+        Self(format!("fanout.{}.{rest}", source.as_str()))
+    }
+
+    /// Every fan-out subject of a source: `fanout.<source>.>`.
+    pub fn all_fanout(source: Source) -> Self {
+        Self(format!("fanout.{}.>", source.as_str()))
+    }
+
     /// Every event: `events.>` (the subjects of the `EVENTS` stream).
     pub fn all_events() -> Self {
         Self("events.>".to_owned())
@@ -84,6 +96,26 @@ impl IdempotencyKey {
         Self(format!("chatwoot:{account_id}:{message_id}"))
     }
 
+    /// A message posted in the own messenger: `messenger:message:<message_id>`.
+    pub fn messenger_message(message_id: i64) -> Self {
+        Self(format!("messenger:message:{message_id}"))
+    }
+
+    /// One amoCRM webhook entry:
+    /// `amocrm:<account>:<entity>:<id>:<action>:<updated_at unix seconds, or "-">`, e.g.
+    /// `amocrm:example:lead:4821:status:1763812800`. The same delivery repeated gives the same
+    /// key; a later change of the same entity (newer `updated_at`) gives a new one.
+    pub fn amocrm_entity(
+        account: &str,
+        entity: &str,
+        id: i64,
+        action: &str,
+        updated_at: Option<i64>,
+    ) -> Self {
+        let at = updated_at.map_or_else(|| "-".to_owned(), |t| t.to_string());
+        Self(format!("amocrm:{account}:{entity}:{id}:{action}:{at}"))
+    }
+
     /// A key from parts that have no constructor of their own yet (`<system>:<id>…`).
     pub fn from_parts(parts: &[&str]) -> Self {
         Self(parts.join(":"))
@@ -124,6 +156,14 @@ mod tests {
             "t1.events.>".to_owned()
         );
         assert_eq!(Subject::all_commands().with_prefix(""), "cmd.>".to_owned());
+        assert_eq!(
+            Subject::fanout(Source::Messenger, "chat.42").as_str(),
+            "fanout.messenger.chat.42"
+        );
+        assert_eq!(
+            Subject::all_fanout(Source::Messenger).with_prefix("t1"),
+            "t1.fanout.messenger.>".to_owned()
+        );
     }
 
     #[test]
@@ -135,6 +175,19 @@ mod tests {
         assert_eq!(
             IdempotencyKey::chatwoot_message(1, 42).as_str(),
             "chatwoot:1:42"
+        );
+        assert_eq!(
+            IdempotencyKey::amocrm_entity("example", "lead", 4821, "status", Some(1_763_812_800))
+                .as_str(),
+            "amocrm:example:lead:4821:status:1763812800"
+        );
+        assert_eq!(
+            IdempotencyKey::amocrm_entity("example", "contact", 7, "delete", None).as_str(),
+            "amocrm:example:contact:7:delete:-"
+        );
+        assert_eq!(
+            IdempotencyKey::messenger_message(4521).as_str(),
+            "messenger:message:4521"
         );
     }
 }

@@ -12,7 +12,9 @@ fn value(s: &str) -> serde_json::Value {
 fn message_received_round_trips_byte_for_byte_in_meaning() {
     let golden = include_str!("golden/vk_message_received.json");
     let env = Envelope::<Event>::decode(golden.as_bytes()).expect("decodes");
-    let Event::MessageReceived(msg) = &env.payload;
+    let Event::MessageReceived(msg) = &env.payload else {
+        panic!("expected message.received, got {}", env.payload.type_name());
+    };
     assert_eq!(env.source, Source::Vk);
     assert_eq!(env.idempotency_key.as_str(), "vk:227000001:c9f1e0a8d3b2");
     assert_eq!(msg.sender.display_name.as_deref(), Some("Иван Петров"));
@@ -70,4 +72,29 @@ fn broken_data_of_a_known_type_is_malformed() {
         Envelope::<Event>::decode(body),
         Err(DecodeError::Malformed(_))
     ));
+}
+
+#[test]
+fn messenger_message_posted_round_trips() {
+    let golden = include_str!("golden/messenger_message_posted.json");
+    let env = Envelope::<Event>::decode(golden.as_bytes()).expect("decodes");
+    assert_eq!(env.source, Source::Messenger);
+    assert_eq!(env.subject().as_str(), "events.messenger.message.posted");
+    assert_eq!(env.payload.type_name(), "message.posted");
+    let Event::MessagePosted(msg) = &env.payload else {
+        panic!("expected message.posted, got {}", env.payload.type_name());
+    };
+    assert_eq!(msg.conversation.kind, ConversationKind::Group);
+    assert_eq!(msg.sender.display_name.as_deref(), Some("Анна Смирнова"));
+    assert_eq!(msg.attachments[0].kind, AttachmentKind::Audio);
+    assert_eq!(msg.attachments[0].mime.as_deref(), Some("audio/ogg"));
+    assert!(msg.reply_to.is_none());
+    assert_eq!(
+        env.idempotency_key,
+        domain::IdempotencyKey::messenger_message(4521)
+    );
+    assert_eq!(
+        serde_json::to_value(&env).expect("serializes"),
+        value(golden)
+    );
 }

@@ -12,7 +12,7 @@
 //! | `GET /_sandbox/chatwoot/conversations/{id}/messages` | its messages, oldest first |
 //! | `POST /_sandbox/chatwoot/conversations/{id}/agent_reply` `{"content":"…","private":false}` | agent reply, fires the webhook; answers `{"id":…}` |
 //! | `GET /_sandbox/chatwoot/webhooks` | webhook deliveries ([`WebhookDelivery`](crate::WebhookDelivery)[]) |
-//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
+//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
 //! | `GET /_sandbox/requests` | every request to either fake ([`RecordedRequest`](crate::RecordedRequest)[]) |
 
 use std::sync::Arc;

@@ -112,7 +112,7 @@ async fn fail(
                 crate::vk::error(code, crate::vk::error_message(code), &method, &params)
                     .into_response()
             }
-            Target::Chatwoot => proxy_page(StatusCode::INTERNAL_SERVER_ERROR),
+            Target::Chatwoot | Target::Amocrm => proxy_page(StatusCode::INTERNAL_SERVER_ERROR),
         },
     }
 }

@@ -5,6 +5,8 @@
 //!   server (`{url}/vk/longpoll/{group_id}`, see [`vk::long_poll`]);
 //! * [`chatwoot`] — the Chatwoot Application API (`{url}/chatwoot/api/v1/...`): profile, contacts,
 //!   contact inboxes, conversations, messages, and the `message_created` webhook it fires;
+//! * [`amocrm`] — amoCRM (`{url}/amocrm/...`): OAuth 2.0 token endpoint with refresh-token
+//!   rotation, API v4 leads, contacts and account;
 //! * [`control`] — a small JSON control API under `/_sandbox/` for the demo scripts.
 //!
 //! Rust tests use [`Sandbox`] in-process; the `sandbox` binary serves the same thing for the demo.
@@ -12,6 +14,7 @@
 //! ([`Sandbox::fail_next`]); [`Sandbox::wait_until`] wakes on every state change, so tests never
 //! sleep.
 
+pub mod amocrm;
 pub mod chatwoot;
 pub mod control;
 mod intercept;
@@ -63,6 +66,7 @@ impl Default for SandboxOptions {
 pub enum Target {
     Vk,
     Chatwoot,
+    Amocrm,
 }
 
 /// What the next request(s) to a fake should suffer instead of being served.
@@ -112,6 +116,7 @@ pub struct RecordedRequest {
 pub(crate) struct State {
     pub(crate) vk: vk::VkState,
     pub(crate) cw: chatwoot::model::Store,
+    pub(crate) amocrm: amocrm::AmoState,
     pub(crate) failures: HashMap<Target, VecDeque<Failure>>,
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) webhook_url: Option<String>,
@@ -406,6 +411,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .nest(
             "/chatwoot",
             intercept::wrap(chatwoot::router(), shared.clone(), Target::Chatwoot),
+        )
+        .nest(
+            "/amocrm",
+            intercept::wrap(amocrm::router(), shared.clone(), Target::Amocrm),
         )
         .nest("/_sandbox", control::router())
         .with_state(shared)

@@ -7,7 +7,9 @@ use sandbox::{Sandbox, SandboxOptions};
 
 /// Fake VK API and Chatwoot Application API for local demos and tests.
 ///
-/// Point the services at it: VK_API_URL={url}/vk/method, CHATWOOT_BASE_URL={url}/chatwoot.
+/// Point the services at it: VK_API_URL={url}/vk/method, CHATWOOT_BASE_URL={url}/chatwoot,
+/// AMOCRM_BASE_URL={url}/amocrm (with AMOCRM_DOMAIN=sandbox.amocrm.ru and the client id/secret of
+/// `sandbox::amocrm`).
 /// The control API is under {url}/_sandbox/ (see the crate docs). Request logs go to stderr;
 /// RUST_LOG sets the level (default info).
 #[derive(Parser)]

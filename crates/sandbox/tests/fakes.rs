@@ -810,3 +810,157 @@ async fn long_poll_failures_can_be_injected_and_server_checks_its_params() {
         "{own}"
     );
 }
+
+/// The amoCRM fake: OAuth with refresh-token rotation, API v4 reads, 429 injection.
+mod amocrm {
+    use sandbox::amocrm::{CLIENT_ID, CLIENT_SECRET, lead_json};
+    use sandbox::{Failure, Sandbox, Target};
+    use serde_json::{Value, json};
+
+    async fn token(sandbox: &Sandbox, body: Value) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}/oauth2/access_token", sandbox.amocrm_url()))
+            .json(&body)
+            .send()
+            .await
+            .expect("amoCRM fake answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("JSON"))
+    }
+
+    fn grant(extra: Value) -> Value {
+        let mut v = json!({"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                           "redirect_uri": "https://amocrm.example.com/api/auth/amo/callback"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    }
+
+    async fn get(sandbox: &Sandbox, path: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}{path}", sandbox.amocrm_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("amoCRM fake answers")
+    }
+
+    #[tokio::test]
+    async fn codes_are_exchanged_once_and_wrong_clients_refused() {
+        let sandbox = Sandbox::start().await.unwrap();
+        let code = sandbox.amocrm_authorize();
+        let (status, pair) = token(
+            &sandbox,
+            grant(json!({"grant_type": "authorization_code", "code": code})),
+        )
+        .await;
+        assert_eq!(status, 200, "{pair}");
+        assert_eq!(pair["token_type"], "Bearer");
+        assert_eq!(pair["expires_in"], 86_400);
+        let (status, err) = token(
+            &sandbox,
+            grant(json!({"grant_type": "authorization_code", "code": code})),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(err["hint"], "Authorization code has been revoked");
+        assert_eq!(
+            err["type"],
+            "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
+        );
+        let (status, _) = token(
+            &sandbox,
+            json!({"client_id": CLIENT_ID, "client_secret": "wrong", "grant_type": "authorization_code",
+                   "code": sandbox.amocrm_authorize(), "redirect_uri": "https://x"}),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_stays_good_until_the_new_pair_is_used() {
+        let sandbox = Sandbox::start().await.unwrap();
+        let code = sandbox.amocrm_authorize();
+        let (_, p1) = token(
+            &sandbox,
+            grant(json!({"grant_type": "authorization_code", "code": code})),
+        )
+        .await;
+        let rt1 = p1["refresh_token"].as_str().unwrap().to_owned();
+        let (status, p2) = token(
+            &sandbox,
+            grant(json!({"grant_type": "refresh_token", "refresh_token": rt1})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_ne!(p2["refresh_token"], p1["refresh_token"]);
+        // Not stored by the client yet (the new pair is unused): the old one still works.
+        assert!(sandbox.amocrm_refresh_token_valid(&rt1));
+        let at2 = p2["access_token"].as_str().unwrap();
+        assert_eq!(get(&sandbox, "/api/v4/account", at2).await.status(), 200);
+        assert!(!sandbox.amocrm_refresh_token_valid(&rt1));
+        let (status, err) = token(
+            &sandbox,
+            grant(json!({"grant_type": "refresh_token", "refresh_token": rt1})),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(err["hint"], "Refresh token has been revoked");
+        assert_eq!(sandbox.amocrm_tokens_issued(), 2);
+    }
+
+    #[tokio::test]
+    async fn leads_and_contacts_need_a_token_and_429_can_be_injected() {
+        let sandbox = Sandbox::start().await.unwrap();
+        sandbox.amocrm_put_lead(lead_json(
+            5,
+            "Сделка",
+            142,
+            1_795_348_800,
+            json!(null),
+            &[(7, true)],
+        ));
+        assert_eq!(get(&sandbox, "/api/v4/leads/5", "nope").await.status(), 401);
+        let code = sandbox.amocrm_authorize();
+        let (_, pair) = token(
+            &sandbox,
+            grant(json!({"grant_type": "authorization_code", "code": code})),
+        )
+        .await;
+        let at = pair["access_token"].as_str().unwrap();
+        let lead: Value = get(&sandbox, "/api/v4/leads/5?with=contacts", at)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(lead["_embedded"]["contacts"][0]["id"], 7);
+        assert_eq!(lead["_embedded"]["contacts"][0]["is_main"], true);
+        let bare: Value = get(&sandbox, "/api/v4/leads/5", at)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(bare["_embedded"].get("contacts").is_none());
+        assert_eq!(get(&sandbox, "/api/v4/leads/6", at).await.status(), 204);
+        assert_eq!(get(&sandbox, "/api/v4/contacts/7", at).await.status(), 204);
+        sandbox.fail_next(
+            Target::Amocrm,
+            1,
+            Failure::TooManyRequests {
+                retry_after_secs: 2,
+            },
+        );
+        let limited = get(&sandbox, "/api/v4/leads/5", at).await;
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "2");
+        assert_eq!(get(&sandbox, "/api/v4/leads/5", at).await.status(), 200);
+        let recorded: Vec<_> = sandbox
+            .requests()
+            .into_iter()
+            .filter(|r| r.target == Target::Amocrm && r.path == "/amocrm/api/v4/leads/5")
+            .collect();
+        assert_eq!(recorded.len(), 5);
+        assert_eq!(recorded[1].query, "with=contacts");
+    }
+}

@@ -33,6 +33,11 @@ pub enum HandleError {
     /// Can never succeed (VK code 901, a 4xx that is not 429 …): dead-letter it now.
     #[error("{0}")]
     Fatal(String),
+    /// The service's own dependency (its database) is down: nothing is wrong with the message.
+    /// It is NAKed with `after` however often it was delivered and never dead-lettered (the
+    /// dead-letter table is in that same database), so it is done once the dependency is back.
+    #[error("{reason}")]
+    Unavailable { reason: String, after: Duration },
 }
 
 impl HandleError {
@@ -224,6 +229,10 @@ async fn handle_one<P, F, Fut>(
             Ok(env) => match handler(env).await {
                 Ok(()) => Outcome::Ack("ok"),
                 Err(HandleError::Fatal(reason)) => Outcome::DeadLetter(reason),
+                Err(HandleError::Unavailable { reason, after }) => {
+                    tracing::warn!(%reason, delay_ms = after.as_millis() as u64, "dependency unavailable; will retry");
+                    Outcome::Nak(after)
+                }
                 Err(HandleError::Retry { reason, .. }) if attempt >= spec.max_attempts => {
                     Outcome::DeadLetter(format!("gave up after {attempt} attempts: {reason}"))
                 }

@@ -18,7 +18,10 @@ pub const DURABLE: &str = "vk-connector-relay";
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {
     let Event::MessageReceived(msg) = env.payload else {
         // The consumer's filter delivers only message.received; anything else is not ours.
-        tracing::debug!(kind = env.payload.type_name(), "not a received message; skipped");
+        tracing::debug!(
+            kind = env.payload.type_name(),
+            "not a received message; skipped"
+        );
         return Ok(());
     };
     let key = env.idempotency_key.as_str();

@@ -1,0 +1,390 @@
+//! Configuration of amocrm-sync: flags or environment variables (a `.env` file is read when
+//! present). `amocrm-sync --help` lists them all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use service_kit::{RuntimeArgs, Secret, SecretError};
+
+use crate::mapping::{Mapping, MappingError};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "amocrm-sync",
+    version,
+    about = "amoCRM → gateway: lead and contact webhooks (amoCRM's form format and the JSON \
+             format) become events on NATS and rows in Postgres; OAuth 2.0 and API v4 fill in \
+             what a webhook leaves out.",
+    after_help = "Without a command it serves. A missing or placeholder secret stops the service \
+                  at start with the name of the variable. Field ids and the status map come from \
+                  AMOCRM_MAPPING_FILE and/or the AMOCRM_FIELD_* / AMOCRM_STATUS_MAP variables \
+                  (variables win); see docs/amocrm.md."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server, the store consumer and the token refresher (default).
+    Serve,
+    /// Run the database migrations of schema `amocrm` and exit.
+    Migrate,
+    /// Check the configuration and the stored OAuth token against amoCRM (GET /api/v4/account).
+    Check,
+    /// Inspect and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+/// `amocrm-sync dlq …`.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters, newest first.
+    List {
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Include the ones already replayed.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a dead letter again to its subject and mark it replayed.
+    Replay {
+        /// The dead letter's id (from `dlq list`).
+        id: i64,
+    },
+}
+
+/// Every setting; checked by [`Settings::from_config`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8084)]
+    pub port: u16,
+
+    /// The amoCRM account's domain, e.g. example.amocrm.ru (or just `example`). Webhooks whose
+    /// account[subdomain] is another account are refused.
+    #[arg(long, env = "AMOCRM_DOMAIN")]
+    pub amocrm_domain: Option<String>,
+    /// amoCRM base URL for OAuth and API v4; default https://<AMOCRM_DOMAIN>. Tests point it at
+    /// the sandbox.
+    #[arg(long, env = "AMOCRM_BASE_URL")]
+    pub amocrm_base_url: Option<String>,
+    /// Integration id (Settings → Integrations → your integration → Keys and scopes).
+    #[arg(long, env = "AMOCRM_CLIENT_ID", hide_env_values = true)]
+    pub amocrm_client_id: Option<String>,
+    /// Integration secret key; also the HMAC key of the JSON webhook's X-Signature. Never logged.
+    #[arg(long, env = "AMOCRM_CLIENT_SECRET", hide_env_values = true)]
+    pub amocrm_client_secret: Option<String>,
+    /// Redirect URI registered in the integration:
+    /// https://amocrm.<DOMAIN>/api/auth/amo/callback.
+    #[arg(long, env = "AMOCRM_REDIRECT_URI")]
+    pub amocrm_redirect_uri: Option<String>,
+    /// Unguessable path segment of the webhook URL amoCRM posts to:
+    /// POST /api/webhooks/amo/{AMOCRM_WEBHOOK_TOKEN}. amoCRM signs nothing, so this is the
+    /// credential. Never logged.
+    #[arg(long, env = "AMOCRM_WEBHOOK_TOKEN", hide_env_values = true)]
+    pub amocrm_webhook_token: Option<String>,
+
+    /// JSON file with the status map and field ids:
+    /// {"statuses":{"142":"won"},"fields":{"utm_source":123458,…},"phone_region":"RU"}.
+    #[arg(long, env = "AMOCRM_MAPPING_FILE")]
+    pub amocrm_mapping_file: Option<PathBuf>,
+    /// Status map, `<status_id>=<name>` comma separated, e.g. `31245=new,31246=contacted`.
+    /// Replaces the default map 1 new … 7 completed; 142 won and 143 lost stay unless given.
+    #[arg(long, env = "AMOCRM_STATUS_MAP")]
+    pub amocrm_status_map: Option<String>,
+    /// Lead custom field id of utm_source (default 123458).
+    #[arg(long, env = "AMOCRM_FIELD_UTM_SOURCE")]
+    pub amocrm_field_utm_source: Option<i64>,
+    /// Lead custom field id of utm_medium (default 123459).
+    #[arg(long, env = "AMOCRM_FIELD_UTM_MEDIUM")]
+    pub amocrm_field_utm_medium: Option<i64>,
+    /// Lead custom field id of utm_campaign (default 123460).
+    #[arg(long, env = "AMOCRM_FIELD_UTM_CAMPAIGN")]
+    pub amocrm_field_utm_campaign: Option<i64>,
+    /// Lead custom field id of utm_content (default 123461).
+    #[arg(long, env = "AMOCRM_FIELD_UTM_CONTENT")]
+    pub amocrm_field_utm_content: Option<i64>,
+    /// Lead custom field id of utm_term (default 123462).
+    #[arg(long, env = "AMOCRM_FIELD_UTM_TERM")]
+    pub amocrm_field_utm_term: Option<i64>,
+    /// Lead custom field id of the object price (default 123463).
+    #[arg(long, env = "AMOCRM_FIELD_OBJECT_PRICE")]
+    pub amocrm_field_object_price: Option<i64>,
+    /// Lead custom field id of the commission (default 123464).
+    #[arg(long, env = "AMOCRM_FIELD_COMMISSION")]
+    pub amocrm_field_commission: Option<i64>,
+    /// Contact custom field id of phones (default 123456; fields with code PHONE count too).
+    #[arg(long, env = "AMOCRM_FIELD_PHONE")]
+    pub amocrm_field_phone: Option<i64>,
+    /// Contact custom field id of e-mails (default 123457; fields with code EMAIL count too).
+    #[arg(long, env = "AMOCRM_FIELD_EMAIL")]
+    pub amocrm_field_email: Option<i64>,
+    /// Country whose rules read phone numbers written without +country (default RU: 8 903 … →
+    /// +7903…).
+    #[arg(long, env = "AMOCRM_PHONE_REGION")]
+    pub amocrm_phone_region: Option<String>,
+
+    /// After a lead event, fetch the whole lead with its contacts from API v4 (when a token is
+    /// stored).
+    #[arg(long, env = "AMOCRM_FETCH_LEADS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub amocrm_fetch_leads: bool,
+    /// API v4 requests per second (amoCRM allows 7).
+    #[arg(long, env = "AMOCRM_API_RPS", default_value_t = 7)]
+    pub amocrm_api_rps: u32,
+    /// First backoff of an API call answered 429/5xx without Retry-After, in milliseconds.
+    #[arg(long, env = "AMOCRM_API_RETRY_MIN_MS", default_value_t = 1000)]
+    pub amocrm_api_retry_min_ms: u64,
+    /// Refresh the access token this many seconds before it expires.
+    #[arg(long, env = "AMOCRM_TOKEN_REFRESH_MARGIN_SECS", default_value_t = 600)]
+    pub amocrm_token_refresh_margin_secs: u64,
+
+    /// Delays between attempts to store an event, in seconds, comma separated; after the last
+    /// one the event goes to the dead-letter table. Default: again at once, after 5 s, after 30 s.
+    #[arg(long, env = "AMOCRM_RETRY_DELAYS_SECS", default_value = "0,5,30")]
+    pub amocrm_retry_delays_secs: String,
+    /// While Postgres is unreachable, events wait this many seconds between tries (never dead-
+    /// lettered for it).
+    #[arg(long, env = "AMOCRM_DB_RETRY_SECS", default_value_t = 5.0)]
+    pub amocrm_db_retry_secs: f64,
+    /// Events stored in parallel (pullers on the one durable consumer).
+    #[arg(long, env = "AMOCRM_CONSUMER_CONCURRENCY", default_value_t = 4)]
+    pub amocrm_consumer_concurrency: usize,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// Everything `serve` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    /// `example.amocrm.ru`.
+    pub domain: String,
+    /// `example`: what `account[subdomain]` must say.
+    pub subdomain: String,
+    pub base_url: String,
+    pub client_id: Secret,
+    pub client_secret: Secret,
+    pub redirect_uri: String,
+    pub webhook_token: Secret,
+    pub mapping: std::sync::Arc<Mapping>,
+    pub fetch_leads: bool,
+    pub api_rps: u32,
+    pub api_retry_min: Duration,
+    pub refresh_margin: Duration,
+    /// Delay before attempt 2, 3, …; attempts = len + 1.
+    pub retry_delays: Vec<Duration>,
+    pub db_retry: Duration,
+    pub consumer_concurrency: usize,
+    pub runtime: RuntimeArgs,
+}
+
+/// A setting is missing or wrong; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+}
+
+fn required(v: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// `0,5,30` → durations.
+pub fn parse_delays(s: &str) -> Result<Vec<Duration>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| format!("`{p}` is not a number of seconds"))
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Checks every value `serve` needs; the first problem wins.
+    pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
+        let domain = required(&c.amocrm_domain, "AMOCRM_DOMAIN")?
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        if domain.starts_with("your") || domain == "change_me" || domain.contains('/') {
+            return Err(ConfigError::Invalid(
+                "AMOCRM_DOMAIN",
+                "expected the account's domain, e.g. example.amocrm.ru".into(),
+            ));
+        }
+        let subdomain = domain.split('.').next().unwrap_or_default().to_owned();
+        let domain = if domain.contains('.') {
+            domain
+        } else {
+            format!("{domain}.amocrm.ru")
+        };
+        let base_url = c
+            .amocrm_base_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("https://{domain}"));
+        let client_id = Secret::require(c.amocrm_client_id.as_deref(), "AMOCRM_CLIENT_ID")?;
+        let client_secret =
+            Secret::require(c.amocrm_client_secret.as_deref(), "AMOCRM_CLIENT_SECRET")?;
+        let redirect_uri = required(&c.amocrm_redirect_uri, "AMOCRM_REDIRECT_URI")?;
+        if !redirect_uri.starts_with("http") {
+            return Err(ConfigError::Invalid(
+                "AMOCRM_REDIRECT_URI",
+                "expected an absolute URL, e.g. https://amocrm.example.com/api/auth/amo/callback"
+                    .into(),
+            ));
+        }
+        let webhook_token =
+            Secret::require(c.amocrm_webhook_token.as_deref(), "AMOCRM_WEBHOOK_TOKEN")?;
+        let retry_delays = parse_delays(&c.amocrm_retry_delays_secs)
+            .map_err(|e| ConfigError::Invalid("AMOCRM_RETRY_DELAYS_SECS", e))?;
+        if !(c.amocrm_db_retry_secs.is_finite() && c.amocrm_db_retry_secs >= 0.0) {
+            return Err(ConfigError::Invalid(
+                "AMOCRM_DB_RETRY_SECS",
+                "expected a number of seconds".into(),
+            ));
+        }
+        let mapping = Mapping::load(c)?;
+        Ok(Self {
+            port: c.port,
+            domain,
+            subdomain,
+            base_url,
+            client_id,
+            client_secret,
+            redirect_uri,
+            webhook_token,
+            mapping: std::sync::Arc::new(mapping),
+            fetch_leads: c.amocrm_fetch_leads,
+            api_rps: c.amocrm_api_rps.max(1),
+            api_retry_min: Duration::from_millis(c.amocrm_api_retry_min_ms),
+            refresh_margin: Duration::from_secs(c.amocrm_token_refresh_margin_secs),
+            retry_delays,
+            db_retry: Duration::from_secs_f64(c.amocrm_db_retry_secs),
+            consumer_concurrency: c.amocrm_consumer_concurrency.clamp(1, 64),
+            runtime: c.runtime.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut args = vec!["amocrm-sync".to_owned()];
+        for (k, v) in env {
+            args.push(format!(
+                "--{}={v}",
+                k.to_ascii_lowercase().replace('_', "-")
+            ));
+        }
+        let cli = Cli::try_parse_from(args).expect("flags parse");
+        Settings::from_config(&cli.config)
+    }
+
+    const FULL: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://x@localhost/db"),
+        ("AMOCRM_DOMAIN", "Example.amocrm.ru"),
+        ("AMOCRM_CLIENT_ID", "4f1c…id"),
+        ("AMOCRM_CLIENT_SECRET", "s3cr3t-amo"),
+        (
+            "AMOCRM_REDIRECT_URI",
+            "https://amocrm.example.com/api/auth/amo/callback",
+        ),
+        ("AMOCRM_WEBHOOK_TOKEN", "hook-7f3a"),
+    ];
+
+    fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
+        let mut v: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != name).collect();
+        v.push((name, value));
+        v
+    }
+
+    #[test]
+    fn a_complete_config_is_accepted_and_debug_hides_secrets() {
+        let s = parse(FULL).expect("valid");
+        assert_eq!(s.subdomain, "example");
+        assert_eq!(s.base_url, "https://example.amocrm.ru");
+        assert_eq!(s.port, 8084);
+        assert_eq!(
+            s.retry_delays,
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(5),
+                Duration::from_secs(30)
+            ]
+        );
+        let debug = format!("{s:?}");
+        for secret in ["s3cr3t-amo", "hook-7f3a"] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug");
+        }
+    }
+
+    #[test]
+    fn missing_or_placeholder_secrets_are_named() {
+        let without: Vec<_> = FULL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "AMOCRM_CLIENT_SECRET")
+            .collect();
+        assert_eq!(
+            parse(&without).unwrap_err().to_string(),
+            "AMOCRM_CLIENT_SECRET is not set; set it in the environment or in .env"
+        );
+        let e = parse(&with("AMOCRM_WEBHOOK_TOKEN", "change_me"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("AMOCRM_WEBHOOK_TOKEN "), "{e}");
+        let e = parse(&with("AMOCRM_RETRY_DELAYS_SECS", "1,x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("AMOCRM_RETRY_DELAYS_SECS"), "{e}");
+        let e = parse(&with("AMOCRM_STATUS_MAP", "142"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("AMOCRM_STATUS_MAP"), "{e}");
+    }
+
+    #[test]
+    fn a_bare_subdomain_is_enough() {
+        let s = parse(&with("AMOCRM_DOMAIN", "sandbox")).expect("valid");
+        assert_eq!(
+            (s.subdomain.as_str(), s.domain.as_str()),
+            ("sandbox", "sandbox.amocrm.ru")
+        );
+    }
+}

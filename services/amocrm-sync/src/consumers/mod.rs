@@ -1,0 +1,3 @@
+//! Durable consumers of amocrm-sync: events on `events.amocrm.>` into Postgres.
+
+pub mod sync;

@@ -1,0 +1,355 @@
+//! SQL for schema `amocrm`: ordered, idempotent upserts of leads and contacts, soft deletes,
+//! lead ↔ contact links, the stage history and the OAuth pair.
+//!
+//! Ordering: each write locks the row (`SELECT … FOR UPDATE`) and is skipped when the stored
+//! `updated_at` is newer than the event's, so redeliveries and out-of-order deliveries leave the
+//! newest state. A stage-history entry is unique per (lead, stage, time of the change), so the
+//! same delivery twice records one entry.
+
+use domain::{Contact, Deletion, Lead};
+use sqlx::{PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+
+/// Name of this service's schema.
+pub const SCHEMA: &str = "amocrm";
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Inserted,
+    Updated,
+    /// The stored row is newer (or the deletion was already stored): nothing written.
+    Stale,
+}
+
+impl Applied {
+    pub fn label(self) -> &'static str {
+        match self {
+            Applied::Inserted => "inserted",
+            Applied::Updated => "updated",
+            Applied::Stale => "stale",
+        }
+    }
+}
+
+/// The stored OAuth pair.
+#[derive(Clone, sqlx::FromRow)]
+pub struct TokenRow {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for TokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRow")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Access to schema `amocrm`.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Stores a lead unless a newer version is stored; records a stage change in the history.
+    /// Fields the event does not carry (`None`) keep their stored value; custom-field-derived
+    /// columns are replaced only when the event carries custom fields.
+    pub async fn apply_lead(&self, lead: &Lead) -> sqlx::Result<Applied> {
+        let has_fields = lead.custom_fields.is_some();
+        let fields_json = serde_json::to_value(lead.custom_fields.as_deref().unwrap_or(&[]))
+            .unwrap_or_else(|_| serde_json::json!([]));
+        // One statement (one round trip, its own transaction): lock the stored row, write it
+        // unless it is newer, and record the stage when it changed. In READ COMMITTED the
+        // locking read sees the latest committed version, so concurrent writers of one lead
+        // queue up behind each other.
+        let query = sqlx::query_as::<_, (bool, bool)>(
+            "WITH old AS ( \
+               SELECT status_id, updated_at FROM amocrm.leads WHERE id = $1 FOR UPDATE \
+             ), up AS ( \
+               INSERT INTO amocrm.leads (id, account_id, name, price, status_id, pipeline_id, status, \
+                 responsible_user_id, utm_source, utm_medium, utm_campaign, utm_content, utm_term, \
+                 object_price, commission, custom_fields, tags, created_at, updated_at, deleted_at, synced_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::numeric, $15::numeric, \
+                 $16, $17, $18, $19, NULL, now()) \
+               ON CONFLICT (id) DO UPDATE SET \
+                 account_id = COALESCE(EXCLUDED.account_id, leads.account_id), \
+                 name = COALESCE(EXCLUDED.name, leads.name), \
+                 price = COALESCE(EXCLUDED.price, leads.price), \
+                 status_id = COALESCE(EXCLUDED.status_id, leads.status_id), \
+                 pipeline_id = COALESCE(EXCLUDED.pipeline_id, leads.pipeline_id), \
+                 status = CASE WHEN EXCLUDED.status_id IS NULL THEN leads.status ELSE EXCLUDED.status END, \
+                 responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, leads.responsible_user_id), \
+                 utm_source = CASE WHEN $20 THEN EXCLUDED.utm_source ELSE leads.utm_source END, \
+                 utm_medium = CASE WHEN $20 THEN EXCLUDED.utm_medium ELSE leads.utm_medium END, \
+                 utm_campaign = CASE WHEN $20 THEN EXCLUDED.utm_campaign ELSE leads.utm_campaign END, \
+                 utm_content = CASE WHEN $20 THEN EXCLUDED.utm_content ELSE leads.utm_content END, \
+                 utm_term = CASE WHEN $20 THEN EXCLUDED.utm_term ELSE leads.utm_term END, \
+                 object_price = CASE WHEN $20 THEN EXCLUDED.object_price ELSE leads.object_price END, \
+                 commission = CASE WHEN $20 THEN EXCLUDED.commission ELSE leads.commission END, \
+                 custom_fields = CASE WHEN $20 THEN EXCLUDED.custom_fields ELSE leads.custom_fields END, \
+                 tags = CASE WHEN cardinality(EXCLUDED.tags) > 0 THEN EXCLUDED.tags ELSE leads.tags END, \
+                 created_at = COALESCE(leads.created_at, EXCLUDED.created_at), \
+                 updated_at = EXCLUDED.updated_at, \
+                 deleted_at = NULL, \
+                 synced_at = now() \
+               WHERE leads.updated_at <= EXCLUDED.updated_at \
+               RETURNING id \
+             ), hist AS ( \
+               INSERT INTO amocrm.lead_status_history \
+                 (lead_id, status_id, status, pipeline_id, old_status_id, changed_at) \
+               SELECT $1, $5, $7, $6, COALESCE((SELECT status_id FROM old), $21), $19 \
+               WHERE $5::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM up) \
+                 AND (NOT EXISTS (SELECT 1 FROM old) \
+                      OR (SELECT status_id FROM old) IS DISTINCT FROM $5::bigint) \
+               ON CONFLICT DO NOTHING \
+             ) \
+             SELECT EXISTS (SELECT 1 FROM old), EXISTS (SELECT 1 FROM up)",
+        )
+        .bind(lead.id)
+        .bind(lead.account_id)
+        .bind(&lead.name)
+        .bind(lead.price)
+        .bind(lead.status_id)
+        .bind(lead.pipeline_id)
+        .bind(&lead.status)
+        .bind(lead.responsible_user_id)
+        .bind(&lead.utm.source)
+        .bind(&lead.utm.medium)
+        .bind(&lead.utm.campaign)
+        .bind(&lead.utm.content)
+        .bind(&lead.utm.term)
+        .bind(&lead.object_price)
+        .bind(&lead.commission)
+        .bind(fields_json)
+        .bind(&lead.tags)
+        .bind(lead.created_at)
+        .bind(lead.updated_at)
+        .bind(has_fields)
+        .bind(lead.previous_status_id);
+        let (existed, written) = if lead.contacts.is_empty() {
+            query.fetch_one(&self.pool).await?
+        } else {
+            // The delivery listed the lead's contacts (API v4, JSON): that list is the truth,
+            // written in the same transaction as the lead.
+            let mut tx = self.pool.begin().await?;
+            let (existed, written) = query.fetch_one(&mut *tx).await?;
+            if written {
+                Self::replace_links(&mut tx, lead).await?;
+            }
+            tx.commit().await?;
+            (existed, written)
+        };
+        Ok(match (existed, written) {
+            (_, false) => Applied::Stale,
+            (true, true) => Applied::Updated,
+            (false, true) => Applied::Inserted,
+        })
+    }
+
+    async fn replace_links(tx: &mut Transaction<'_, Postgres>, lead: &Lead) -> sqlx::Result<()> {
+        let ids: Vec<i64> = lead.contacts.iter().map(|c| c.id).collect();
+        let mains: Vec<bool> = lead.contacts.iter().map(|c| c.is_main).collect();
+        sqlx::query(
+            "DELETE FROM amocrm.lead_contacts WHERE lead_id = $1 AND NOT (contact_id = ANY($2))",
+        )
+        .bind(lead.id)
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO amocrm.lead_contacts (lead_id, contact_id, is_main) \
+             SELECT $1, c, m FROM unnest($2::bigint[], $3::bool[]) AS t(c, m) \
+             ON CONFLICT (lead_id, contact_id) DO UPDATE SET is_main = EXCLUDED.is_main",
+        )
+        .bind(lead.id)
+        .bind(&ids)
+        .bind(&mains)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Soft-deletes a lead (a tombstone when it was never seen, so an older `add` arriving later
+    /// does not bring it back).
+    pub async fn delete_lead(&self, d: &Deletion) -> sqlx::Result<Applied> {
+        self.delete("leads", d).await
+    }
+
+    /// Soft-deletes a contact.
+    pub async fn delete_contact(&self, d: &Deletion) -> sqlx::Result<Applied> {
+        self.delete("contacts", d).await
+    }
+
+    async fn delete(&self, table: &'static str, d: &Deletion) -> sqlx::Result<Applied> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<(OffsetDateTime, Option<OffsetDateTime>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT updated_at, deleted_at FROM amocrm.{table} WHERE id = $1 FOR UPDATE"
+            )))
+            .bind(d.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let applied = match current {
+            Some((_, Some(_))) => Applied::Stale,
+            Some((updated_at, None)) if updated_at > d.deleted_at => Applied::Stale,
+            Some(_) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE amocrm.{table} SET deleted_at = $2, updated_at = GREATEST(updated_at, $2), \
+                     synced_at = now() WHERE id = $1"
+                )))
+                .bind(d.id)
+                .bind(d.deleted_at)
+                .execute(&mut *tx)
+                .await?;
+                Applied::Updated
+            }
+            None => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO amocrm.{table} (id, account_id, updated_at, deleted_at) \
+                     VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING"
+                )))
+                .bind(d.id)
+                .bind(d.account_id)
+                .bind(d.deleted_at)
+                .execute(&mut *tx)
+                .await?;
+                Applied::Inserted
+            }
+        };
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Stores a contact unless a newer version is stored; adds the links to the leads it lists.
+    pub async fn apply_contact(&self, c: &Contact) -> sqlx::Result<Applied> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<(OffsetDateTime,)> =
+            sqlx::query_as("SELECT updated_at FROM amocrm.contacts WHERE id = $1 FOR UPDATE")
+                .bind(c.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if current.is_some_and(|(u,)| u > c.updated_at) {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        }
+        let has_fields = c.custom_fields.is_some();
+        let fields_json = serde_json::to_value(c.custom_fields.as_deref().unwrap_or(&[]))
+            .unwrap_or_else(|_| serde_json::json!([]));
+        sqlx::query(
+            "INSERT INTO amocrm.contacts (id, account_id, name, first_name, last_name, \
+               responsible_user_id, phones, emails, custom_fields, created_at, updated_at, deleted_at, synced_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, now()) \
+             ON CONFLICT (id) DO UPDATE SET \
+               account_id = COALESCE(EXCLUDED.account_id, contacts.account_id), \
+               name = COALESCE(EXCLUDED.name, contacts.name), \
+               first_name = COALESCE(EXCLUDED.first_name, contacts.first_name), \
+               last_name = COALESCE(EXCLUDED.last_name, contacts.last_name), \
+               responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, contacts.responsible_user_id), \
+               phones = CASE WHEN $12 THEN EXCLUDED.phones ELSE contacts.phones END, \
+               emails = CASE WHEN $12 THEN EXCLUDED.emails ELSE contacts.emails END, \
+               custom_fields = CASE WHEN $12 THEN EXCLUDED.custom_fields ELSE contacts.custom_fields END, \
+               created_at = COALESCE(contacts.created_at, EXCLUDED.created_at), \
+               updated_at = EXCLUDED.updated_at, \
+               deleted_at = NULL, \
+               synced_at = now()",
+        )
+        .bind(c.id)
+        .bind(c.account_id)
+        .bind(&c.name)
+        .bind(&c.first_name)
+        .bind(&c.last_name)
+        .bind(c.responsible_user_id)
+        .bind(c.phones.as_deref().unwrap_or(&[]))
+        .bind(c.emails.as_deref().unwrap_or(&[]))
+        .bind(fields_json)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .bind(has_fields)
+        .execute(&mut *tx)
+        .await?;
+        if !c.lead_ids.is_empty() {
+            sqlx::query(
+                "INSERT INTO amocrm.lead_contacts (lead_id, contact_id) \
+                 SELECT l, $1 FROM unnest($2::bigint[]) AS t(l) ON CONFLICT DO NOTHING",
+            )
+            .bind(c.id)
+            .bind(&c.lead_ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(if current.is_some() {
+            Applied::Updated
+        } else {
+            Applied::Inserted
+        })
+    }
+
+    /// Which of these contacts are not stored yet.
+    pub async fn unknown_contacts(&self, ids: &[i64]) -> sqlx::Result<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT c FROM unnest($1::bigint[]) AS t(c) \
+             WHERE NOT EXISTS (SELECT 1 FROM amocrm.contacts WHERE id = c)",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The stored OAuth pair of `domain`.
+    pub async fn token(&self, domain: &str) -> sqlx::Result<Option<TokenRow>> {
+        sqlx::query_as(
+            "SELECT access_token, refresh_token, expires_at FROM amocrm.oauth_tokens WHERE domain = $1",
+        )
+        .bind(domain)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Locks and reads the pair inside `tx` (one refresh at a time, across replicas).
+    pub async fn token_for_update(
+        tx: &mut Transaction<'_, Postgres>,
+        domain: &str,
+    ) -> sqlx::Result<Option<TokenRow>> {
+        sqlx::query_as(
+            "SELECT access_token, refresh_token, expires_at FROM amocrm.oauth_tokens \
+             WHERE domain = $1 FOR UPDATE",
+        )
+        .bind(domain)
+        .fetch_optional(&mut **tx)
+        .await
+    }
+
+    /// Stores a pair (insert or replace) in `tx`.
+    pub async fn save_token(
+        tx: &mut Transaction<'_, Postgres>,
+        domain: &str,
+        row: &TokenRow,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO amocrm.oauth_tokens (domain, access_token, refresh_token, expires_at, updated_at) \
+             VALUES ($1, $2, $3, $4, now()) ON CONFLICT (domain) DO UPDATE SET \
+             access_token = EXCLUDED.access_token, refresh_token = EXCLUDED.refresh_token, \
+             expires_at = EXCLUDED.expires_at, updated_at = now()",
+        )
+        .bind(domain)
+        .bind(&row.access_token)
+        .bind(&row.refresh_token)
+        .bind(row.expires_at)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,227 @@
+//! OAuth 2.0 with amoCRM's rotating refresh tokens, and API v4 completing a lead (429 included).
+
+use sandbox::{Failure, Target};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn callback(app: &TestApp, query: &str) -> (u16, Value) {
+    let res = app
+        .http
+        .get(format!("{}/api/auth/amo/callback?{query}", app.base))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[derive(sqlx::FromRow, Debug, Clone, PartialEq)]
+struct Pair {
+    access_token: String,
+    refresh_token: String,
+}
+
+async fn stored(app: &TestApp) -> Pair {
+    sqlx::query_as("SELECT access_token, refresh_token FROM amocrm.oauth_tokens")
+        .fetch_one(app.pool())
+        .await
+        .expect("a stored pair")
+}
+
+/// Makes the stored access token due for refresh (inside the 600 s margin).
+async fn expire_soon(app: &TestApp) {
+    sqlx::query("UPDATE amocrm.oauth_tokens SET expires_at = now() + interval '30 seconds'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+}
+
+pub async fn authorize(app: &TestApp) {
+    let code = app.sandbox.amocrm_authorize();
+    let (status, body) = callback(
+        app,
+        &format!("code={code}&state=x&referer={SUBDOMAIN}.amocrm.ru&from_widget=0"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn the_callback_exchanges_the_code_and_keeps_the_tokens_to_itself() {
+    let app = spawn_app().await;
+    let code = app.sandbox.amocrm_authorize();
+    let (status, body) =
+        callback(&app, &format!("code={code}&referer={SUBDOMAIN}.amocrm.ru")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "success");
+    let pair = stored(&app).await;
+    assert!(app.sandbox.amocrm_access_token_valid(&pair.access_token));
+    assert!(!body.to_string().contains(&pair.access_token));
+    assert!(!body.to_string().contains(&pair.refresh_token));
+    // A code works once.
+    let (status, body) = callback(&app, &format!("code={code}")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    // Another account's consent, and a refusal.
+    let code = app.sandbox.amocrm_authorize();
+    assert_eq!(
+        callback(&app, &format!("code={code}&referer=other.amocrm.ru"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(callback(&app, "error=access_denied").await.0, 400);
+    assert_eq!(stored(&app).await, pair);
+    let token_calls = app
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/access_token"))
+        .count();
+    assert_eq!(token_calls, 2);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_old_pair_stays_until_the_new_one_is_stored() {
+    let app = spawn_app().await;
+    authorize(&app).await;
+    let p1 = stored(&app).await;
+
+    // Due for refresh: the next use refreshes and stores the rotated pair.
+    expire_soon(&app).await;
+    let access = app.state.tokens.access_token().await.unwrap().unwrap();
+    let p2 = stored(&app).await;
+    assert_ne!(p2.refresh_token, p1.refresh_token);
+    assert_eq!(access, p2.access_token);
+    // amoCRM keeps the old refresh token until the new pair is used …
+    assert!(app.sandbox.amocrm_refresh_token_valid(&p1.refresh_token));
+    app.state.tokens.check().await.expect("the new token works");
+    // … and revokes it then.
+    assert!(!app.sandbox.amocrm_refresh_token_valid(&p1.refresh_token));
+    assert!(app.sandbox.amocrm_refresh_token_valid(&p2.refresh_token));
+
+    // Storing the next pair fails (Postgres refuses the write, as if we crashed before it):
+    // the old pair stays, and the next refresh with it still works.
+    expire_soon(&app).await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION amocrm.refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'disk full (test)'; END $$; \
+         CREATE TRIGGER refuse BEFORE UPDATE ON amocrm.oauth_tokens \
+         FOR EACH ROW EXECUTE FUNCTION amocrm.refuse();",
+    )
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let failed = app.state.tokens.access_token().await;
+    assert!(failed.is_err(), "the refresh cannot be stored");
+    assert_eq!(stored(&app).await, p2, "the old pair is kept");
+    sqlx::raw_sql("DROP TRIGGER refuse ON amocrm.oauth_tokens")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let access = app.state.tokens.access_token().await.unwrap().unwrap();
+    let p4 = stored(&app).await;
+    assert_eq!(access, p4.access_token);
+    assert_ne!(p4.refresh_token, p2.refresh_token);
+    app.state.tokens.check().await.expect("not locked out");
+    assert_eq!(app.sandbox.amocrm_tokens_issued(), 4);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lead_event_is_completed_from_api_v4_and_429_is_retried() {
+    let app = spawn_app().await;
+    authorize(&app).await;
+    app.sandbox.amocrm_put_lead(sandbox::amocrm::lead_json(
+        8001,
+        "Полное имя из API 📇",
+        142,
+        T0 + 5,
+        json!([
+            {"field_id": 123458, "field_name": "utm_source", "field_code": null, "field_type": "text", "values": [{"value": "google"}]},
+            {"field_id": 123464, "field_name": "Комиссия", "field_type": "numeric", "values": [{"value": "125000"}]}
+        ]),
+        &[(9001, true), (9002, false)],
+    ));
+    app.sandbox.amocrm_put_contact(json!({
+        "id": 9001, "name": "Мария Кузнецова", "first_name": "Мария", "last_name": "Кузнецова",
+        "responsible_user_id": 504141, "created_at": T0 - 100, "updated_at": T0 - 50,
+        "account_id": ACCOUNT_ID,
+        "custom_fields_values": [{"field_id": 123456, "field_code": "PHONE", "field_type": "multitext",
+            "values": [{"value": "+7 912 345-67-89", "enum_id": 1, "enum_code": "WORK"}]}],
+        "_embedded": {"tags": [], "leads": [{"id": 8001}]}
+    }));
+    // amoCRM answers 429 twice before it serves the lead.
+    app.sandbox.fail_next(
+        Target::Amocrm,
+        2,
+        Failure::TooManyRequests {
+            retry_after_secs: 0,
+        },
+    );
+    let mut status = EntityForm::new("leads", "status", 0, 8001);
+    status
+        .set("status_id", "142")
+        .set("old_status_id", "6")
+        .set("pipeline_id", "7331")
+        .set("last_modified", &T0.to_string());
+    assert_eq!(app.post_form(body_of(&[&status])).await.status(), 200);
+    let row = app
+        .wait_lead(8001, |r| r.name.as_deref() == Some("Полное имя из API 📇"))
+        .await;
+    assert_eq!(row.status.as_deref(), Some("won"));
+    assert_eq!(row.utm_source.as_deref(), Some("google"));
+    assert_eq!(row.commission.as_deref(), Some("125000.00"));
+    assert_eq!(row.updated_at.unix_timestamp(), T0 + 5);
+    assert_eq!(app.history(8001).await, vec![(142, Some(6))]);
+    let maria = app.wait_contact(9001, |_| true).await;
+    assert_eq!(maria.phones, vec!["+79123456789".to_owned()]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM amocrm.lead_contacts WHERE lead_id = 8001")
+            .await,
+        2
+    );
+    let lead_calls: Vec<_> = app
+        .sandbox
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/amocrm/api/v4/leads/8001")
+        .collect();
+    assert_eq!(lead_calls.len(), 3, "two 429s, then the lead");
+    assert_eq!(lead_calls[0].query, "with=contacts");
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("amocrm_api_calls_total"), "{metrics}");
+    assert!(metrics.contains("status=\"429\""), "{metrics}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn without_a_token_the_webhook_data_is_stored_and_amocrm_is_not_called() {
+    let app = spawn_app().await;
+    app.post_form(body_of(&[&lead_entry(
+        "add",
+        0,
+        8002,
+        "Только вебхук",
+        1,
+        T0,
+    )]))
+    .await;
+    app.wait_lead(8002, |r| r.name.as_deref() == Some("Только вебхук"))
+        .await;
+    app.wait_consumed().await;
+    assert!(app.sandbox.requests().is_empty());
+    app.cleanup().await;
+}

@@ -1,0 +1,355 @@
+//! Configuration of messenger-api: flags or environment variables (a `.env` file is read when
+//! present). `messenger-api --help` lists them all.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use service_kit::{RuntimeArgs, Secret, SecretError};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "messenger-api",
+    version,
+    about = "The own messenger: accounts, chats, messages, voice messages, admin, and the \
+             real-time hub /hubs/chat that SignalR clients connect to.",
+    after_help = "Without a command it serves. Jwt__Secret (alias JWT_SECRET) is required to \
+                  serve: at least 32 bytes, never logged. The first admin is made with \
+                  `messenger-api admin create --phone +7…`, invite codes with \
+                  `messenger-api invite create`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the hub (default).
+    Serve,
+    /// Run the database migrations of schema `messenger` and exit.
+    Migrate,
+    /// Administrator accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Invite codes for registration.
+    Invite {
+        #[command(subcommand)]
+        action: InviteAction,
+    },
+}
+
+/// `messenger-api admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create an administrator (or make an existing user one). Without --password-stdin a
+    /// password is generated and printed once.
+    Create {
+        /// Phone number in E.164, e.g. +79991234567.
+        #[arg(long)]
+        phone: String,
+        /// Name shown to other users.
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+        /// Read the password from the first line of standard input (typed, or piped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `messenger-api invite …`.
+#[derive(Debug, Subcommand)]
+pub enum InviteAction {
+    /// Create invite codes and print them, one per line.
+    Create {
+        /// How many registrations one code allows.
+        #[arg(long, default_value_t = 1)]
+        max_uses: i32,
+        /// Hours until the code expires.
+        #[arg(long, default_value_t = 72)]
+        expires_in_hours: i64,
+        /// How many codes to create.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+}
+
+/// Every setting; the secret is checked by [`Settings::from_config`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// HTTP port.
+    #[arg(long, env = "PORT", default_value_t = 8085)]
+    pub port: u16,
+
+    /// HS256 key of the access tokens (at least 32 bytes). The name of the original ASP.NET
+    /// deployment; JWT_SECRET is accepted too. Never logged.
+    #[arg(
+        long = "jwt-secret-aspnet",
+        env = "Jwt__Secret",
+        hide_env_values = true
+    )]
+    pub jwt_secret_aspnet: Option<String>,
+    /// HS256 key of the access tokens (at least 32 bytes); alias of Jwt__Secret. Never logged.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `iss` of issued tokens, checked on every request.
+    #[arg(long, env = "JWT_ISSUER", default_value = "messenger-api")]
+    pub jwt_issuer: String,
+    /// `aud` of issued tokens, checked on every request.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "messenger-clients")]
+    pub jwt_audience: String,
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in days.
+    #[arg(long, env = "REFRESH_TOKEN_TTL_DAYS", default_value_t = 30)]
+    pub refresh_token_ttl_days: u64,
+
+    /// Directory of uploaded voice messages (a volume in production).
+    #[arg(long, env = "MESSENGER_FILES_DIR", default_value = "data/files")]
+    pub files_dir: PathBuf,
+    /// Largest accepted voice message, in bytes.
+    #[arg(long, env = "MESSENGER_MAX_AUDIO_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_audio_bytes: usize,
+    /// Largest number of members of a group chat.
+    #[arg(long, env = "MESSENGER_MAX_GROUP_MEMBERS", default_value_t = 20_000)]
+    pub max_group_members: usize,
+
+    /// Login attempts allowed per phone number per minute.
+    #[arg(long, env = "LOGIN_RATE_PER_PHONE_PER_MINUTE", default_value_t = 5)]
+    pub login_rate_per_phone: u32,
+    /// Login attempts allowed per client IP per minute (X-Real-IP when the peer is a local
+    /// proxy such as nginx).
+    #[arg(long, env = "LOGIN_RATE_PER_IP_PER_MINUTE", default_value_t = 30)]
+    pub login_rate_per_ip: u32,
+
+    /// Seconds between keep-alive pings the hub sends when nothing else was sent.
+    #[arg(long, env = "HUB_KEEPALIVE_SECS", default_value_t = 15)]
+    pub hub_keepalive_secs: u64,
+    /// Seconds without any message from a client after which the hub drops it.
+    #[arg(long, env = "HUB_CLIENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub hub_client_timeout_secs: u64,
+    /// Messages queued for one connection before it counts as too slow and is disconnected.
+    #[arg(long, env = "HUB_QUEUE_CAPACITY", default_value_t = 256)]
+    pub hub_queue_capacity: usize,
+    /// Presence (UserConnected/UserDisconnected) goes to private-chat partners and to members
+    /// of groups up to this size; larger groups get none (one login would wake thousands).
+    #[arg(long, env = "HUB_PRESENCE_MAX_GROUP", default_value_t = 100)]
+    pub hub_presence_max_group: i64,
+
+    /// Origins allowed to call the API from a browser (comma separated); empty: no CORS.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456, hide = true)]
+    pub argon2_memory_kib: u32,
+    /// Argon2id iterations (OWASP: 2).
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2, hide = true)]
+    pub argon2_iterations: u32,
+
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+/// JWT settings.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub secret: Secret,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    pub keepalive: Duration,
+    pub client_timeout: Duration,
+    pub queue_capacity: usize,
+    pub presence_max_group: i64,
+}
+
+/// Everything `serve` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub port: u16,
+    pub jwt: JwtSettings,
+    pub files_dir: PathBuf,
+    pub max_audio_bytes: usize,
+    pub max_group_members: usize,
+    pub login_rate_per_phone: u32,
+    pub login_rate_per_ip: u32,
+    pub hub: HubSettings,
+    pub cors_allowed_origins: Vec<String>,
+    pub argon2: Argon2Settings,
+    pub runtime: RuntimeArgs,
+}
+
+/// Argon2id cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+}
+
+/// A setting is missing or wrong; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("{0} must be at least 32 bytes long")]
+    TooShort(&'static str),
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+}
+
+impl Settings {
+    /// Checks every value `serve` needs; the first problem wins.
+    pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
+        // Jwt__Secret is the ASP.NET name; JWT_SECRET the alias. Either one, named in errors
+        // by the one that was given.
+        let (value, name) = match (c.jwt_secret_aspnet.as_deref(), c.jwt_secret.as_deref()) {
+            (Some(v), _) if !v.trim().is_empty() => (Some(v), "Jwt__Secret"),
+            (_, v) => (v, "JWT_SECRET"),
+        };
+        let secret = Secret::require(value, name)?;
+        if secret.expose().len() < 32 {
+            return Err(ConfigError::TooShort(name));
+        }
+        for (v, name) in [
+            (c.access_token_ttl_secs, "ACCESS_TOKEN_TTL_SECS"),
+            (c.refresh_token_ttl_days, "REFRESH_TOKEN_TTL_DAYS"),
+            (c.hub_keepalive_secs, "HUB_KEEPALIVE_SECS"),
+            (c.hub_client_timeout_secs, "HUB_CLIENT_TIMEOUT_SECS"),
+            (c.hub_queue_capacity as u64, "HUB_QUEUE_CAPACITY"),
+            (
+                c.login_rate_per_phone as u64,
+                "LOGIN_RATE_PER_PHONE_PER_MINUTE",
+            ),
+            (c.login_rate_per_ip as u64, "LOGIN_RATE_PER_IP_PER_MINUTE"),
+            (c.max_audio_bytes as u64, "MESSENGER_MAX_AUDIO_BYTES"),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::NotPositive(name));
+            }
+        }
+        Ok(Self {
+            port: c.port,
+            jwt: JwtSettings {
+                secret,
+                issuer: c.jwt_issuer.clone(),
+                audience: c.jwt_audience.clone(),
+                access_ttl: Duration::from_secs(c.access_token_ttl_secs),
+                refresh_ttl: Duration::from_secs(c.refresh_token_ttl_days * 86_400),
+            },
+            files_dir: c.files_dir.clone(),
+            max_audio_bytes: c.max_audio_bytes,
+            max_group_members: c.max_group_members,
+            login_rate_per_phone: c.login_rate_per_phone,
+            login_rate_per_ip: c.login_rate_per_ip,
+            hub: HubSettings {
+                keepalive: Duration::from_secs(c.hub_keepalive_secs),
+                client_timeout: Duration::from_secs(c.hub_client_timeout_secs),
+                queue_capacity: c.hub_queue_capacity,
+                presence_max_group: c.hub_presence_max_group,
+            },
+            cors_allowed_origins: c
+                .cors_allowed_origins
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            argon2: Argon2Settings {
+                memory_kib: c.argon2_memory_kib,
+                iterations: c.argon2_iterations,
+            },
+            runtime: c.runtime.clone(),
+        })
+    }
+
+    /// Settings for tests and tools: every default, this secret and database.
+    pub fn for_tests(database_url: impl Into<String>, secret: &str) -> Self {
+        let cli = Cli::try_parse_from([
+            "messenger-api",
+            "--database-url",
+            "postgres://unused",
+            "--jwt-secret",
+            secret,
+        ])
+        .expect("defaults parse");
+        let mut s = Self::from_config(&cli.config).expect("valid test settings");
+        s.runtime = RuntimeArgs::for_database(database_url);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut all = vec![
+            "messenger-api",
+            "--database-url",
+            "postgres://x@localhost/db",
+        ];
+        all.extend_from_slice(args);
+        let cli = Cli::try_parse_from(all).expect("flags parse");
+        Settings::from_config(&cli.config)
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
+
+    #[test]
+    fn the_secret_is_required_long_and_hidden() {
+        let e = parse(&[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "JWT_SECRET is not set; set it in the environment or in .env"
+        );
+        let e = parse(&["--jwt-secret", "change_me"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("JWT_SECRET still holds a placeholder"), "{e}");
+        let e = parse(&["--jwt-secret", "short"]).unwrap_err().to_string();
+        assert_eq!(e, "JWT_SECRET must be at least 32 bytes long");
+        let e = parse(&["--jwt-secret-aspnet", "short"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "Jwt__Secret must be at least 32 bytes long");
+        let s = parse(&["--jwt-secret", SECRET]).expect("valid");
+        assert!(!format!("{s:?}").contains(SECRET));
+        assert_eq!(s.port, 8085);
+        assert_eq!(s.hub.keepalive, Duration::from_secs(15));
+        assert_eq!(s.hub.client_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_aspnet_name_wins_over_the_alias() {
+        let s = parse(&["--jwt-secret-aspnet", SECRET, "--jwt-secret", "other"]).expect("valid");
+        assert_eq!(s.jwt.secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn cors_origins_are_trimmed() {
+        let s = parse(&[
+            "--jwt-secret",
+            SECRET,
+            "--cors-allowed-origins",
+            "https://a.example, https://b.example,",
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.cors_allowed_origins,
+            vec!["https://a.example", "https://b.example"]
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP error of messenger-api: `{"error": "...", "details": …}` with the status the
+//! client can act on; 5xx detail goes only to the log.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Errors at the HTTP edge.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed or invalid input; `details` names the fields when there are several.
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        details: Option<Value>,
+    },
+    /// No valid access token (or wrong credentials on login).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated but not allowed (not an admin, not the owner).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown, or not visible to the caller: a chat the caller is not a member of is 404
+    /// too, so that ids don't leak.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with what exists (phone taken, idempotency key reused).
+    #[error("{0}")]
+    Conflict(String),
+    /// Body too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Not an accepted media type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Rate limited; retry after this many seconds.
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// A dependency is down (NATS for example).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else: 500, detail only in the log.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>, details: Value) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            details: Some(details),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the client is told (the hub sends it as a completion's `error`).
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Unexpected(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Unexpected(anyhow::Error::new(e).context("database"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("request body too large".into())
+            }
+            other => ApiError::bad_request(format!("invalid JSON body: {}", other.body_text())),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request(format!("invalid query string: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        // A malformed id cannot name anything that exists.
+        tracing::debug!(reason = %r.body_text(), "path rejected");
+        ApiError::bad_request(format!("invalid path parameter: {}", r.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed")
+            }
+            ApiError::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
+            other => tracing::debug!(status = status.as_u16(), reason = %other, "request refused"),
+        }
+        let mut body = json!({ "error": self.public_message() });
+        if let ApiError::BadRequest {
+            details: Some(d), ..
+        } = &self
+        {
+            body["details"] = d.clone();
+        }
+        let mut res = (status, axum::Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after_secs } => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                    res.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+/// `Json<T>` whose rejection is an [`ApiError`] (JSON error body instead of text).
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `Query<T>` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `Path<T>` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);

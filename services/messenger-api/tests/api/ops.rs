@@ -1,0 +1,202 @@
+//! Health, readiness, metrics, OpenAPI and Swagger UI (served from the binary), `/` → Swagger,
+//! and the binary's command line (help, refusing a missing secret, admin and invite commands).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_ready_metrics_and_docs() {
+    let app = spawn_app().await;
+    let health = json(app.get("/health", None).await).await;
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["service"], "messenger-api");
+    let ready = json(app.get("/ready", None).await).await;
+    assert_eq!(ready["ok"], true, "{ready}");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("http_requests_total") || metrics.is_empty() || metrics.contains('#'));
+
+    let root = app.get("/", None).await;
+    assert_eq!(root.status(), 307);
+    assert_eq!(root.headers()["location"], "/swagger");
+    let swagger = app.get("/swagger/", None).await;
+    assert_eq!(swagger.status(), 200);
+    assert!(swagger.text().await.unwrap().contains("swagger-ui"));
+    let init = app.get("/swagger/swagger-initializer.js", None).await;
+    assert_eq!(init.status(), 200);
+    assert!(init.text().await.unwrap().contains("/openapi.json"));
+
+    let doc: Value = json(app.get("/openapi.json", None).await).await;
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/auth/refresh",
+        "/api/auth/logout",
+        "/api/chats",
+        "/api/chats/{id}",
+        "/api/chats/{id}/read",
+        "/api/messages",
+        "/api/messages/{id}",
+        "/api/messages/audio",
+        "/api/files/{id}",
+        "/api/admin/users",
+        "/api/admin/users/{id}",
+        "/api/admin/invites",
+        "/hubs/chat/negotiate",
+        "/hubs/chat",
+    ] {
+        assert!(paths.contains_key(p), "{p} documented");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["MessageDto"]["properties"]["chatId"].is_object());
+    app.cleanup().await;
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_messenger-api"));
+    for v in [
+        "JWT_SECRET",
+        "Jwt__Secret",
+        "DATABASE_URL",
+        "NATS_SUBJECT_PREFIX",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("LOG_FORMAT", "pretty").env("LOG_LEVEL", "warn");
+    // no .env of the repository
+    c.current_dir(std::env::temp_dir());
+    c
+}
+
+#[test]
+fn help_lists_the_settings_and_a_missing_secret_is_named() {
+    let out = bin().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for v in [
+        "Jwt__Secret",
+        "JWT_SECRET",
+        "MESSENGER_FILES_DIR",
+        "DATABASE_URL",
+        "NATS_URL",
+        "HUB_KEEPALIVE_SECS",
+        "admin",
+        "invite",
+    ] {
+        assert!(help.contains(v), "--help mentions {v}");
+    }
+    let out = bin()
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("JWT_SECRET is not set"), "{err}");
+    let out = bin()
+        .arg("serve")
+        .env("DATABASE_URL", "postgres://x@127.0.0.1:1/x")
+        .env("Jwt__Secret", "change_me")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Jwt__Secret still holds a placeholder"));
+}
+
+#[tokio::test]
+async fn admin_and_invite_commands_make_a_working_first_login() {
+    let app = spawn_app().await;
+    let phone = unique_phone();
+    let out = bin()
+        .args([
+            "admin",
+            "create",
+            "--phone",
+            &phone,
+            "--display-name",
+            "Главный",
+        ])
+        .env("DATABASE_URL", &app.db_url)
+        .env("ARGON2_MEMORY_KIB", "1024")
+        .env("ARGON2_ITERATIONS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("the generated password is printed once")
+        .to_owned();
+    let admin = app.login(&phone, &password).await;
+    assert_eq!(
+        app.get("/api/admin/users", Some(&admin.token))
+            .await
+            .status(),
+        200
+    );
+
+    // a typed (piped) password
+    let phone2 = unique_phone();
+    let mut child = bin()
+        .args(["admin", "create", "--phone", &phone2, "--password-stdin"])
+        .env("DATABASE_URL", &app.db_url)
+        .env("ARGON2_MEMORY_KIB", "1024")
+        .env("ARGON2_ITERATIONS", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed-password-123\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("typed-password-123"));
+    app.login(&phone2, "typed-password-123").await;
+
+    let out = bin()
+        .args(["invite", "create", "--max-uses", "2", "--count", "2"])
+        .env("DATABASE_URL", &app.db_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes.len(), 2);
+    let res = app
+        .register_raw(&serde_json::json!({
+            "phone": unique_phone(), "password": PASSWORD, "displayName": "По коду", "inviteCode": codes[0]
+        }))
+        .await;
+    assert_eq!(res.status(), 201);
+
+    // a bad phone is refused by name
+    let out = bin()
+        .args(["admin", "create", "--phone", "123"])
+        .env("DATABASE_URL", &app.db_url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("E.164"));
+    app.cleanup().await;
+}
