@@ -13,6 +13,7 @@
 //! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on.
 
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod db;

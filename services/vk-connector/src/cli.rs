@@ -2,10 +2,7 @@
 
 use std::process::ExitCode;
 
-use service_kit::bus::Bus;
-use service_kit::dead_letter::DeadLetters;
-
-use crate::config::{Cli, Command, DlqAction, Settings};
+use crate::config::{Cli, Command, Settings};
 use crate::{App, MIGRATOR, SERVICE, store};
 
 /// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
@@ -38,7 +35,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             return check(settings).await;
         }
-        Command::Dlq { action } => dlq(&cli.config.runtime, action).await,
+        Command::Dlq { action } => {
+            service_kit::cli::run_dlq(SERVICE, store::SCHEMA, &cli.config.runtime, action).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,51 +144,4 @@ async fn check(settings: Settings) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
-}
-
-async fn dlq(rt: &service_kit::RuntimeArgs, action: DlqAction) -> anyhow::Result<()> {
-    let pool = service_kit::db::connect(&rt.database_url, store::SCHEMA, 2).await?;
-    let dead = DeadLetters::new(pool, store::SCHEMA);
-    match action {
-        DlqAction::List { limit, all, json } => {
-            let rows = dead.list(limit, !all).await?;
-            if json {
-                for r in &rows {
-                    println!("{}", serde_json::to_string(r)?);
-                }
-            } else if rows.is_empty() {
-                println!("no dead letters{}", if all { "" } else { " waiting" });
-            } else {
-                println!(
-                    "{:>6}  {:<20}  {:<28}  {:>8}  reason",
-                    "id", "created_at", "subject", "attempts"
-                );
-                for r in &rows {
-                    let created = r
-                        .created_at
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default();
-                    println!(
-                        "{:>6}  {:<20}  {:<28}  {:>8}  {}{}",
-                        r.id,
-                        created,
-                        r.subject,
-                        r.attempts,
-                        r.reason,
-                        if r.replayed_at.is_some() {
-                            " (replayed)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-            }
-        }
-        DlqAction::Replay { id } => {
-            let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
-            let dl = dead.replay(&bus, id).await?;
-            println!("dead letter {} replayed to {}", dl.id, dl.subject);
-        }
-    }
-    Ok(())
 }

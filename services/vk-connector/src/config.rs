@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use service_kit::cli::DlqAction;
 use service_kit::{RuntimeArgs, Secret, SecretError};
 
 /// Command line.
@@ -36,28 +37,6 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
-    },
-}
-
-/// `vk-connector dlq …`.
-#[derive(Debug, Subcommand)]
-pub enum DlqAction {
-    /// List dead letters, newest first.
-    List {
-        /// How many to show.
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// Include the ones already replayed.
-        #[arg(long)]
-        all: bool,
-        /// Print JSON lines instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Publish a dead letter again to its subject and mark it replayed.
-    Replay {
-        /// The dead letter's id (from `dlq list`).
-        id: i64,
     },
 }
 
