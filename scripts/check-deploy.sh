@@ -512,6 +512,7 @@ PY
   expect "messenger: none of those reached the service" test "$(hits)" = "$before"
 
   expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
+  expect "access log redacts the webhook credentials in paths" bash -c '! grep -q -e demo-vk-hook -e demo-cw-hook "$1" && grep -q "/vk/callback/\[redacted\]" "$1"' _ "$tmp/logs/access.log"
 }
 
 wants shell && check_shell

@@ -27,8 +27,11 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What `/ready` checks.
 #[derive(Clone)]
 pub struct Readiness {
+    /// The service name reported in the `/health` and `/ready` bodies.
     pub service: &'static str,
+    /// The database pool `/ready` pings.
     pub pool: PgPool,
+    /// The NATS connection `/ready` checks (connected and flushing).
     pub bus: Bus,
 }
 
@@ -84,13 +87,22 @@ pub fn finish(routes: Router, readiness: Readiness, args: &RuntimeArgs) -> Route
                 .get(REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            tracing::info_span!(
+            // The route template, never the raw path: paths carry secrets such as
+            // /vk/callback/{VK_CALLBACK_ID} and /api/webhooks/amo/{AMOCRM_WEBHOOK_TOKEN}.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "unmatched".to_owned());
+            let span = tracing::info_span!(
                 "http",
                 method = %req.method(),
-                path = %req.uri().path(),
+                route,
                 request_id,
                 trace_id = tracing::field::Empty,
-            )
+            );
+            crate::telemetry::record_trace_id(&span);
+            span
         }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

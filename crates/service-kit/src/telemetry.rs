@@ -43,7 +43,7 @@ pub fn init(service: &'static str, args: &RuntimeArgs) -> anyhow::Result<Telemet
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
     };

@@ -145,6 +145,12 @@ async fn sigterm_drains_and_exits_cleanly() {
         .unwrap();
     assert!(out.status.success(), "exit status {:?}", out.status);
     let logs = String::from_utf8_lossy(&out.stdout);
+    // Paths carry the callback secret: logs name the route template only.
+    assert!(
+        !logs.contains(CALLBACK_ID),
+        "the callback id leaked into the logs"
+    );
+    assert!(logs.contains("/vk/callback/{callback_id}"), "{logs}");
     assert!(logs.contains("shutdown signal received"), "{logs}");
     assert!(logs.contains("vk-connector stopped"), "{logs}");
     // Every log line is one JSON object naming the service.
