@@ -12,12 +12,17 @@ pub enum ChatwootError {
     /// Non-2xx answer; `body` is Chatwoot's error JSON as text (truncated).
     #[error("Chatwoot answered HTTP {status}: {body}")]
     Status {
+        /// The HTTP status code.
         status: u16,
+        /// The response body as text, cut to 500 bytes.
         body: String,
+        /// The `Retry-After` header, when it was given in seconds.
         retry_after: Option<Duration>,
     },
+    /// Connection failed or timed out (the message never names the URL).
     #[error("Chatwoot unreachable: {0}")]
     Transport(String),
+    /// A 2xx body that is not the JSON the endpoint documents.
     #[error("unexpected Chatwoot response: {0}")]
     Decode(String),
 }
@@ -51,9 +56,12 @@ impl ChatwootError {
 /// A contact (<https://developers.chatwoot.com/api-reference/contacts/create-contact>).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Contact {
+    /// The contact's id in the account.
     pub id: i64,
+    /// Display name.
     #[serde(default)]
     pub name: Option<String>,
+    /// The external identifier set at creation (the gateway uses `vk:<user id>`).
     #[serde(default)]
     pub identifier: Option<String>,
 }
@@ -61,15 +69,19 @@ pub struct Contact {
 /// The link of a contact to an inbox; `source_id` is the contact's id in that channel.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ContactInbox {
+    /// The contact's id in the inbox's channel (the gateway uses `vk:<user id>`).
     pub source_id: String,
 }
 
 /// A conversation (only the fields the gateway reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Conversation {
+    /// The conversation's display id (per account), as `/conversations/{id}` takes it.
     pub id: i64,
+    /// `open`, `resolved`, `pending` or `snoozed`.
     #[serde(default)]
     pub status: Option<String>,
+    /// The inbox the conversation belongs to.
     #[serde(default)]
     pub inbox_id: Option<i64>,
 }
@@ -77,23 +89,30 @@ pub struct Conversation {
 /// A message as the API returns it (list and create).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
+    /// The message id.
     pub id: i64,
+    /// The message text; `None` or empty for attachment-only messages.
     #[serde(default)]
     pub content: Option<String>,
     /// Number (0 incoming, 1 outgoing, 2 activity, 3 template) or string.
     #[serde(default)]
     pub message_type: serde_json::Value,
+    /// A private note, visible to agents only.
     #[serde(default)]
     pub private: bool,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: Option<serde_json::Value>,
+    /// The author as raw JSON (`{"id","name","type"…}`), when Chatwoot included it.
     #[serde(default)]
     pub sender: Option<serde_json::Value>,
+    /// The author's kind: `User` (an agent), `Contact`, `AgentBot` …
     #[serde(default)]
     pub sender_type: Option<String>,
+    /// Attachments as raw JSON (`{"id","file_type","data_url"…}`).
     #[serde(default)]
     pub attachments: Vec<serde_json::Value>,
+    /// Extra attributes as raw JSON, e.g. `in_reply_to`.
     #[serde(default)]
     pub content_attributes: Option<serde_json::Value>,
 }
@@ -101,9 +120,12 @@ pub struct Message {
 /// `GET /api/v1/profile`: who the token belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Profile {
+    /// The user's (agent's) id.
     pub id: i64,
+    /// Display name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Login e-mail.
     #[serde(default)]
     pub email: Option<String>,
 }
@@ -118,6 +140,8 @@ pub struct ChatwootClient {
 }
 
 impl ChatwootClient {
+    /// A client of account `account_id` at `base_url` (a trailing `/` is dropped), sending `token`
+    /// as the `api_access_token` header.
     pub fn new(
         http: reqwest::Client,
         base_url: impl Into<String>,
@@ -165,8 +189,8 @@ impl ChatwootClient {
             .await
             .map_err(|e| ChatwootError::Transport(e.without_url().to_string()))?;
         if !status.is_success() {
-            let mut text = String::from_utf8_lossy(&body).into_owned();
-            text.truncate(500);
+            // At most 500 characters (not bytes: error bodies may be Cyrillic).
+            let text: String = String::from_utf8_lossy(&body).chars().take(500).collect();
             return Err(ChatwootError::Status {
                 status: status.as_u16(),
                 body: text,

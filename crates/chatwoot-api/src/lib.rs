@@ -5,6 +5,8 @@
 //! APIs, authenticated with the `api_access_token` header of an agent or bot).
 //! Webhooks: <https://www.chatwoot.com/hc/user-guide/articles/1677693021-how-to-use-webhooks>.
 
+#![warn(missing_docs)]
+
 mod client;
 pub mod webhook;
 
@@ -16,9 +18,13 @@ pub use client::{
 /// `conversation.messages` and in API list responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageType {
+    /// Written by the contact (customer), or posted on their behalf: `"incoming"` / `0`.
     Incoming,
+    /// Written by an agent or a bot: `"outgoing"` / `1`.
     Outgoing,
+    /// A system note such as a status change or assignment: `"activity"` / `2`.
     Activity,
+    /// A template message: `"template"` / `3`.
     Template,
 }
 

@@ -15,7 +15,9 @@ use crate::MessageType;
 /// Any webhook: `event` names it, the rest depends on it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookEvent {
+    /// The event name: `message_created`, `message_updated`, `conversation_created` …
     pub event: String,
+    /// The rest of the payload, depending on `event`.
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
@@ -23,25 +25,33 @@ pub struct WebhookEvent {
 /// `message_created` (and `message_updated`) payload: the message's webhook data.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessagePayload {
+    /// The message id.
     pub id: i64,
+    /// The message text; `None` for attachment-only messages.
     #[serde(default)]
     pub content: Option<String>,
     /// `"incoming"|"outgoing"|"activity"|"template"` here; may be missing in old versions.
     #[serde(default)]
     pub message_type: serde_json::Value,
+    /// A private note, visible to agents only; never to be sent to the customer.
     #[serde(default)]
     pub private: bool,
+    /// Chatwoot `content_type`: `text`, `input_select`, `cards`, `form` …
     #[serde(default)]
     pub content_type: Option<String>,
+    /// The message's id in the channel it came from or went to, when the channel gave one.
     #[serde(default)]
     pub source_id: Option<String>,
     /// `{"id","name","type":"user"|"contact"|"agent_bot"…}`.
     #[serde(default)]
     pub sender: Option<WebhookSender>,
+    /// The conversation the message is in.
     #[serde(default)]
     pub conversation: Option<WebhookConversation>,
+    /// The Chatwoot account (`{"id"}`).
     #[serde(default)]
     pub account: Option<IdOnly>,
+    /// The inbox the conversation belongs to (`{"id"}`).
     #[serde(default)]
     pub inbox: Option<IdOnly>,
     /// `[{"id","file_type":"image"|"audio"|"video"|"file"…,"data_url","extension"…}]`.
@@ -52,8 +62,10 @@ pub struct MessagePayload {
 /// Who wrote the message.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookSender {
+    /// The sender's id among Chatwoot users, contacts or agent bots (per `kind`).
     #[serde(default)]
     pub id: Option<i64>,
+    /// The sender's display name.
     #[serde(default)]
     pub name: Option<String>,
     /// `user` (an agent), `contact`, `agent_bot`; absent in some versions.
@@ -65,11 +77,16 @@ pub struct WebhookSender {
 /// the API's `/conversations/{id}` takes).
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookConversation {
+    /// The conversation's display id (per account).
     pub id: i64,
+    /// The inbox the conversation belongs to.
     #[serde(default)]
     pub inbox_id: Option<i64>,
+    /// `open`, `resolved`, `pending` or `snoozed`.
     #[serde(default)]
     pub status: Option<String>,
+    /// Messages Chatwoot included with the conversation, as raw JSON (`message_type` is
+    /// numeric here).
     #[serde(default)]
     pub messages: Vec<serde_json::Value>,
 }
@@ -77,18 +94,23 @@ pub struct WebhookConversation {
 /// `{"id": N}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct IdOnly {
+    /// The id.
     pub id: i64,
 }
 
 /// A message attachment.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookAttachment {
+    /// `image`, `audio`, `video`, `file`, `location` …
     #[serde(default)]
     pub file_type: Option<String>,
+    /// URL the file can be downloaded from.
     #[serde(default)]
     pub data_url: Option<String>,
+    /// The file's extension, as Chatwoot gives it.
     #[serde(default)]
     pub extension: Option<String>,
+    /// Size in bytes.
     #[serde(default)]
     pub file_size: Option<u64>,
 }
@@ -111,12 +133,16 @@ impl MessagePayload {
 /// Why a signed webhook was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SignatureError {
+    /// A header is absent.
     #[error("X-Chatwoot-Signature or X-Chatwoot-Timestamp header is missing")]
     Missing,
+    /// `X-Chatwoot-Timestamp` is not an integer.
     #[error("X-Chatwoot-Timestamp is not a unix time")]
     BadTimestamp,
+    /// The timestamp is too far from now: (distance, allowed), in seconds.
     #[error("X-Chatwoot-Timestamp is {0} s away from now (at most {1} s allowed)")]
     Stale(i64, i64),
+    /// The signature is not hex, or not the HMAC of this body with this secret.
     #[error("X-Chatwoot-Signature does not match")]
     Mismatch,
 }

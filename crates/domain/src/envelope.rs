@@ -12,11 +12,17 @@ use crate::subject::{IdempotencyKey, Subject};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
+    /// VK (vk.com) community messages: `vk`.
     Vk,
+    /// Telegram: `telegram`.
     Telegram,
+    /// Chatwoot, the agents' helpdesk: `chatwoot`.
     Chatwoot,
+    /// Okdesk helpdesk: `okdesk`.
     Okdesk,
+    /// amoCRM: `amocrm`.
     Amocrm,
+    /// Our own messenger (messenger-api): `messenger`.
     Messenger,
 }
 

@@ -14,6 +14,8 @@
 //!  "idempotency_key":"vk:<group_id>:<event_id>","traceparent":"<W3C trace context>","data":{…}}
 //! ```
 
+#![warn(missing_docs)]
+
 mod crm;
 mod envelope;
 mod message;

@@ -21,7 +21,9 @@ pub struct Sender {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationKind {
+    /// A one-to-one dialogue with a user (`private`).
     Private,
+    /// A group chat (`group`; VK `peer_id` ≥ 2000000000).
     Group,
 }
 
@@ -30,6 +32,7 @@ pub enum ConversationKind {
 pub struct ConversationRef {
     /// Source-side id of the conversation (VK `peer_id`, Telegram chat id …), as a string.
     pub id: String,
+    /// Private dialogue or group chat.
     pub kind: ConversationKind,
 }
 
@@ -37,14 +40,21 @@ pub struct ConversationRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttachmentKind {
+    /// A picture (VK `photo`).
     Image,
+    /// A video (VK `video`).
     Video,
+    /// An audio file or track (VK `audio`).
     Audio,
     /// A voice message (VK `audio_message`, Telegram `voice`).
     Voice,
+    /// A document or any other file (VK `doc`).
     File,
+    /// A sticker (VK `sticker`).
     Sticker,
+    /// A geographic location.
     Location,
+    /// A link to a web page or post (VK `link`, `wall`).
     Link,
     /// Anything else; `name` says what it was upstream.
     Other,
@@ -53,6 +63,7 @@ pub enum AttachmentKind {
 /// A file or link attached to a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// What the attachment is.
     pub kind: AttachmentKind,
     /// Where the content can be fetched (absolute URL), when it can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,11 +84,14 @@ pub struct Attachment {
 pub struct InboundMessage {
     /// Source-side message id (VK message `id`, or `conversation_message_id` when `id` is 0).
     pub message_id: String,
+    /// Who wrote it.
     pub sender: Sender,
+    /// The conversation it was written in.
     pub conversation: ConversationRef,
     /// Text as written; `None` for attachment-only messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Files and links attached, in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
     /// Source-side id of the message this one answers.
@@ -107,10 +121,13 @@ pub struct MessageOrigin {
 pub struct OutboundMessage {
     /// Target conversation in the messenger (VK `peer_id` …).
     pub conversation: ConversationRef,
+    /// Text to send; `None` for attachment-only messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Files and links to send along.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Where the agent wrote it.
     pub origin: MessageOrigin,
     /// Display name of the agent who wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

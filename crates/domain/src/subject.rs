@@ -116,6 +116,21 @@ impl IdempotencyKey {
         Self(format!("amocrm:{account}:{entity}:{id}:{action}:{at}"))
     }
 
+    /// An amoCRM webhook entry that carries no `updated_at`:
+    /// `amocrm:<account>:<entity>:<id>:<action>:h<digest>`, where `digest` is a short hash of
+    /// the entry's content. The same entry delivered again gives the same key; a different
+    /// change of the same entity gives another one (a `-` here would make JetStream drop it as
+    /// a duplicate).
+    pub fn amocrm_entity_digest(
+        account: &str,
+        entity: &str,
+        id: i64,
+        action: &str,
+        digest: &str,
+    ) -> Self {
+        Self(format!("amocrm:{account}:{entity}:{id}:{action}:h{digest}"))
+    }
+
     /// A key from parts that have no constructor of their own yet (`<system>:<id>…`).
     pub fn from_parts(parts: &[&str]) -> Self {
         Self(parts.join(":"))
@@ -184,6 +199,11 @@ mod tests {
         assert_eq!(
             IdempotencyKey::amocrm_entity("example", "contact", 7, "delete", None).as_str(),
             "amocrm:example:contact:7:delete:-"
+        );
+        assert_eq!(
+            IdempotencyKey::amocrm_entity_digest("example", "lead", 9, "update", "0f1e2d3c4b5a6978")
+                .as_str(),
+            "amocrm:example:lead:9:update:h0f1e2d3c4b5a6978"
         );
         assert_eq!(
             IdempotencyKey::messenger_message(4521).as_str(),

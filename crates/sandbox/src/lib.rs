@@ -14,6 +14,8 @@
 //! ([`Sandbox::fail_next`]); [`Sandbox::wait_until`] wakes on every state change, so tests never
 //! sleep.
 
+#![warn(missing_docs)]
+
 pub mod amocrm;
 pub mod chatwoot;
 pub mod control;
@@ -64,8 +66,11 @@ impl Default for SandboxOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
+    /// The VK API fake and its Bots Long Poll server (`vk`).
     Vk,
+    /// The Chatwoot fake (`chatwoot`).
     Chatwoot,
+    /// The amoCRM fake (`amocrm`).
     Amocrm,
 }
 
@@ -75,7 +80,10 @@ pub enum Failure {
     /// Answer with this HTTP status (e.g. 500, 502, 503) and a proxy-style HTML body.
     Status(u16),
     /// HTTP 429 with `Retry-After: {retry_after_secs}`.
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        /// The `Retry-After` value, in seconds.
+        retry_after_secs: u64,
+    },
     /// Hold the request for [`TIMEOUT_HANG`], longer than any sane client timeout, then 504.
     Timeout,
     /// VK: HTTP 200 with VK's error envelope for this code and its real message. On the Bots Long
@@ -90,16 +98,22 @@ pub const TIMEOUT_HANG: Duration = Duration::from_secs(60);
 /// A message the VK fake accepted (`messages.send` that succeeded and was not a duplicate).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VkSentMessage {
+    /// The VK `peer_id` it was sent to.
     pub peer_id: i64,
+    /// The `random_id` it was sent with (VK's de-duplication key per peer).
     pub random_id: i64,
+    /// The `message` text; empty when only an attachment was sent.
     pub message: String,
+    /// The `attachment` parameter as sent (e.g. `photo-1_2`), when there was one.
     pub attachment: Option<String>,
+    /// The message id the fake answered with.
     pub message_id: i64,
 }
 
 /// One HTTP request to either fake, as received (recorded before any injected failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedRequest {
+    /// The fake it went to.
     pub target: Target,
     /// `GET`, `POST`, ...
     pub method: String,

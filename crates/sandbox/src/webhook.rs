@@ -25,6 +25,7 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 /// One finished webhook delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookDelivery {
+    /// The URL the webhook was posted to.
     pub url: String,
     /// e.g. `message_created`.
     pub event: String,

@@ -30,7 +30,9 @@ pub struct Bus {
 #[derive(Debug, thiserror::Error)]
 #[error("publishing to {subject} failed: {reason}")]
 pub struct PublishError {
+    /// The subject on the wire (with prefix) the publish was for.
     pub subject: String,
+    /// What went wrong: the NATS error, or the missing acknowledgement.
     pub reason: String,
 }
 

@@ -69,7 +69,9 @@ impl RuntimeArgs {
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// One JSON object per line, stamped with the service name.
     Json,
+    /// Compact human-readable lines, for a terminal.
     Pretty,
 }
 
@@ -81,8 +83,10 @@ pub struct Secret(String);
 /// Why a secret was refused at start.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
+    /// The variable (named) is not set, or is empty.
     #[error("{0} is not set; set it in the environment or in .env")]
     Missing(&'static str),
+    /// The variable (named) holds a placeholder such as `change_me`.
     #[error("{0} still holds a placeholder value; set the real secret")]
     Placeholder(&'static str),
 }

@@ -27,7 +27,9 @@ pub enum HandleError {
     /// backoff, e.g. from `Retry-After`.
     #[error("{reason}")]
     Retry {
+        /// What failed, for the log and, after the last attempt, the dead letter.
         reason: String,
+        /// Delay before the redelivery; `None` = the consumer's backoff for this attempt.
         after: Option<Duration>,
     },
     /// Can never succeed (VK code 901, a 4xx that is not 429 …): dead-letter it now.
@@ -37,7 +39,12 @@ pub enum HandleError {
     /// It is NAKed with `after` however often it was delivered and never dead-lettered (the
     /// dead-letter table is in that same database), so it is done once the dependency is back.
     #[error("{reason}")]
-    Unavailable { reason: String, after: Duration },
+    Unavailable {
+        /// What is down, for the log.
+        reason: String,
+        /// Delay before the redelivery.
+        after: Duration,
+    },
 }
 
 impl HandleError {

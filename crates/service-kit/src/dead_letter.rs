@@ -19,6 +19,7 @@ use crate::bus::Bus;
 /// One dead letter.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct DeadLetter {
+    /// Row id (`BIGSERIAL`); what `dlq replay <id>` takes.
     pub id: i64,
     /// Subject on the wire (with prefix) the message was consumed from.
     pub subject: String,
@@ -30,8 +31,10 @@ pub struct DeadLetter {
     pub reason: String,
     /// Deliveries tried before it was given up.
     pub attempts: i32,
+    /// When it was dead-lettered (RFC 3339 in JSON).
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When it was last replayed; `None` while it never was.
     #[serde(with = "time::serde::rfc3339::option")]
     pub replayed_at: Option<OffsetDateTime>,
 }

@@ -12,6 +12,8 @@
 //!   graceful shutdown;
 //! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on.
 
+#![warn(missing_docs)]
+
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -5,6 +5,8 @@
 //! Environment: `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`, a
 //! role that may CREATE DATABASE) and `NATS_URL` (default `nats://127.0.0.1:4222`).
 
+#![warn(missing_docs)]
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -32,7 +32,9 @@ pub struct CallbackEvent {
 /// `object` of `message_new` for API ≥ 5.103: `{"message":{…},"client_info":{…}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessageNew {
+    /// The new message.
     pub message: Message,
+    /// What the writer's VK client can show (keyboards, carousels …), when VK sent it.
     #[serde(default)]
     pub client_info: Option<ClientInfo>,
 }
@@ -40,14 +42,19 @@ pub struct MessageNew {
 /// What the user's client can show (<https://dev.vk.com/ru/api/bots/development/messages>).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClientInfo {
+    /// Button action types the client supports (`text`, `open_link`, `callback` …).
     #[serde(default)]
     pub button_actions: Vec<String>,
+    /// The client shows bot keyboards.
     #[serde(default)]
     pub keyboard: bool,
+    /// The client shows inline keyboards (inside a message).
     #[serde(default)]
     pub inline_keyboard: bool,
+    /// The client shows carousels.
     #[serde(default)]
     pub carousel: bool,
+    /// The user's VK interface language id (0 = Russian).
     #[serde(default)]
     pub lang_id: i64,
 }
@@ -65,17 +72,22 @@ pub struct Message {
     pub peer_id: i64,
     /// Author: user id (positive) or `-group_id`.
     pub from_id: i64,
+    /// Message text; empty for attachment-only messages.
     #[serde(default)]
     pub text: String,
+    /// Message id within its conversation (`peer_id`).
     #[serde(default)]
     pub conversation_message_id: Option<i64>,
     /// 1 for outgoing (sent by the community).
     #[serde(default)]
     pub out: Option<i64>,
+    /// Attached media and links, in order.
     #[serde(default)]
     pub attachments: Vec<MessageAttachment>,
+    /// The message this one replies to.
     #[serde(default)]
     pub reply_message: Option<Box<Message>>,
+    /// Forwarded messages.
     #[serde(default)]
     pub fwd_messages: Vec<Message>,
     /// Bot keyboard payload (a JSON string).
@@ -87,8 +99,11 @@ pub struct Message {
 /// (<https://dev.vk.com/ru/reference/objects/attachments-message>).
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessageAttachment {
+    /// Attachment type: `photo`, `video`, `audio`, `doc`, `link`, `sticker`, `audio_message`,
+    /// `wall` …
     #[serde(rename = "type")]
     pub kind: String,
+    /// Every other key of the attachment; the object itself is under the key named by `kind`.
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }

@@ -21,9 +21,12 @@ pub struct VkClient {
 /// `users.get` item (<https://dev.vk.com/ru/reference/objects/user>).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct User {
+    /// VK user id (positive).
     pub id: i64,
+    /// Given name.
     #[serde(default)]
     pub first_name: String,
+    /// Family name.
     #[serde(default)]
     pub last_name: String,
 }
@@ -40,9 +43,12 @@ impl User {
 /// `groups.getById` item (<https://dev.vk.com/ru/method/groups.getById>).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Group {
+    /// Community id (positive; `-id` as an owner or peer id).
     pub id: i64,
+    /// Community name.
     #[serde(default)]
     pub name: String,
+    /// Short address, as in `https://vk.com/<screen_name>`.
     #[serde(default)]
     pub screen_name: String,
 }
@@ -50,16 +56,22 @@ pub struct Group {
 /// `groups.getLongPollServer` response (<https://dev.vk.com/ru/api/bots-long-poll/getting-started>).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LongPollServer {
+    /// Session key for `a_check` requests.
     pub key: String,
+    /// Long poll server URL to send `a_check` requests to.
     pub server: String,
+    /// Number of the last event; start polling from it.
     pub ts: String,
 }
 
 /// One Bots Long Poll answer: `{"ts":"…","updates":[…]}` or `{"failed":1|2|3,"ts":…}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LongPollUpdate {
+    /// Number of the last event returned; pass it as `ts` in the next poll. VK sends a string
+    /// or a number; kept as a string.
     #[serde(default, deserialize_with = "string_or_number")]
     pub ts: Option<String>,
+    /// New events, each a [`crate::callback::CallbackEvent`] object; empty on timeout or failure.
     #[serde(default)]
     pub updates: Vec<serde_json::Value>,
     /// 1: history lost, continue with the new `ts`; 2: key expired; 3: key and ts lost.

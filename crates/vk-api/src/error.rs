@@ -8,11 +8,18 @@ pub enum VkError {
     /// VK's own error envelope (HTTP 200): `{"error":{"error_code","error_msg"}}`.
     /// Codes: <https://dev.vk.com/ru/reference/errors>.
     #[error("VK API error {code}: {message}")]
-    Api { code: i64, message: String },
+    Api {
+        /// VK `error_code` (e.g. 6 too many requests, 901 no permission to message).
+        code: i64,
+        /// VK `error_msg`: what went wrong, in words.
+        message: String,
+    },
     /// A non-2xx HTTP status (VK's front proxies, or a 429).
     #[error("VK answered HTTP {status}")]
     Http {
+        /// The HTTP status code.
         status: u16,
+        /// The `Retry-After` header, when it was given in seconds.
         retry_after: Option<Duration>,
     },
     /// Connection failed or timed out.

@@ -5,6 +5,8 @@
 //! "request_params":[…]}}` (<https://dev.vk.com/ru/reference/errors>); [`VkError::Api`] carries
 //! the code and [`VkError::class`] says whether to retry.
 
+#![warn(missing_docs)]
+
 pub mod callback;
 mod client;
 mod error;

@@ -64,7 +64,9 @@ async fn migrate(rt: &service_kit::RuntimeArgs) -> anyhow::Result<()> {
 /// belongs to, `Err` with why it fails and what to do.
 #[derive(Debug)]
 pub struct CheckReport {
+    /// VK: the community's name and id, or why `groups.getById` failed.
     pub vk: Result<String, String>,
+    /// Chatwoot: who the token belongs to, or why `GET /api/v1/profile` failed.
     pub chatwoot: Result<String, String>,
 }
 

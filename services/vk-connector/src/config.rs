@@ -18,8 +18,10 @@ use service_kit::{RuntimeArgs, Secret, SecretError};
                   when they are set; a missing or placeholder secret stops the service at start."
 )]
 pub struct Cli {
+    /// What to do; `None` serves.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Every setting.
     #[command(flatten)]
     pub config: Config,
 }
@@ -35,6 +37,7 @@ pub enum Command {
     Check,
     /// Inspect and replay dead letters.
     Dlq {
+        /// `list` or `replay <id>`.
         #[command(subcommand)]
         action: DlqAction,
     },
@@ -78,7 +81,7 @@ pub struct Config {
     #[arg(long, env = "VK_LONG_POLL_WAIT_SECS", default_value_t = 25)]
     pub vk_long_poll_wait_secs: u64,
 
-    /// Chatwoot base URL, e.g. https://chatwoot.example.com.
+    /// Chatwoot base URL, e.g. `https://chatwoot.example.com`.
     #[arg(long, env = "CHATWOOT_BASE_URL")]
     pub chatwoot_base_url: Option<String>,
     /// Access token of the agent or bot the connector acts as. Never logged.
@@ -108,6 +111,7 @@ pub struct Config {
     #[arg(long, env = "RECONCILE_LOOKBACK_SECS", default_value_t = 86_400)]
     pub reconcile_lookback_secs: u64,
 
+    /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -115,9 +119,13 @@ pub struct Config {
 /// Validated VK settings.
 #[derive(Debug, Clone)]
 pub struct VkSettings {
+    /// `VK_GROUP_ID`: the community id (positive).
     pub group_id: i64,
+    /// `VK_ACCESS_TOKEN`: the community access token.
     pub access_token: Secret,
+    /// `VK_API_VERSION`, e.g. `5.199`.
     pub api_version: String,
+    /// `VK_API_URL`: the API base URL, e.g. `https://api.vk.com/method`.
     pub api_url: String,
     /// The Callback API route; None when only Long Poll is used.
     pub callback: Option<CallbackSettings>,
@@ -128,41 +136,60 @@ pub struct VkSettings {
 /// What the Callback API route needs.
 #[derive(Debug, Clone)]
 pub struct CallbackSettings {
+    /// `VK_SECRET`: the `secret` every callback must carry.
     pub secret: Secret,
+    /// `VK_CONFIRMATION`: the answer to the `confirmation` event.
     pub confirmation: Secret,
+    /// `VK_CALLBACK_ID`: the path segment of `POST /vk/callback/{id}`.
     pub callback_id: Secret,
 }
 
 /// Validated Chatwoot settings.
 #[derive(Debug, Clone)]
 pub struct ChatwootSettings {
+    /// `CHATWOOT_BASE_URL`, e.g. `https://chatwoot.example.com`.
     pub base_url: String,
+    /// `CHATWOOT_API_ACCESS_TOKEN`: the agent's or bot's token.
     pub api_token: Secret,
+    /// `CHATWOOT_ACCOUNT_ID` (positive).
     pub account_id: i64,
+    /// `CHATWOOT_INBOX_ID`: the API channel inbox VK conversations live in (positive).
     pub inbox_id: i64,
+    /// `CHATWOOT_WEBHOOK_ID_VK`: the path segment of `POST /chatwoot/webhook/{id}`.
     pub webhook_id: Secret,
+    /// `CHATWOOT_WEBHOOK_SECRET`; `None` when unset or empty (signatures are then not checked).
     pub webhook_secret: Option<Secret>,
+    /// `CHATWOOT_ALLOWED_AGENT_BOTS`: agent bot ids whose outgoing messages are relayed too.
     pub allowed_agent_bots: Vec<i64>,
 }
 
 /// Everything `serve` and `check` need, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `PORT`: the HTTP port.
     pub port: u16,
+    /// VK settings.
     pub vk: VkSettings,
+    /// Chatwoot settings.
     pub chatwoot: ChatwootSettings,
+    /// `RECONCILE_INTERVAL_SECS`: time between reconciliation sweeps; zero = only the one at start.
     pub reconcile_interval: Duration,
+    /// `RECONCILE_LOOKBACK_SECS`: how far back a sweep looks.
     pub reconcile_lookback: Duration,
+    /// The flags every service shares.
     pub runtime: RuntimeArgs,
 }
 
 /// A setting is missing or wrong; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A secret is missing or a placeholder.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The named variable is not set.
     #[error("{0} is not set")]
     Missing(&'static str),
+    /// The named id is zero or negative.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
 }

@@ -12,7 +12,10 @@ use crate::normalize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
     /// Stored on JetStream (`duplicate`: it had been stored before).
-    Published { duplicate: bool },
+    Published {
+        /// JetStream had seen the idempotency key inside its duplicate window.
+        duplicate: bool,
+    },
     /// Nothing to relay; the reason is for the log.
     Skipped(&'static str),
 }

@@ -9,6 +9,8 @@
 //! [`App::build`] wires Postgres (schema `vk`), NATS, the HTTP listener and the workers;
 //! [`App::run_until`] runs them until the shutdown token is cancelled.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod consumers;
@@ -45,11 +47,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Shared by handlers and consumers.
 #[derive(Clone)]
 pub struct AppState {
+    /// The validated settings.
     pub settings: Arc<Settings>,
+    /// Schema `vk`: mappings and idempotency records.
     pub store: Store,
+    /// NATS JetStream, for publishing events and commands.
     pub bus: Bus,
+    /// The VK API client (community token).
     pub vk: VkClient,
+    /// The Chatwoot API client of the configured account.
     pub chatwoot: ChatwootClient,
+    /// The dead-letter table `vk.dead_letters`.
     pub dead_letters: DeadLetters,
 }
 

@@ -14,8 +14,11 @@ use crate::http::chatwoot::command_for;
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Conversations looked at.
     pub conversations: usize,
+    /// Agent replies queued (`cmd.vk.message.send`) because they were never delivered.
     pub queued: usize,
+    /// Conversations whose messages could not be listed in Chatwoot.
     pub failed_conversations: usize,
 }
 

@@ -8,14 +8,18 @@ pub const SCHEMA: &str = "vk";
 /// A VK user's Chatwoot contact.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ContactLink {
+    /// The Chatwoot contact id.
     pub chatwoot_contact_id: i64,
+    /// The contact-inbox `source_id` (`vk:<user id>`).
     pub source_id: String,
 }
 
 /// A conversation to reconcile.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ConversationLink {
+    /// The VK `peer_id` of the dialogue.
     pub peer_id: i64,
+    /// The Chatwoot conversation (display) id.
     pub chatwoot_conversation_id: i64,
     /// Unix seconds when the mapping was made: older Chatwoot messages are not ours.
     pub created_unix: i64,
@@ -28,10 +32,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store on `pool`, whose database holds schema `vk`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 
+    /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -44,6 +50,7 @@ impl Store {
             .await
     }
 
+    /// Caches a `users.get` name (replacing an older one).
     pub async fn save_user_name(&self, user_id: i64, full_name: &str) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO vk.users (user_id, full_name) VALUES ($1, $2) \
@@ -56,6 +63,7 @@ impl Store {
         .map(|_| ())
     }
 
+    /// The Chatwoot contact of a VK user, when one was made.
     pub async fn contact(&self, vk_user_id: i64) -> sqlx::Result<Option<ContactLink>> {
         sqlx::query_as(
             "SELECT chatwoot_contact_id, source_id FROM vk.contacts WHERE vk_user_id = $1",
@@ -65,6 +73,7 @@ impl Store {
         .await
     }
 
+    /// Records (or replaces) the Chatwoot contact of a VK user.
     pub async fn save_contact(
         &self,
         vk_user_id: i64,
@@ -104,6 +113,8 @@ impl Store {
         .await
     }
 
+    /// Records (or replaces) the Chatwoot conversation of a VK dialogue; its creation and activity
+    /// times restart now.
     pub async fn save_conversation(
         &self,
         peer_id: i64,
@@ -133,6 +144,7 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Marks the dialogue active now (for the reconciliation lookback).
     pub async fn touch_conversation(&self, peer_id: i64) -> sqlx::Result<()> {
         sqlx::query("UPDATE vk.conversations SET last_activity_at = now() WHERE peer_id = $1")
             .bind(peer_id)
@@ -157,6 +169,7 @@ impl Store {
         .await
     }
 
+    /// `true` when the inbound message with this idempotency key is already in Chatwoot.
     pub async fn inbound_done(&self, key: &str) -> sqlx::Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM vk.inbound_processed WHERE idempotency_key = $1)",
@@ -166,6 +179,8 @@ impl Store {
         .await
     }
 
+    /// Records that the inbound message with this key became Chatwoot message `chatwoot_message_id`
+    /// (a repeat is a no-op).
     pub async fn mark_inbound_done(&self, key: &str, chatwoot_message_id: i64) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO vk.inbound_processed (idempotency_key, chatwoot_message_id) VALUES ($1, $2) \
@@ -178,6 +193,7 @@ impl Store {
         .map(|_| ())
     }
 
+    /// `true` when Chatwoot message `message_id` of `account_id` was already sent to VK.
     pub async fn outbound_delivered(&self, account_id: i64, message_id: i64) -> sqlx::Result<bool> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM vk.outbound_delivered \
@@ -189,6 +205,8 @@ impl Store {
         .await
     }
 
+    /// Records that a Chatwoot message was sent to VK `peer_id` as `vk_message_ids` (one per part;
+    /// a repeat is a no-op).
     pub async fn mark_outbound_delivered(
         &self,
         account_id: i64,
