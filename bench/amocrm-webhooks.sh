@@ -41,7 +41,7 @@ done
 cd "$REPO_ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
 PORT=18084
-TOKEN=bench-token
+TOKEN=bench-token-3f9a1c7e
 PG=postgres://postgres@127.0.0.1:5432
 DB=amocrm_bench
 NATS=${NATS_URL:-nats://127.0.0.1:4222}

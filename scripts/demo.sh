@@ -74,7 +74,7 @@ USER_ID=1001
 USER_TEXT="Добрый день! Подскажите, пожалуйста, когда привезут мой заказ №4512?"
 AGENT_TEXT="Здравствуйте, Иван! Заказ №4512 передан в доставку, курьер привезёт его завтра до 18:00."
 
-AMO_WEBHOOK_TOKEN=demo-amo-hook
+AMO_WEBHOOK_TOKEN=demo-amo-hook-5c1e9a7f
 AMO_LEAD_ID=31337
 
 PROCS=(sandbox vk-connector amocrm-sync messenger-api)

@@ -45,9 +45,13 @@ impl Default for RetryPolicy {
 /// `expires_in` seconds (86400), `refresh_token` three months and is exchanged for a new pair.
 #[derive(Clone, Deserialize)]
 pub struct TokenResponse {
+    /// The token type, `Bearer`.
     pub token_type: String,
+    /// Lifetime of `access_token`, in seconds (86400).
     pub expires_in: i64,
+    /// The token API v4 calls are made with (`Authorization: Bearer …`).
     pub access_token: String,
+    /// The token that is exchanged for the next pair (amoCRM rotates it on every refresh).
     pub refresh_token: String,
     /// Unix seconds of the server when it issued the pair (Kommo documents it; amoCRM may omit it).
     #[serde(default)]
@@ -68,9 +72,12 @@ impl std::fmt::Debug for TokenResponse {
 /// `GET /api/v4/account`: who the token belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AccountInfo {
+    /// The account id.
     pub id: i64,
+    /// The account name.
     #[serde(default)]
     pub name: String,
+    /// The account subdomain, as in `https://<subdomain>.amocrm.ru`.
     #[serde(default)]
     pub subdomain: String,
 }

@@ -11,9 +11,11 @@ pub enum AmoError {
     /// "detail":"В запросе отсутствует ряд параметров или параметры невалидны"}`.
     #[error("amoCRM answered HTTP {status}: {detail}")]
     Status {
+        /// The HTTP status code.
         status: u16,
         /// `hint`/`detail`/`title` of the problem JSON, or the start of the body.
         detail: String,
+        /// The `Retry-After` header, when it was given in seconds.
         retry_after: Option<Duration>,
     },
     /// No answer: connection refused, timeout, TLS.

@@ -9,6 +9,8 @@
 //! API): at most 7 requests per second per integration, 429 beyond that, and an IP block for
 //! clients that keep going.
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 pub mod webhook;

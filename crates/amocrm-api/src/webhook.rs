@@ -49,7 +49,9 @@ pub const FORM_MAX_DEPTH: usize = 10;
 /// The kind of CRM entity an entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EntityKind {
+    /// A lead (deal), section `leads`.
     Lead,
+    /// A contact, section `contacts`.
     Contact,
 }
 
@@ -74,13 +76,17 @@ impl EntityKind {
 /// What happened to the entity (the webhook's action key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// Created (`add`).
     Add,
+    /// Changed (`update`).
     Update,
     /// Leads only: moved to another pipeline stage.
     Status,
     /// Another user became responsible.
     Responsible,
+    /// Deleted (`delete`); the entry carries little more than `id`.
     Delete,
+    /// Restored after a deletion (`restore`).
     Restore,
 }
 
@@ -113,10 +119,13 @@ impl Action {
 /// Why a body is not a webhook at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    /// The form body does not parse (serde_qs's message).
     #[error("body is not a PHP-style form: {0}")]
     Form(String),
+    /// The JSON body does not parse (serde_json's message).
     #[error("body is not JSON: {0}")]
     Json(String),
+    /// The body parses, but its top level is not an object.
     #[error("body is not an object of entity sections")]
     NotAnObject,
 }
@@ -127,6 +136,7 @@ pub enum ParseError {
 pub struct EntryError {
     /// Where the entry is, e.g. `leads[add][2]`.
     pub position: String,
+    /// What is wrong with it, e.g. `id is missing`.
     pub reason: String,
 }
 
@@ -139,14 +149,18 @@ pub struct WebhookBody {
 /// `account[...]` of a webhook.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
+    /// `account[id]`: the amoCRM account id.
     pub id: Option<i64>,
+    /// `account[subdomain]`: as in `https://<subdomain>.amocrm.ru`.
     pub subdomain: Option<String>,
 }
 
 /// One entry: `{section}[{action}][{index}]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
+    /// The section: lead or contact.
     pub kind: EntityKind,
+    /// The action key the entry was listed under.
     pub action: Action,
     index: &'a str,
     raw: &'a Value,
@@ -376,8 +390,12 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// A value of a custom field as amoCRM sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFieldValue {
+    /// The value as text (a date field holds unix seconds); empty when none was sent.
     pub value: String,
+    /// Id of the chosen option of a list field (webhook `enum`, API v4 `enum_id`).
     pub enum_id: Option<i64>,
+    /// Code of the chosen option (API v4 `enum_code`, or a webhook `enum` that is not a number,
+    /// e.g. `WORK`).
     pub enum_code: Option<String>,
 }
 
@@ -385,9 +403,13 @@ pub struct RawFieldValue {
 /// API v4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawCustomField {
+    /// The field id (webhook `id`, API v4 `field_id`).
     pub id: i64,
+    /// The field code for system fields (webhook `code`, API v4 `field_code`), e.g. `PHONE`.
     pub code: Option<String>,
+    /// The field name (webhook `name`, API v4 `field_name`).
     pub name: Option<String>,
+    /// The field's values, in order.
     pub values: Vec<RawFieldValue>,
 }
 
@@ -484,22 +506,34 @@ fn tags(obj: &Value) -> Vec<String> {
 /// A lead as a webhook entry or API v4 describes it; every field but `id` may be missing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawLead {
+    /// The lead id.
     pub id: i64,
+    /// The account id.
     pub account_id: Option<i64>,
+    /// The lead title.
     pub name: Option<String>,
+    /// The budget, in whole units of the account's currency (`"22500"` and `22500.00` read
+    /// alike).
     pub price: Option<i64>,
+    /// The pipeline stage id (142 won, 143 lost).
     pub status_id: Option<i64>,
+    /// The stage the lead left (`status` action).
     pub old_status_id: Option<i64>,
+    /// The pipeline id.
     pub pipeline_id: Option<i64>,
+    /// The pipeline the lead left, when it changed pipeline.
     pub old_pipeline_id: Option<i64>,
+    /// The amoCRM user id of the manager in charge.
     pub responsible_user_id: Option<i64>,
     /// Unix seconds (`created_at` or `date_create`).
     pub created_at: Option<i64>,
     /// Unix seconds (`updated_at` or `last_modified`).
     pub updated_at: Option<i64>,
+    /// `custom_fields` (webhook) or `custom_fields_values` (API v4); `None` when neither was sent.
     pub custom_fields: Option<Vec<RawCustomField>>,
     /// `_embedded.contacts` (API v4 `?with=contacts`): `(id, is_main)`.
     pub contacts: Vec<(i64, bool)>,
+    /// Tag names (`tags` or `_embedded.tags`).
     pub tags: Vec<String>,
     /// `is_deleted` of API v4.
     pub is_deleted: bool,
@@ -550,14 +584,23 @@ impl RawLead {
 /// A contact as a webhook entry or API v4 describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RawContact {
+    /// The contact id.
     pub id: i64,
+    /// The account id.
     pub account_id: Option<i64>,
+    /// Full name.
     pub name: Option<String>,
+    /// Given name.
     pub first_name: Option<String>,
+    /// Family name.
     pub last_name: Option<String>,
+    /// The amoCRM user id of the manager in charge.
     pub responsible_user_id: Option<i64>,
+    /// Unix seconds (`created_at` or `date_create`).
     pub created_at: Option<i64>,
+    /// Unix seconds (`updated_at` or `last_modified`).
     pub updated_at: Option<i64>,
+    /// `custom_fields` (webhook) or `custom_fields_values` (API v4); `None` when neither was sent.
     pub custom_fields: Option<Vec<RawCustomField>>,
     /// `linked_leads_id` (webhook, keyed by lead id) or `_embedded.leads` (API v4).
     pub lead_ids: Vec<i64>,

@@ -24,8 +24,10 @@ use crate::mapping::{Mapping, MappingError};
                   (variables win); see docs/amocrm.md."
 )]
 pub struct Cli {
+    /// What to do; `None` serves.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Every setting.
     #[command(flatten)]
     pub config: Config,
 }
@@ -41,6 +43,7 @@ pub enum Command {
     Check,
     /// Inspect and replay dead letters.
     Dlq {
+        /// `list` or `replay <id>`.
         #[command(subcommand)]
         action: DlqAction,
     },
@@ -54,7 +57,7 @@ pub struct Config {
     pub port: u16,
 
     /// The amoCRM account's domain, e.g. example.amocrm.ru (or just `example`). Webhooks whose
-    /// account[subdomain] is another account are refused.
+    /// `account[subdomain]` is another account are refused.
     #[arg(long, env = "AMOCRM_DOMAIN")]
     pub amocrm_domain: Option<String>,
     /// amoCRM base URL for OAuth and API v4; default https://<AMOCRM_DOMAIN>. Tests point it at
@@ -68,7 +71,7 @@ pub struct Config {
     #[arg(long, env = "AMOCRM_CLIENT_SECRET", hide_env_values = true)]
     pub amocrm_client_secret: Option<String>,
     /// Redirect URI registered in the integration:
-    /// https://amocrm.<DOMAIN>/api/auth/amo/callback.
+    /// `https://amocrm.<DOMAIN>/api/auth/amo/callback`.
     #[arg(long, env = "AMOCRM_REDIRECT_URI")]
     pub amocrm_redirect_uri: Option<String>,
     /// Unguessable path segment of the webhook URL amoCRM posts to:
@@ -143,6 +146,7 @@ pub struct Config {
     #[arg(long, env = "AMOCRM_CONSUMER_CONCURRENCY", default_value_t = 4)]
     pub amocrm_consumer_concurrency: usize,
 
+    /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -150,37 +154,56 @@ pub struct Config {
 /// Everything `serve` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `PORT`: the HTTP port.
     pub port: u16,
     /// `example.amocrm.ru`.
     pub domain: String,
     /// `example`: what `account[subdomain]` must say.
     pub subdomain: String,
+    /// `AMOCRM_BASE_URL` without a trailing `/`, default `https://<domain>`.
     pub base_url: String,
+    /// `AMOCRM_CLIENT_ID`: the integration id.
     pub client_id: Secret,
+    /// `AMOCRM_CLIENT_SECRET`: the integration secret; also the HMAC key of the JSON webhook.
     pub client_secret: Secret,
+    /// `AMOCRM_REDIRECT_URI`: the absolute redirect URI registered in the integration.
     pub redirect_uri: String,
+    /// `AMOCRM_WEBHOOK_TOKEN`: the path segment of `POST /api/webhooks/amo/{token}`.
     pub webhook_token: Secret,
+    /// Status map and custom-field ids.
     pub mapping: std::sync::Arc<Mapping>,
+    /// `AMOCRM_FETCH_LEADS`: fetch the whole lead from API v4 after a lead event.
     pub fetch_leads: bool,
+    /// `AMOCRM_API_RPS`: API v4 requests per second (at least 1).
     pub api_rps: u32,
+    /// `AMOCRM_API_RETRY_MIN_MS`: first backoff of an API call answered 429/5xx without
+    /// `Retry-After`.
     pub api_retry_min: Duration,
+    /// `AMOCRM_TOKEN_REFRESH_MARGIN_SECS`: how long before expiry the access token is refreshed.
     pub refresh_margin: Duration,
     /// Delay before attempt 2, 3, …; attempts = len + 1.
     pub retry_delays: Vec<Duration>,
+    /// `AMOCRM_DB_RETRY_SECS`: wait between tries while Postgres is unreachable.
     pub db_retry: Duration,
+    /// `AMOCRM_CONSUMER_CONCURRENCY`: events stored in parallel (1 to 64).
     pub consumer_concurrency: usize,
+    /// The flags every service shares.
     pub runtime: RuntimeArgs,
 }
 
 /// A setting is missing or wrong; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A secret is missing or a placeholder.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The named variable is not set or empty.
     #[error("{0} is not set")]
     Missing(&'static str),
+    /// The named variable holds something unusable; the text says what was expected.
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
+    /// The mapping file or a mapping variable is wrong.
     #[error(transparent)]
     Mapping(#[from] MappingError),
 }
@@ -248,6 +271,15 @@ impl Settings {
         }
         let webhook_token =
             Secret::require(c.amocrm_webhook_token.as_deref(), "AMOCRM_WEBHOOK_TOKEN")?;
+        if webhook_token.expose().chars().count() < MIN_WEBHOOK_TOKEN_CHARS {
+            return Err(ConfigError::Invalid(
+                "AMOCRM_WEBHOOK_TOKEN",
+                format!(
+                    "too short: it is the webhook's only credential, use at least \
+                     {MIN_WEBHOOK_TOKEN_CHARS} random characters (openssl rand -hex 16)"
+                ),
+            ));
+        }
         let retry_delays = parse_delays(&c.amocrm_retry_delays_secs)
             .map_err(|e| ConfigError::Invalid("AMOCRM_RETRY_DELAYS_SECS", e))?;
         if !(c.amocrm_db_retry_secs.is_finite() && c.amocrm_db_retry_secs >= 0.0) {
@@ -279,6 +311,10 @@ impl Settings {
     }
 }
 
+/// The shortest `AMOCRM_WEBHOOK_TOKEN` accepted: the token in the URL is the only thing that
+/// authenticates amoCRM's form webhooks.
+pub const MIN_WEBHOOK_TOKEN_CHARS: usize = 16;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +340,7 @@ mod tests {
             "AMOCRM_REDIRECT_URI",
             "https://amocrm.example.com/api/auth/amo/callback",
         ),
-        ("AMOCRM_WEBHOOK_TOKEN", "hook-7f3a"),
+        ("AMOCRM_WEBHOOK_TOKEN", "hook-7f3a9c21d4e8b6"),
     ];
 
     fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
@@ -328,7 +364,7 @@ mod tests {
             ]
         );
         let debug = format!("{s:?}");
-        for secret in ["s3cr3t-amo", "hook-7f3a"] {
+        for secret in ["s3cr3t-amo", "hook-7f3a9c21d4e8b6"] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug");
         }
     }
@@ -348,6 +384,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("AMOCRM_WEBHOOK_TOKEN "), "{e}");
+        let e = parse(&with("AMOCRM_WEBHOOK_TOKEN", "hook-7f3a"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("AMOCRM_WEBHOOK_TOKEN"), "{e}");
+        assert!(e.contains("at least 16"), "{e}");
+        assert!(
+            !e.contains("hook-7f3a"),
+            "the token leaked into the error: {e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
         let e = parse(&with("AMOCRM_RETRY_DELAYS_SECS", "1,x"))
             .unwrap_err()
             .to_string();

@@ -29,24 +29,34 @@ pub fn envelope(
 ) -> Result<Envelope<Event>, EntryError> {
     let s = &state.settings;
     let m = &s.mapping;
-    let key = |id: i64, updated_at: Option<i64>| {
-        IdempotencyKey::amocrm_entity(
-            &s.subdomain,
-            entry.kind.as_str(),
-            id,
-            entry.action.as_str(),
-            // A deletion carries no time of its own; the same deletion twice is one fact.
-            if entry.action == Action::Delete {
-                None
-            } else {
-                updated_at
-            },
-        )
+    // A deletion carries no time of its own; the same deletion twice is one fact. Any other
+    // entry without `updated_at` is keyed by a digest of its content, so a different change of
+    // the same entity is not dropped as a duplicate while a redelivery still is.
+    let key = |id: i64, updated_at: Option<i64>, content: &dyn Fn() -> Vec<u8>| {
+        let (entity, action) = (entry.kind.as_str(), entry.action.as_str());
+        match updated_at {
+            _ if entry.action == Action::Delete => {
+                IdempotencyKey::amocrm_entity(&s.subdomain, entity, id, action, None)
+            }
+            Some(_) => IdempotencyKey::amocrm_entity(&s.subdomain, entity, id, action, updated_at),
+            None => IdempotencyKey::amocrm_entity_digest(
+                &s.subdomain,
+                entity,
+                id,
+                action,
+                &digest(&content()),
+            ),
+        }
     };
     let (event, key, at) = match entry.kind {
         EntityKind::Lead => {
             let raw = entry.lead()?;
-            let k = key(raw.id, raw.updated_at);
+            let k = key(raw.id, raw.updated_at, &|| {
+                // Normalized at a fixed time: `received_at` stands in for the missing
+                // `updated_at` and differs between redeliveries.
+                serde_json::to_vec(&normalize::lead(&raw, m, OffsetDateTime::UNIX_EPOCH))
+                    .unwrap_or_default()
+            });
             if entry.action == Action::Delete {
                 let d = deletion(raw.id, raw.account_id, raw.updated_at, received_at);
                 let at = d.deleted_at;
@@ -64,7 +74,10 @@ pub fn envelope(
         }
         EntityKind::Contact => {
             let raw = entry.contact()?;
-            let k = key(raw.id, raw.updated_at);
+            let k = key(raw.id, raw.updated_at, &|| {
+                serde_json::to_vec(&normalize::contact(&raw, m, OffsetDateTime::UNIX_EPOCH))
+                    .unwrap_or_default()
+            });
             if entry.action == Action::Delete {
                 let d = deletion(raw.id, raw.account_id, raw.updated_at, received_at);
                 let at = d.deleted_at;
@@ -81,6 +94,12 @@ pub fn envelope(
         }
     };
     Ok(Envelope::new(Source::Amocrm, at, key, event))
+}
+
+/// The first 8 bytes of the SHA-256 of `content`, in hex.
+fn digest(content: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(content)[..8])
 }
 
 fn deletion(

@@ -11,6 +11,8 @@
 //! [`App::build`] wires Postgres (schema `amocrm`), NATS, the HTTP listener and the workers;
 //! [`App::run_until`] runs them until the shutdown token is cancelled.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod consumers;
@@ -47,11 +49,17 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// Shared by handlers and consumers.
 #[derive(Clone)]
 pub struct AppState {
+    /// The validated settings.
     pub settings: Arc<Settings>,
+    /// Schema `amocrm`: leads, contacts, stage history and the OAuth pair.
     pub store: Store,
+    /// NATS JetStream, for publishing events.
     pub bus: Bus,
+    /// The amoCRM client (OAuth 2.0 and API v4, rate limited).
     pub amo: AmoClient,
+    /// The stored OAuth pair, refreshed before it expires.
     pub tokens: Tokens,
+    /// The dead-letter table `amocrm.dead_letters`.
     pub dead_letters: DeadLetters,
 }
 

@@ -14,6 +14,7 @@ use crate::config::Config;
 /// amoCRM's system stages, the same in every pipeline: 142 "successfully realized", 143 "closed
 /// and not realized" (<https://www.amocrm.ru/developers/content/crm_platform/leads_pipelines>).
 pub const WON: i64 = 142;
+/// amoCRM's "closed and not realized" stage (lost), see [`WON`].
 pub const LOST: i64 = 143;
 
 /// Default status map of the existing deployment.
@@ -32,14 +33,23 @@ pub const DEFAULT_STATUSES: &[(i64, &str)] = &[
 /// Custom-field ids the normalizer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FieldIds {
+    /// Lead field holding `utm_source` (`AMOCRM_FIELD_UTM_SOURCE`, default 123458).
     pub utm_source: i64,
+    /// Lead field holding `utm_medium` (`AMOCRM_FIELD_UTM_MEDIUM`, default 123459).
     pub utm_medium: i64,
+    /// Lead field holding `utm_campaign` (`AMOCRM_FIELD_UTM_CAMPAIGN`, default 123460).
     pub utm_campaign: i64,
+    /// Lead field holding `utm_content` (`AMOCRM_FIELD_UTM_CONTENT`, default 123461).
     pub utm_content: i64,
+    /// Lead field holding `utm_term` (`AMOCRM_FIELD_UTM_TERM`, default 123462).
     pub utm_term: i64,
+    /// Lead field holding the object price (`AMOCRM_FIELD_OBJECT_PRICE`, default 123463).
     pub object_price: i64,
+    /// Lead field holding the commission (`AMOCRM_FIELD_COMMISSION`, default 123464).
     pub commission: i64,
+    /// Contact field holding phones (`AMOCRM_FIELD_PHONE`, default 123456).
     pub phone: i64,
+    /// Contact field holding e-mails (`AMOCRM_FIELD_EMAIL`, default 123457).
     pub email: i64,
 }
 
@@ -63,7 +73,10 @@ impl Default for FieldIds {
 #[derive(Debug)]
 pub struct Mapping {
     statuses: HashMap<i64, String>,
+    /// Custom-field ids.
     pub fields: FieldIds,
+    /// Country whose rules read phones written without `+<country code>` (`AMOCRM_PHONE_REGION`,
+    /// default RU).
     pub phone_region: phonenumber::country::Id,
     /// Stage ids already reported as unmapped (each is logged once per process).
     unknown_logged: Mutex<HashSet<i64>>,
@@ -73,9 +86,18 @@ pub struct Mapping {
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error("AMOCRM_MAPPING_FILE {path}: {reason}")]
-    File { path: String, reason: String },
+    /// The mapping file cannot be read, is not the expected JSON, or has a status id that is not
+    /// a number.
+    File {
+        /// The file's path.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `AMOCRM_STATUS_MAP` entry (quoted) is not `<status_id>=<name>`.
     #[error("AMOCRM_STATUS_MAP: `{0}` is not <status_id>=<name>")]
     StatusMap(String),
+    /// `AMOCRM_PHONE_REGION` (quoted) is not a known two-letter country code.
     #[error("AMOCRM_PHONE_REGION: `{0}` is not a two-letter country code")]
     Region(String),
 }

@@ -67,6 +67,8 @@ fn row_from(resp: &TokenResponse) -> TokenRow {
 }
 
 impl Tokens {
+    /// Token access through `store` (the pair) and `amo` (exchange and refresh), for the account in
+    /// `settings`.
     pub fn new(store: Store, amo: AmoClient, settings: Arc<Settings>) -> Self {
         Self {
             store,

@@ -1,10 +1,12 @@
 //! SQL for schema `amocrm`: ordered, idempotent upserts of leads and contacts, soft deletes,
 //! lead ↔ contact links, the stage history and the OAuth pair.
 //!
-//! Ordering: each write locks the row (`SELECT … FOR UPDATE`) and is skipped when the stored
-//! `updated_at` is newer than the event's, so redeliveries and out-of-order deliveries leave the
-//! newest state. A stage-history entry is unique per (lead, stage, time of the change), so the
-//! same delivery twice records one entry.
+//! Ordering: every write is one `INSERT … ON CONFLICT DO UPDATE … WHERE stored.updated_at <=
+//! event's` (deletions: `<= deleted_at`), so redeliveries, out-of-order deliveries and
+//! concurrent writers of one id (including a first insert racing another) leave the newest
+//! state. A stage-history entry is recorded for every stage an event carries that differs from
+//! the stage recorded just before it, even when the event is older than the stored row; it is
+//! unique per (lead, stage, time of the change), so the same delivery twice records one entry.
 
 use domain::{Contact, Deletion, Lead};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -16,13 +18,16 @@ pub const SCHEMA: &str = "amocrm";
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
+    /// A new row was written.
     Inserted,
+    /// An existing row was overwritten with the newer state.
     Updated,
     /// The stored row is newer (or the deletion was already stored): nothing written.
     Stale,
 }
 
 impl Applied {
+    /// `inserted`, `updated` or `stale`, for logs and metric labels.
     pub fn label(self) -> &'static str {
         match self {
             Applied::Inserted => "inserted",
@@ -35,8 +40,11 @@ impl Applied {
 /// The stored OAuth pair.
 #[derive(Clone, sqlx::FromRow)]
 pub struct TokenRow {
+    /// The bearer token for API v4.
     pub access_token: String,
+    /// The token exchanged for the next pair.
     pub refresh_token: String,
+    /// When `access_token` expires: when the pair was received plus its `expires_in`.
     pub expires_at: OffsetDateTime,
 }
 
@@ -55,29 +63,31 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store on `pool`, whose database holds schema `amocrm`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 
+    /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Stores a lead unless a newer version is stored; records a stage change in the history.
+    /// Stores a lead unless a newer version is stored; records its stage in the history (also
+    /// when the event is older than the stored row) unless the stage recorded just before is the
+    /// same.
     /// Fields the event does not carry (`None`) keep their stored value; custom-field-derived
     /// columns are replaced only when the event carries custom fields.
     pub async fn apply_lead(&self, lead: &Lead) -> sqlx::Result<Applied> {
         let has_fields = lead.custom_fields.is_some();
         let fields_json = serde_json::to_value(lead.custom_fields.as_deref().unwrap_or(&[]))
             .unwrap_or_else(|_| serde_json::json!([]));
-        // One statement (one round trip, its own transaction): lock the stored row, write it
-        // unless it is newer, and record the stage when it changed. In READ COMMITTED the
-        // locking read sees the latest committed version, so concurrent writers of one lead
-        // queue up behind each other.
+        // One statement (one round trip, its own transaction): write the row unless the stored
+        // one is newer, and record the stage. `ON CONFLICT DO UPDATE` locks the row and checks
+        // the guard against the latest committed version, also when a concurrent writer
+        // inserted it after this statement started.
         let query = sqlx::query_as::<_, (bool, bool)>(
-            "WITH old AS ( \
-               SELECT status_id, updated_at FROM amocrm.leads WHERE id = $1 FOR UPDATE \
-             ), up AS ( \
+            "WITH up AS ( \
                INSERT INTO amocrm.leads (id, account_id, name, price, status_id, pipeline_id, status, \
                  responsible_user_id, utm_source, utm_medium, utm_campaign, utm_content, utm_term, \
                  object_price, commission, custom_fields, tags, created_at, updated_at, deleted_at, synced_at) \
@@ -105,17 +115,20 @@ impl Store {
                  deleted_at = NULL, \
                  synced_at = now() \
                WHERE leads.updated_at <= EXCLUDED.updated_at \
-               RETURNING id \
+               RETURNING (xmax = 0) AS inserted \
+             ), prev AS ( \
+               SELECT status_id FROM amocrm.lead_status_history \
+               WHERE lead_id = $1 AND changed_at <= $19 \
+               ORDER BY changed_at DESC, id DESC LIMIT 1 \
              ), hist AS ( \
                INSERT INTO amocrm.lead_status_history \
                  (lead_id, status_id, status, pipeline_id, old_status_id, changed_at) \
-               SELECT $1, $5, $7, $6, COALESCE((SELECT status_id FROM old), $21), $19 \
-               WHERE $5::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM up) \
-                 AND (NOT EXISTS (SELECT 1 FROM old) \
-                      OR (SELECT status_id FROM old) IS DISTINCT FROM $5::bigint) \
+               SELECT $1, $5, $7, $6, COALESCE($21, (SELECT status_id FROM prev)), $19 \
+               WHERE $5::bigint IS NOT NULL \
+                 AND (SELECT status_id FROM prev) IS DISTINCT FROM $5::bigint \
                ON CONFLICT DO NOTHING \
              ) \
-             SELECT EXISTS (SELECT 1 FROM old), EXISTS (SELECT 1 FROM up)",
+             SELECT COALESCE((SELECT NOT inserted FROM up), false), EXISTS (SELECT 1 FROM up)",
         )
         .bind(lead.id)
         .bind(lead.account_id)
@@ -193,61 +206,42 @@ impl Store {
     }
 
     async fn delete(&self, table: &'static str, d: &Deletion) -> sqlx::Result<Applied> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<(OffsetDateTime, Option<OffsetDateTime>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT updated_at, deleted_at FROM amocrm.{table} WHERE id = $1 FOR UPDATE"
-            )))
-            .bind(d.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let applied = match current {
-            Some((_, Some(_))) => Applied::Stale,
-            Some((updated_at, None)) if updated_at > d.deleted_at => Applied::Stale,
-            Some(_) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE amocrm.{table} SET deleted_at = $2, updated_at = GREATEST(updated_at, $2), \
-                     synced_at = now() WHERE id = $1"
-                )))
-                .bind(d.id)
-                .bind(d.deleted_at)
-                .execute(&mut *tx)
-                .await?;
-                Applied::Updated
-            }
-            None => {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO amocrm.{table} (id, account_id, updated_at, deleted_at) \
-                     VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO NOTHING"
-                )))
-                .bind(d.id)
-                .bind(d.account_id)
-                .bind(d.deleted_at)
-                .execute(&mut *tx)
-                .await?;
-                Applied::Inserted
-            }
-        };
-        tx.commit().await?;
-        Ok(applied)
+        // One statement: a tombstone when the row is missing, else the soft delete unless the
+        // stored row is newer or already deleted. `ON CONFLICT DO UPDATE` waits for a concurrent
+        // insert of the same id and then applies the same guard to the committed row, so a
+        // deletion racing an `add` is never lost.
+        let inserted: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO amocrm.{table} AS t (id, account_id, updated_at, deleted_at, synced_at) \
+             VALUES ($1, $2, $3, $3, now()) \
+             ON CONFLICT (id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, \
+               updated_at = GREATEST(t.updated_at, EXCLUDED.deleted_at), synced_at = now() \
+             WHERE t.deleted_at IS NULL AND t.updated_at <= EXCLUDED.deleted_at \
+             RETURNING (xmax = 0)"
+        )))
+        .bind(d.id)
+        .bind(d.account_id)
+        .bind(d.deleted_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match inserted {
+            None => Applied::Stale,
+            Some(true) => Applied::Inserted,
+            Some(false) => Applied::Updated,
+        })
     }
 
     /// Stores a contact unless a newer version is stored; adds the links to the leads it lists.
     pub async fn apply_contact(&self, c: &Contact) -> sqlx::Result<Applied> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<(OffsetDateTime,)> =
-            sqlx::query_as("SELECT updated_at FROM amocrm.contacts WHERE id = $1 FOR UPDATE")
-                .bind(c.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if current.is_some_and(|(u,)| u > c.updated_at) {
-            tx.rollback().await?;
-            return Ok(Applied::Stale);
-        }
         let has_fields = c.custom_fields.is_some();
         let fields_json = serde_json::to_value(c.custom_fields.as_deref().unwrap_or(&[]))
             .unwrap_or_else(|_| serde_json::json!([]));
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The guard is in the upsert itself: with no row yet there is nothing to lock, and a
+        // concurrent insert of the same id is only seen by `ON CONFLICT`, which then re-checks
+        // `updated_at` against the committed row. Phones, e-mails and fields are columns of
+        // this row, so they follow the same guard; the lead links are written only when the
+        // row was.
+        let inserted: Option<bool> = sqlx::query_scalar(
             "INSERT INTO amocrm.contacts (id, account_id, name, first_name, last_name, \
                responsible_user_id, phones, emails, custom_fields, created_at, updated_at, deleted_at, synced_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, now()) \
@@ -263,7 +257,9 @@ impl Store {
                created_at = COALESCE(contacts.created_at, EXCLUDED.created_at), \
                updated_at = EXCLUDED.updated_at, \
                deleted_at = NULL, \
-               synced_at = now()",
+               synced_at = now() \
+             WHERE contacts.updated_at <= EXCLUDED.updated_at \
+             RETURNING (xmax = 0)",
         )
         .bind(c.id)
         .bind(c.account_id)
@@ -277,8 +273,12 @@ impl Store {
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(has_fields)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(inserted) = inserted else {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        };
         if !c.lead_ids.is_empty() {
             sqlx::query(
                 "INSERT INTO amocrm.lead_contacts (lead_id, contact_id) \
@@ -290,10 +290,10 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(if current.is_some() {
-            Applied::Updated
-        } else {
+        Ok(if inserted {
             Applied::Inserted
+        } else {
+            Applied::Updated
         })
     }
 

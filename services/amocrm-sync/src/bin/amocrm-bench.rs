@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 #[derive(Parser)]
 #[command(about = "Load generator for amocrm-sync (loopback only)")]
 struct Args {
-    /// Webhook URL: http://127.0.0.1:<port>/api/webhooks/amo/<token>.
+    /// Webhook URL: `http://127.0.0.1:<port>/api/webhooks/amo/<token>`.
     #[arg(long)]
     url: String,
     /// Leads per webhook.

@@ -56,3 +56,28 @@ fn a_placeholder_secret_stops_it_with_the_variable_named() {
     assert!(err.contains("AMOCRM_CLIENT_SECRET"), "{err}");
     assert!(!err.contains("your_amocrm_secret"), "{err}");
 }
+
+#[test]
+fn a_short_webhook_token_stops_it_with_one_line_naming_the_variable() {
+    let out = bin()
+        .args(["serve"])
+        .envs([
+            ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+            ("AMOCRM_DOMAIN", "example.amocrm.ru"),
+            ("AMOCRM_CLIENT_ID", "id"),
+            ("AMOCRM_CLIENT_SECRET", "s3cr3t-amo-9f2c"),
+            (
+                "AMOCRM_REDIRECT_URI",
+                "https://amocrm.example.com/api/auth/amo/callback",
+            ),
+            ("AMOCRM_WEBHOOK_TOKEN", "t0k3n-short"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AMOCRM_WEBHOOK_TOKEN"), "{err}");
+    assert!(err.contains("at least 16"), "{err}");
+    assert!(!err.contains("t0k3n-short"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use testkit::{drop_database, unique_prefix, wait_for};
 
-pub const WEBHOOK_TOKEN: &str = "amo-hook-5c1e9";
+pub const WEBHOOK_TOKEN: &str = "amo-hook-5c1e9a7f3d2b";
 pub const CLIENT_UUID: &str = "7d3f1a52-9a6e-4b8e-8f1c-1b2d3c4e5f60";
 pub const ACCOUNT_ID: i64 = sandbox::amocrm::ACCOUNT_ID;
 pub const SUBDOMAIN: &str = sandbox::amocrm::SUBDOMAIN;
