@@ -201,8 +201,14 @@ mod tests {
             "amocrm:example:contact:7:delete:-"
         );
         assert_eq!(
-            IdempotencyKey::amocrm_entity_digest("example", "lead", 9, "update", "0f1e2d3c4b5a6978")
-                .as_str(),
+            IdempotencyKey::amocrm_entity_digest(
+                "example",
+                "lead",
+                9,
+                "update",
+                "0f1e2d3c4b5a6978"
+            )
+            .as_str(),
             "amocrm:example:lead:9:update:h0f1e2d3c4b5a6978"
         );
         assert_eq!(

@@ -17,12 +17,22 @@ use crate::{App, MIGRATOR, SERVICE, store};
 /// configuration.
 pub async fn run(cli: Cli) -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
-    let _telemetry = match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
-        Ok(g) => g,
-        Err(e) => {
+    // The server logs to stdout (JSON lines for the log collector); a command's standard output
+    // is its result (invite codes, the generated password), so its logs go to stderr.
+    let _telemetry = if matches!(command, Command::Serve) {
+        match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("{SERVICE}: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        if let Err(e) = cli_logs(&cli.config.runtime.log_level) {
             eprintln!("{SERVICE}: {e:#}");
             return ExitCode::from(2);
         }
+        None
     };
     let result = match command {
         Command::Serve => {
@@ -129,18 +139,57 @@ async fn admin_create(
     Ok(())
 }
 
+/// Logs of a command: plain lines on stderr, `LOG_LEVEL` applied.
+fn cli_logs(level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| anyhow::anyhow!("LOG_LEVEL `{level}` is not a valid filter: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
+}
+
+/// The first line of stdin. On a terminal the typing is not echoed (`stty -echo`, restored
+/// afterwards, also when reading fails).
 fn read_password() -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        eprint!("password (8 to 128 characters, shown as you type): ");
+    let _echo_off = if stdin.is_terminal() {
+        eprint!("password (8 to 128 characters, not shown): ");
         std::io::stderr().flush().ok();
-    }
+        EchoOff::new()
+    } else {
+        None
+    };
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("reading the password from standard input")?;
+    let read = stdin.lock().read_line(&mut line);
+    drop(_echo_off);
+    if std::io::stdin().is_terminal() {
+        eprintln!();
+    }
+    read.context("reading the password from standard input")?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Terminal echo switched off while it lives (via `stty`, which acts on the terminal that is
+/// its inherited standard input).
+struct EchoOff;
+
+impl EchoOff {
+    fn new() -> Option<Self> {
+        let ok = std::process::Command::new("stty")
+            .arg("-echo")
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self)
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+    }
 }
 
 /// `invite create`: prints the codes, one per line.

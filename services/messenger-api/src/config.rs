@@ -20,8 +20,10 @@ use service_kit::{RuntimeArgs, Secret, SecretError};
                   `messenger-api invite create`."
 )]
 pub struct Cli {
+    /// What to do; `None` serves.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Every setting.
     #[command(flatten)]
     pub config: Config,
 }
@@ -35,11 +37,13 @@ pub enum Command {
     Migrate,
     /// Administrator accounts.
     Admin {
+        /// `create`.
         #[command(subcommand)]
         action: AdminAction,
     },
     /// Invite codes for registration.
     Invite {
+        /// `create`.
         #[command(subcommand)]
         action: InviteAction,
     },
@@ -128,6 +132,12 @@ pub struct Config {
     /// proxy such as nginx).
     #[arg(long, env = "LOGIN_RATE_PER_IP_PER_MINUTE", default_value_t = 30)]
     pub login_rate_per_ip: u32,
+    /// Registration attempts allowed per client IP per minute.
+    #[arg(long, env = "REGISTER_RATE_PER_IP_PER_MINUTE", default_value_t = 10)]
+    pub register_rate_per_ip: u32,
+    /// Password hashes and checks (argon2id) running at once; 0: twice the cores.
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
 
     /// Seconds between keep-alive pings the hub sends when nothing else was sent.
     #[arg(long, env = "HUB_KEEPALIVE_SECS", default_value_t = 15)]
@@ -138,6 +148,10 @@ pub struct Config {
     /// Messages queued for one connection before it counts as too slow and is disconnected.
     #[arg(long, env = "HUB_QUEUE_CAPACITY", default_value_t = 256)]
     pub hub_queue_capacity: usize,
+    /// Seconds one write to a hub client may take; a client that stops reading (its TCP
+    /// window full) is disconnected after that.
+    #[arg(long, env = "HUB_SEND_TIMEOUT_SECS", default_value_t = 5)]
+    pub hub_send_timeout_secs: u64,
     /// Presence (UserConnected/UserDisconnected) goes to private-chat partners and to members
     /// of groups up to this size; larger groups get none (one login would wake thousands).
     #[arg(long, env = "HUB_PRESENCE_MAX_GROUP", default_value_t = 100)]
@@ -154,6 +168,7 @@ pub struct Config {
     #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2, hide = true)]
     pub argon2_iterations: u32,
 
+    /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -161,52 +176,83 @@ pub struct Config {
 /// JWT settings.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
+    /// `Jwt__Secret` or `JWT_SECRET`: the HS256 key, at least 32 bytes.
     pub secret: Secret,
+    /// `JWT_ISSUER`: `iss` of issued tokens, checked on every request.
     pub issuer: String,
+    /// `JWT_AUDIENCE`: `aud` of issued tokens, checked on every request.
     pub audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS`: lifetime of an access token.
     pub access_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_DAYS`: lifetime of a refresh token.
     pub refresh_ttl: Duration,
 }
 
 /// Hub settings.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
+    /// `HUB_KEEPALIVE_SECS`: idle time after which the hub sends a ping.
     pub keepalive: Duration,
+    /// `HUB_CLIENT_TIMEOUT_SECS`: silence from a client after which it is dropped.
     pub client_timeout: Duration,
+    /// `HUB_QUEUE_CAPACITY`: frames queued per connection before it counts as too slow.
     pub queue_capacity: usize,
+    /// `HUB_SEND_TIMEOUT_SECS`: longest one write to a client may take before it is dropped.
+    pub send_timeout: Duration,
+    /// `HUB_PRESENCE_MAX_GROUP`: largest group whose members get presence events.
     pub presence_max_group: i64,
 }
 
 /// Everything `serve` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `PORT`: the HTTP port.
     pub port: u16,
+    /// Access and refresh token settings.
     pub jwt: JwtSettings,
+    /// `MESSENGER_FILES_DIR`: where voice messages are stored.
     pub files_dir: PathBuf,
+    /// `MESSENGER_MAX_AUDIO_BYTES`: largest accepted voice message, in bytes.
     pub max_audio_bytes: usize,
+    /// `MESSENGER_MAX_GROUP_MEMBERS`: largest number of members of a group chat.
     pub max_group_members: usize,
+    /// `LOGIN_RATE_PER_PHONE_PER_MINUTE`: login attempts per phone number per minute.
     pub login_rate_per_phone: u32,
+    /// `LOGIN_RATE_PER_IP_PER_MINUTE`: login attempts per client IP per minute.
     pub login_rate_per_ip: u32,
+    /// `REGISTER_RATE_PER_IP_PER_MINUTE`: registration attempts per client IP per minute.
+    pub register_rate_per_ip: u32,
+    /// `PASSWORD_HASH_CONCURRENCY`: argon2id runs at once (0: twice the cores).
+    pub password_hash_concurrency: usize,
+    /// Real-time hub settings.
     pub hub: HubSettings,
+    /// `CORS_ALLOWED_ORIGINS`: browser origins allowed to call the API; empty = no CORS.
     pub cors_allowed_origins: Vec<String>,
+    /// Password hashing cost.
     pub argon2: Argon2Settings,
+    /// The flags every service shares.
     pub runtime: RuntimeArgs,
 }
 
 /// Argon2id cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Argon2Settings {
+    /// `ARGON2_MEMORY_KIB`: memory cost, in KiB.
     pub memory_kib: u32,
+    /// `ARGON2_ITERATIONS`: time cost (passes).
     pub iterations: u32,
 }
 
 /// A setting is missing or wrong; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The JWT secret is missing or a placeholder.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The named secret is shorter than 32 bytes.
     #[error("{0} must be at least 32 bytes long")]
     TooShort(&'static str),
+    /// The named value is zero.
     #[error("{0} must be positive")]
     NotPositive(&'static str),
 }
@@ -230,11 +276,16 @@ impl Settings {
             (c.hub_keepalive_secs, "HUB_KEEPALIVE_SECS"),
             (c.hub_client_timeout_secs, "HUB_CLIENT_TIMEOUT_SECS"),
             (c.hub_queue_capacity as u64, "HUB_QUEUE_CAPACITY"),
+            (c.hub_send_timeout_secs, "HUB_SEND_TIMEOUT_SECS"),
             (
                 c.login_rate_per_phone as u64,
                 "LOGIN_RATE_PER_PHONE_PER_MINUTE",
             ),
             (c.login_rate_per_ip as u64, "LOGIN_RATE_PER_IP_PER_MINUTE"),
+            (
+                c.register_rate_per_ip as u64,
+                "REGISTER_RATE_PER_IP_PER_MINUTE",
+            ),
             (c.max_audio_bytes as u64, "MESSENGER_MAX_AUDIO_BYTES"),
         ] {
             if v == 0 {
@@ -255,10 +306,13 @@ impl Settings {
             max_group_members: c.max_group_members,
             login_rate_per_phone: c.login_rate_per_phone,
             login_rate_per_ip: c.login_rate_per_ip,
+            register_rate_per_ip: c.register_rate_per_ip,
+            password_hash_concurrency: c.password_hash_concurrency,
             hub: HubSettings {
                 keepalive: Duration::from_secs(c.hub_keepalive_secs),
                 client_timeout: Duration::from_secs(c.hub_client_timeout_secs),
                 queue_capacity: c.hub_queue_capacity,
+                send_timeout: Duration::from_secs(c.hub_send_timeout_secs),
                 presence_max_group: c.hub_presence_max_group,
             },
             cors_allowed_origins: c

@@ -12,7 +12,9 @@ pub enum ApiError {
     /// Malformed or invalid input; `details` names the fields when there are several.
     #[error("{message}")]
     BadRequest {
+        /// What is wrong, for the client (`error`).
         message: String,
+        /// Per-field problems (`details`), when there are several.
         details: Option<Value>,
     },
     /// No valid access token (or wrong credentials on login).
@@ -36,7 +38,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// Rate limited; retry after this many seconds.
     #[error("too many attempts; try again in {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests {
+        /// Seconds to wait, also sent as `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// A dependency is down (NATS for example).
     #[error("{0}")]
     Unavailable(String),
@@ -46,6 +51,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A 400 with this message and no details.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest {
             message: message.into(),
@@ -53,6 +59,7 @@ impl ApiError {
         }
     }
 
+    /// A 400 with this message and per-field `details`.
     pub fn invalid(message: impl Into<String>, details: Value) -> Self {
         Self::BadRequest {
             message: message.into(),
@@ -60,6 +67,7 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,

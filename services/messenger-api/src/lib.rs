@@ -10,6 +10,8 @@
 //! [`App::build`] wires Postgres, NATS, the files directory, the hub's fan-out subscription and
 //! the HTTP listener; [`App::run_until`] serves until the shutdown token is cancelled.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -34,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::auth::password::Passwords;
+use crate::auth::password::{PasswordWork, Passwords};
 use crate::auth::tokens::Tokens;
 use crate::config::Settings;
 use crate::files::FileStore;
@@ -54,13 +56,23 @@ const OUTBOX_EVERY: Duration = Duration::from_secs(10);
 /// Shared by handlers and the hub.
 #[derive(Clone)]
 pub struct AppState {
+    /// The validated settings.
     pub settings: Arc<Settings>,
+    /// Schema `messenger`: users, chats, messages, files, tokens, outbox.
     pub store: Store,
+    /// NATS JetStream, for `events.messenger.message.posted`.
     pub bus: Bus,
+    /// This replica's real-time hub.
     pub hub: Hub,
+    /// Issues and verifies access and hub connection tokens.
     pub tokens: Tokens,
+    /// Hashes and verifies passwords.
     pub passwords: Passwords,
+    /// Bounds the argon2id work of requests (register, login) running at once.
+    pub password_work: PasswordWork,
+    /// Login rate limits per phone and per IP.
     pub login_limits: LoginLimits,
+    /// Voice message files on disk.
     pub files: FileStore,
 }
 
@@ -107,9 +119,17 @@ impl App {
         let state = AppState {
             tokens: Tokens::new(&settings.jwt),
             passwords: Passwords::new(settings.argon2),
+            password_work: PasswordWork::new(
+                Passwords::new(settings.argon2),
+                match settings.password_hash_concurrency {
+                    0 => PasswordWork::default_permits(),
+                    n => n,
+                },
+            ),
             login_limits: LoginLimits::new(
                 settings.login_rate_per_phone,
                 settings.login_rate_per_ip,
+                settings.register_rate_per_ip,
             ),
             store: Store::new(pool),
             settings: Arc::new(settings),

@@ -81,18 +81,28 @@ pub async fn post_text(
     }
 }
 
-/// After a message is stored: push it to the chat, then publish the event (or queue it in the
-/// outbox when JetStream does not acknowledge).
+/// After a message is stored (with its outbox entry, in the same transaction): push it to the
+/// chat, then publish the event and drop the outbox entry once JetStream acknowledged it. When
+/// JetStream does not, or the process dies before, the outbox sweep publishes it again with the
+/// same `Nats-Msg-Id`.
 pub async fn posted(state: &AppState, row: MessageRow) -> MessageDto {
     let event = envelope(&row);
     let dto = MessageDto::from(row);
     let frame = protocol::invocation("ReceiveMessage", &[json!(dto)]);
     state.hub.to_chat(dto.chat_id, frame, None).await;
     metrics::counter!("messages_posted_total", "type" => dto.kind.clone()).increment(1);
-    if let Err(e) = state.bus.publish(&event).await {
-        tracing::warn!(message_id = dto.id, error = %e, "message.posted not published; queued in the outbox");
-        if let Err(e) = state.store.add_to_outbox(dto.id, &e.to_string()).await {
-            tracing::error!(message_id = dto.id, error = %e, "outbox write failed; event lost");
+    match state.bus.publish(&event).await {
+        Ok(_) => {
+            if let Err(e) = state.store.remove_from_outbox(dto.id).await {
+                // The sweep publishes it again; JetStream drops the duplicate by its id.
+                tracing::debug!(message_id = dto.id, error = %e, "outbox entry not removed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(message_id = dto.id, error = %e, "message.posted not published; left in the outbox");
+            if let Err(e) = state.store.add_to_outbox(dto.id, &e.to_string()).await {
+                tracing::warn!(message_id = dto.id, error = %e, "outbox attempt not recorded");
+            }
         }
     }
     dto
@@ -224,15 +234,28 @@ pub async fn run_outbox(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = flush_outbox(&state).await {
+        if let Err(e) = flush_outbox_older_than(&state, OUTBOX_MIN_AGE).await {
             tracing::debug!(error = format!("{e:#}"), "outbox not flushed yet");
         }
     }
 }
 
-/// One pass over the outbox; returns how many events were published.
+/// How old an outbox entry that never failed must be before the sweep takes it: its poster
+/// normally publishes it and removes it well within this.
+pub const OUTBOX_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One pass over every outbox entry, however young; returns how many events were published.
 pub async fn flush_outbox(state: &AppState) -> anyhow::Result<usize> {
-    let ids = state.store.outbox(100).await?;
+    flush_outbox_older_than(state, std::time::Duration::ZERO).await
+}
+
+/// One pass over the outbox entries that failed or are older than `min_age`; returns how many
+/// events were published.
+pub async fn flush_outbox_older_than(
+    state: &AppState,
+    min_age: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let ids = state.store.outbox(100, min_age).await?;
     if ids.is_empty() {
         return Ok(0);
     }

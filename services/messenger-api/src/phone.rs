@@ -13,6 +13,10 @@ pub struct Phone(String);
 pub struct PhoneError;
 
 impl Phone {
+    /// Drops spaces (also no-break), dashes, dots and parentheses, then requires `+` and 7 to 15
+    /// digits not starting with 0.
+    ///
+    /// Errors: [`PhoneError`] for anything else.
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
         let compact: String = input
             .trim()
@@ -30,6 +34,7 @@ impl Phone {
         }
     }
 
+    /// The number, e.g. `+79991234567`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

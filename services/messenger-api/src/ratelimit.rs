@@ -1,4 +1,5 @@
-//! Login attempt limits per phone number and per client IP (governor, GCRA).
+//! Login attempt limits per phone number and per client IP, and registrations per client IP
+//! (governor, GCRA).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -13,17 +14,20 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 pub struct LoginLimits {
     per_phone: Arc<DefaultKeyedRateLimiter<String>>,
     per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    register_per_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     clock: DefaultClock,
 }
 
 impl LoginLimits {
-    /// `per_phone` and `per_ip` attempts per minute (bursts of the same size).
-    pub fn new(per_phone: u32, per_ip: u32) -> Self {
+    /// `per_phone` and `per_ip` login attempts, `register_per_ip` registrations per minute
+    /// (bursts of the same size).
+    pub fn new(per_phone: u32, per_ip: u32, register_per_ip: u32) -> Self {
         let quota =
             |n: u32| Quota::per_minute(NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN));
         Self {
             per_phone: Arc::new(RateLimiter::keyed(quota(per_phone))),
             per_ip: Arc::new(RateLimiter::keyed(quota(per_ip))),
+            register_per_ip: Arc::new(RateLimiter::keyed(quota(register_per_ip))),
             clock: DefaultClock::default(),
         }
     }
@@ -39,10 +43,18 @@ impl LoginLimits {
         Ok(())
     }
 
+    /// Counts one registration attempt; Err(seconds to wait) when the IP's limit is exhausted.
+    pub fn check_register(&self, ip: IpAddr) -> Result<(), u64> {
+        self.register_per_ip
+            .check_key(&ip)
+            .map_err(|n| n.wait_time_from(self.clock.now()).as_secs().max(1))
+    }
+
     /// Forgets keys whose limits have recovered (call now and then to bound memory).
     pub fn retain_recent(&self) {
         self.per_phone.retain_recent();
         self.per_ip.retain_recent();
+        self.register_per_ip.retain_recent();
     }
 }
 
@@ -71,7 +83,7 @@ mod tests {
 
     #[test]
     fn limits_apply_per_phone_and_per_ip() {
-        let l = LoginLimits::new(2, 3);
+        let l = LoginLimits::new(2, 3, 1);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         assert!(l.check("+1", a).is_ok());

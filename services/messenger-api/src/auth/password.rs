@@ -21,6 +21,71 @@ use sha2::{Sha256, Sha512};
 
 use crate::config::Argon2Settings;
 
+/// Runs password hashing and verification on blocking threads, at most `permits` at a time:
+/// each argon2id run takes its memory cost (19 MiB by default) and a core for a while, so
+/// anonymous requests (register, login) must not be able to start any number of them at once.
+#[derive(Clone, Debug)]
+pub struct PasswordWork {
+    passwords: Passwords,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PasswordWork {
+    /// `permits` concurrent runs (at least one).
+    pub fn new(passwords: Passwords, permits: usize) -> Self {
+        Self {
+            passwords,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits.max(1))),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Twice the cores of this machine.
+    pub fn default_permits() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
+    }
+
+    /// The semaphore bounding the runs (tests hold its permits).
+    pub fn permits(&self) -> &std::sync::Arc<tokio::sync::Semaphore> {
+        &self.permits
+    }
+
+    /// Requests waiting for a permit now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Passwords) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        use std::sync::atomic::Ordering;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let permit = permit?;
+        let passwords = self.passwords;
+        let out = tokio::task::spawn_blocking(move || {
+            let out = f(passwords);
+            drop(permit);
+            out
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// [`Passwords::hash`], bounded.
+    pub async fn hash(&self, password: String) -> anyhow::Result<String> {
+        self.run(move |p| p.hash(&password)).await?
+    }
+
+    /// [`Passwords::verify`], bounded.
+    pub async fn verify(&self, password: String, stored: String) -> anyhow::Result<Verified> {
+        self.run(move |p| p.verify(&password, &stored)).await
+    }
+}
+
 /// What checking a password against a stored hash found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verified {
@@ -39,6 +104,7 @@ pub struct Passwords {
 }
 
 impl Passwords {
+    /// Hashing with this argon2id memory and time cost (one lane).
     pub fn new(cost: Argon2Settings) -> Self {
         Self { cost }
     }

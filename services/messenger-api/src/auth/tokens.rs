@@ -16,11 +16,14 @@ use crate::config::JwtSettings;
 /// A user's role, as in the token's `role` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Role {
+    /// An ordinary user: `User`.
     User,
+    /// An administrator (the admin API): `Admin`.
     Admin,
 }
 
 impl Role {
+    /// The claim and database value: `User` or `Admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "User",
@@ -28,6 +31,7 @@ impl Role {
         }
     }
 
+    /// From the database value: `Admin` is an administrator, anything else a user.
     pub fn parse(s: &str) -> Self {
         if s == "Admin" {
             Role::Admin
@@ -41,27 +45,41 @@ impl Role {
 /// `Admin` (the claim names ASP.NET's JwtBearer maps by default).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    /// The user id.
     pub sub: Uuid,
+    /// The display name.
     pub name: String,
+    /// The phone number, E.164.
     pub phone: String,
+    /// `User` or `Admin`.
     pub role: Role,
+    /// Issued at, unix seconds.
     pub iat: u64,
+    /// Expires at, unix seconds (`iat` + the access token lifetime).
     pub exp: u64,
+    /// Issuer (`JWT_ISSUER`).
     pub iss: String,
+    /// Audience (`JWT_AUDIENCE`).
     pub aud: String,
+    /// A random (v4) id of this token.
     pub jti: Uuid,
 }
 
 /// Who the caller is, from a verified access token.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
+    /// The user id (`sub`).
     pub id: Uuid,
+    /// The display name (`name`).
     pub name: String,
+    /// The phone number, E.164 (`phone`).
     pub phone: String,
+    /// The role (`role`).
     pub role: Role,
 }
 
 impl AuthUser {
+    /// The caller is an administrator.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
@@ -83,11 +101,15 @@ pub struct Tokens {
 
 /// A freshly issued access token.
 pub struct AccessToken {
+    /// The JWT, for `Authorization: Bearer`.
     pub token: String,
+    /// Seconds until it expires.
     pub expires_in: u64,
 }
 
 impl Tokens {
+    /// Keys and validation (HS256, `iss`, `aud`, 30 s leeway) from the JWT settings; the hub
+    /// connection-token key is derived from the same secret.
     pub fn new(s: &JwtSettings) -> Self {
         let secret = s.secret.expose().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
@@ -109,6 +131,7 @@ impl Tokens {
         }
     }
 
+    /// How long a refresh token lives.
     pub fn refresh_ttl(&self) -> Duration {
         self.refresh_ttl
     }
@@ -209,6 +232,7 @@ pub fn random_code(len: usize) -> anyhow::Result<String> {
         .collect())
 }
 
+/// Now in unix seconds (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,14 +8,21 @@ use uuid::Uuid;
 use super::dto::{CreateInviteRequest, ErrorBody, InviteDto, UserDto, UsersQuery};
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::auth::tokens::random_code;
+use crate::auth::tokens::{Role, random_code};
 use crate::error::{ApiError, Json, Path, Query};
 
-fn require_admin(user: &AuthUser) -> Result<(), ApiError> {
-    if user.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("administrators only".into()))
+/// The caller must be an administrator now, not only when its access token was issued: a
+/// deleted account gets 401, a demoted one 403.
+async fn require_admin(state: &AppState, user: &AuthUser) -> Result<(), ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden("administrators only".into()));
+    }
+    match state.store.user_role(user.id).await? {
+        None => Err(ApiError::Unauthorized(
+            "the account no longer exists".into(),
+        )),
+        Some(role) if Role::parse(&role) == Role::Admin => Ok(()),
+        Some(_) => Err(ApiError::Forbidden("administrators only".into())),
     }
 }
 
@@ -38,7 +45,7 @@ pub async fn users(
     user: AuthUser,
     Query(q): Query<UsersQuery>,
 ) -> Result<Json<Vec<UserDto>>, ApiError> {
-    require_admin(&user)?;
+    require_admin(&state, &user).await?;
     let limit = q.limit.unwrap_or(100);
     let offset = q.offset.unwrap_or(0);
     if !(1..=500).contains(&limit) || offset < 0 {
@@ -71,7 +78,7 @@ pub async fn delete_user(
     user: AuthUser,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    require_admin(&user)?;
+    require_admin(&state, &user).await?;
     if id == user.id {
         return Err(ApiError::Conflict(
             "administrators cannot delete their own account".into(),
@@ -104,7 +111,7 @@ pub async fn create_invite(
     user: AuthUser,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<InviteDto>), ApiError> {
-    require_admin(&user)?;
+    require_admin(&state, &user).await?;
     let req: CreateInviteRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CreateInviteRequest::default()
     } else {

@@ -69,13 +69,37 @@ fn validate_register(req: &RegisterRequest) -> Result<(Phone, String), ApiError>
         (status = 201, description = "registered and logged in", body = AuthResponse),
         (status = 400, description = "invalid fields, or the invite code is unknown, expired or used up", body = ErrorBody),
         (status = 409, description = "phone number already registered", body = ErrorBody),
+        (status = 429, description = "too many registrations from this address (Retry-After says when to retry)", body = ErrorBody),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Json(req): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<AuthResponse>), ApiError> {
+    let ip = client_ip(Some(peer), &headers);
+    if let Err(retry_after_secs) = state.login_limits.check_register(ip) {
+        metrics::counter!("auth_registrations_rejected_total", "reason" => "rate_limited")
+            .increment(1);
+        return Err(ApiError::TooManyRequests { retry_after_secs });
+    }
     let (phone, name) = validate_register(&req)?;
+    let invite_error = |e: RegisterError| match e {
+        RegisterError::PhoneTaken => ApiError::Conflict(e.to_string()),
+        RegisterError::Db(db) => db.into(),
+        other => ApiError::invalid(
+            other.to_string(),
+            json!({ "inviteCode": other.to_string() }),
+        ),
+    };
+    // A cheap look at the invite before the expensive hash: without a usable code nobody gets
+    // to spend the server's memory and CPU. (`register` checks it again, atomically.)
+    state
+        .store
+        .check_invite(req.invite_code.trim())
+        .await
+        .map_err(invite_error)?;
     let hash = hash_password(&state, req.password.clone()).await?;
     let user = state
         .store
@@ -87,14 +111,7 @@ pub async fn register(
             req.invite_code.trim(),
         )
         .await
-        .map_err(|e| match e {
-            RegisterError::PhoneTaken => ApiError::Conflict(e.to_string()),
-            RegisterError::Db(db) => db.into(),
-            other => ApiError::invalid(
-                other.to_string(),
-                json!({ "inviteCode": other.to_string() }),
-            ),
-        })?;
+        .map_err(invite_error)?;
     tracing::info!(user = %user.id, "user registered");
     metrics::counter!("auth_registrations_total").increment(1);
     Ok((StatusCode::CREATED, Json(issue(&state, user, None).await?)))
@@ -138,11 +155,11 @@ pub async fn login(
         metrics::counter!("auth_logins_total", "outcome" => "failed").increment(1);
         return Err(wrong());
     };
-    let passwords = state.passwords;
-    let (password, stored) = (req.password.clone(), user.password_hash.clone());
-    let verified = tokio::task::spawn_blocking(move || passwords.verify(&password, &stored))
+    let verified = state
+        .password_work
+        .verify(req.password.clone(), user.password_hash.clone())
         .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?;
+        .map_err(ApiError::Unexpected)?;
     match verified {
         Verified::Wrong => {
             metrics::counter!("auth_logins_total", "outcome" => "failed").increment(1);
@@ -266,6 +283,7 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
     Ok(Json(row.into()))
 }
 
+/// The caller identity for a stored user: id, display name, phone and role.
 pub fn auth_user(u: &UserRow) -> AuthUser {
     AuthUser {
         id: u.id,
@@ -305,11 +323,11 @@ async fn issue(
     })
 }
 
-/// argon2id on a blocking thread.
+/// argon2id on a blocking thread, bounded by [`AppState::password_work`].
 pub async fn hash_password(state: &AppState, password: String) -> Result<String, ApiError> {
-    let passwords = state.passwords;
-    tokio::task::spawn_blocking(move || passwords.hash(&password))
+    state
+        .password_work
+        .hash(password)
         .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
         .map_err(ApiError::Unexpected)
 }

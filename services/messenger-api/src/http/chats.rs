@@ -191,7 +191,13 @@ pub async fn create(
         tracing::info!(chat = %chat.id, kind, "chat created");
     }
     let members = state.store.members(&[chat.id]).await?;
-    let dto = ChatDto::build(chat, members, None, 0, user.id);
+    // An existing private chat comes with its real last message and unread count.
+    let (last, unread) = if created {
+        (None, 0)
+    } else {
+        summary(&state, user.id, chat.id).await?
+    };
+    let dto = ChatDto::build(chat, members, last, unread, user.id);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -224,12 +230,22 @@ pub async fn get_one(
         .await?
         .ok_or(ApiError::NotFound("chat"))?;
     let members = state.store.members(&[id]).await?;
+    let (last, unread) = summary(&state, user.id, id).await?;
+    Ok(Json(ChatDto::build(chat, members, last, unread, user.id)))
+}
+
+/// The last message of a chat and the caller's unread count in it.
+async fn summary(
+    state: &AppState,
+    user: Uuid,
+    chat: Uuid,
+) -> Result<(Option<MessageDto>, i64), ApiError> {
     let row = state
         .store
-        .list_chats(user.id)
+        .list_chats(user)
         .await?
         .into_iter()
-        .find(|c| c.id == id);
+        .find(|c| c.id == chat);
     let (unread, last_id) = row.map_or((0, None), |r| (r.unread_count, r.last_message_id));
     let last = match last_id {
         Some(mid) => state
@@ -241,7 +257,7 @@ pub async fn get_one(
             .map(MessageDto::from),
         None => None,
     };
-    Ok(Json(ChatDto::build(chat, members, last, unread, user.id)))
+    Ok((last, unread))
 }
 
 /// Delete a chat with its messages and files: any member for a private chat, only the owner

@@ -13,13 +13,19 @@ use crate::store::{ChatRow, InviteRow, MemberRow, MessageRow, UserRow};
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserDto {
+    /// The user id.
     pub id: Uuid,
+    /// Phone number, E.164.
     #[schema(example = "+79991234567")]
     pub phone: String,
+    /// Name shown to other users.
     pub display_name: String,
+    /// `User` or `Admin`.
     pub role: Role,
+    /// When the account was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the user last left the hub; `null` until then.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_seen_at: Option<OffsetDateTime>,
 }
@@ -48,6 +54,7 @@ pub struct RegisterRequest {
     pub password: String,
     /// 1 to 64 characters.
     pub display_name: String,
+    /// An invite code from an administrator.
     pub invite_code: String,
 }
 
@@ -55,8 +62,10 @@ pub struct RegisterRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
+    /// Phone number, E.164 (spaces, dashes and parentheses are ignored).
     #[schema(example = "+79991234567")]
     pub phone: String,
+    /// The password.
     pub password: String,
 }
 
@@ -64,6 +73,7 @@ pub struct LoginRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshRequest {
+    /// The refresh token from the last register, login or refresh.
     pub refresh_token: String,
 }
 
@@ -71,6 +81,7 @@ pub struct RefreshRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogoutRequest {
+    /// This device's refresh token; absent to log out everywhere.
     #[serde(default)]
     pub refresh_token: Option<String>,
 }
@@ -83,10 +94,12 @@ pub struct AuthResponse {
     pub access_token: String,
     /// Opaque; exchange it once at `/api/auth/refresh`.
     pub refresh_token: String,
+    /// Always `Bearer`.
     #[schema(example = "Bearer")]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// The account the tokens belong to.
     pub user: UserDto,
 }
 
@@ -94,10 +107,13 @@ pub struct AuthResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileDto {
+    /// The file id.
     pub id: Uuid,
     /// `/api/files/{id}` (members only; Range requests supported).
     pub url: String,
+    /// MIME type, as uploaded.
     pub content_type: String,
+    /// Size in bytes.
     pub size_bytes: i64,
 }
 
@@ -107,20 +123,25 @@ pub struct FileDto {
 pub struct MessageDto {
     /// Increasing: a newer message has a larger id (the pagination cursor).
     pub id: i64,
+    /// The chat it is in.
     pub chat_id: Uuid,
     /// None when the author's account was deleted.
     pub sender_id: Option<Uuid>,
+    /// The author's display name; `null` when the account was deleted.
     pub sender_name: Option<String>,
     /// `text` or `audio`.
     #[serde(rename = "type")]
     #[schema(example = "text")]
     pub kind: String,
+    /// The text of a `text` message; `null` for `audio`.
     pub text: Option<String>,
+    /// The voice message's file, for `audio`.
     pub file: Option<FileDto>,
     /// Duration of a voice message in milliseconds, when the client said.
     pub duration_ms: Option<i32>,
     /// The client's idempotency key, when it sent one.
     pub client_message_id: Option<String>,
+    /// When it was stored.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -152,7 +173,9 @@ impl From<MessageRow> for MessageDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberDto {
+    /// The member's user id.
     pub id: Uuid,
+    /// The member's display name.
     pub display_name: String,
     /// This member's read receipt (0: nothing read).
     pub last_read_message_id: i64,
@@ -172,6 +195,7 @@ impl From<MemberRow> for MemberDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatDto {
+    /// The chat id.
     pub id: Uuid,
     /// `private` or `group`.
     #[serde(rename = "type")]
@@ -181,9 +205,12 @@ pub struct ChatDto {
     pub title: Option<String>,
     /// The group's owner (None for private chats).
     pub owner_id: Option<Uuid>,
+    /// When the chat was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Every member, by join time.
     pub members: Vec<MemberDto>,
+    /// The newest message; `null` for an empty chat.
     pub last_message: Option<MessageDto>,
     /// Messages of others after the caller's read receipt.
     pub unread_count: i64,
@@ -224,12 +251,16 @@ impl ChatDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateChatRequest {
+    /// `private` or `group`.
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
+    /// The other user of a private chat.
     #[serde(default)]
     pub user_id: Option<Uuid>,
+    /// The title of a group, 1 to 100 characters.
     #[serde(default)]
     pub title: Option<String>,
+    /// Members of a group besides the caller, who owns it.
     #[serde(default)]
     pub member_ids: Vec<Uuid>,
 }
@@ -238,6 +269,7 @@ pub struct CreateChatRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageRequest {
+    /// The chat to post in; the caller must be a member.
     pub chat_id: Uuid,
     /// 1 to 4000 characters.
     pub text: String,
@@ -251,6 +283,7 @@ pub struct SendMessageRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessagePage {
+    /// Messages, newest first.
     pub items: Vec<MessageDto>,
     /// Pass as `before` for the next (older) page; None at the beginning of the chat.
     pub next_before: Option<i64>,
@@ -279,9 +312,13 @@ pub struct ReadRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceiptDto {
+    /// The chat.
     pub chat_id: Uuid,
+    /// The member who read.
     pub user_id: Uuid,
+    /// The member's receipt now: the newest message id read.
     pub message_id: i64,
+    /// When the receipt was recorded.
     #[serde(with = "time::serde::rfc3339")]
     pub read_at: OffsetDateTime,
 }
@@ -290,11 +327,16 @@ pub struct ReadReceiptDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InviteDto {
+    /// The code to register with.
     pub code: String,
+    /// Registrations the code allows.
     pub max_uses: i32,
+    /// Registrations made with it so far.
     pub uses: i32,
+    /// When it stops being accepted.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// When it was created.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -329,12 +371,14 @@ pub struct CreateInviteRequest {
 pub struct UsersQuery {
     /// 1 to 500 (default 100).
     pub limit: Option<i64>,
+    /// Users to skip, not negative (default 0).
     pub offset: Option<i64>,
 }
 
 /// The error body of every 4xx/5xx.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong, for people (`internal error` for a 500).
     pub error: String,
     /// Per-field problems, when there are several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,10 +389,16 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NegotiateResponse {
+    /// The negotiate version answered: 1 when the client asked for 1 or more, else 0.
     pub negotiate_version: u32,
+    /// Version 1: the connection id; version 0: the connection token, which the client sends as
+    /// `id`.
     pub connection_id: String,
+    /// Version 1: the token the client sends as `id` when it connects (signed, bound to the
+    /// user, valid 5 minutes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_token: Option<String>,
+    /// Only WebSockets with text frames.
     pub available_transports: Vec<TransportDto>,
 }
 
@@ -356,6 +406,8 @@ pub struct NegotiateResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransportDto {
+    /// `WebSockets`.
     pub transport: String,
+    /// `Text` (the JSON hub protocol).
     pub transfer_formats: Vec<String>,
 }

@@ -30,6 +30,8 @@ const CONNECTION_TOKEN_TTL: Duration = Duration::from_secs(300);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest message a client may send (ASP.NET's default is 32 KiB).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest wait for the Close frame to go out before the socket is dropped anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// `POST /hubs/chat/negotiate`: connection id and token, transports.
 #[utoipa::path(
@@ -102,6 +104,12 @@ pub async fn upgrade(
     OriginalUri(uri): OriginalUri,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    // The token may outlive its account: a deleted user does not get a connection.
+    if state.store.user_role(user.id).await?.is_none() {
+        return Err(ApiError::Unauthorized(
+            "the account no longer exists".into(),
+        ));
+    }
     let connection_id = match uri.query().and_then(|q| query_param(q, "id")) {
         Some(token) => state
             .tokens
@@ -127,10 +135,12 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
         Ok(rest) => rest,
         Err(reason) => {
             tracing::debug!(%connection_id, reason, "hub handshake failed");
-            let _ = sink
-                .send(Message::Text(protocol::handshake_error(&reason).into()))
-                .await;
-            let _ = sink.close().await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                sink.send(Message::Text(protocol::handshake_error(&reason).into()))
+                    .await?;
+                sink.close().await
+            })
+            .await;
             return;
         }
     };
@@ -144,10 +154,15 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
         Err(e) => tracing::warn!(error = %e, "loading a hub user's chats failed"),
     }
     tracing::debug!(%connection_id, user = %user.id, "hub connection open");
-    if sink
+    let settings = hub.settings().clone();
+    let mut out = Out {
+        sink,
+        timeout: settings.send_timeout,
+        kicked: rx.kicked.clone(),
+    };
+    if !out
         .send(Message::Text(protocol::handshake_ok().into()))
         .await
-        .is_err()
     {
         finish(&state, &user, conn.id, rx).await;
         return;
@@ -156,7 +171,6 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
         presence(&state, &user, "UserConnected").await;
     }
 
-    let settings = hub.settings().clone();
     let mut last_sent = Instant::now();
     let mut last_received = Instant::now();
     let mut pending = leftover;
@@ -164,15 +178,7 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
     let mut close: Option<String> = None;
     if !pending.is_empty() {
         let text = std::mem::take(&mut pending);
-        close = handle_text(
-            &state,
-            &user,
-            &text,
-            &mut pending,
-            &mut sink,
-            &mut last_sent,
-        )
-        .await;
+        close = handle_text(&state, &user, &text, &mut pending, &mut out, &mut last_sent).await;
     }
     // One timer per connection, re-armed only when it fires (not on every frame: with ten
     // thousand connections receiving one message each, that would be ten thousand timer-wheel
@@ -198,7 +204,7 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
             }
             frame = rx.frames.recv() => match frame {
                 Some(f) => {
-                    if sink.send(Message::Text(f)).await.is_err() {
+                    if !out.send(Message::Text(f)).await {
                         break;
                     }
                     last_sent = Instant::now();
@@ -214,7 +220,7 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
                         if text.len() > MAX_MESSAGE_BYTES {
                             close = Some(protocol::close(Some("message too large"), false));
                         } else {
-                            close = handle_text(&state, &user, &text, &mut pending, &mut sink, &mut last_sent).await;
+                            close = handle_text(&state, &user, &text, &mut pending, &mut out, &mut last_sent).await;
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -234,7 +240,7 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
                     continue;
                 }
                 if now >= last_sent + ping_every {
-                    if sink.send(Message::Text(Utf8Bytes::from_static(protocol::ping()))).await.is_err() {
+                    if !out.send(Message::Text(Utf8Bytes::from_static(protocol::ping()))).await {
                         break;
                     }
                     last_sent = now;
@@ -246,8 +252,14 @@ async fn run(state: AppState, user: AuthUser, connection_id: Uuid, socket: WebSo
         }
     }
     if let Some(frame) = close {
-        let _ = sink.send(Message::Text(frame.into())).await;
-        let _ = sink.close().await;
+        // A client that does not read gets no more than a moment: the socket is dropped
+        // whether or not the Close frame made it out.
+        let sink = &mut out.sink;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            sink.send(Message::Text(frame.into())).await?;
+            sink.close().await
+        })
+        .await;
     }
     finish(&state, &user, conn.id, rx).await;
     tracing::debug!(%connection_id, user = %user.id, "hub connection closed");
@@ -307,6 +319,36 @@ async fn handshake(stream: &mut futures::stream::SplitStream<WebSocket>) -> Resu
 
 type Sink = futures::stream::SplitSink<WebSocket, Message>;
 
+/// The socket's write half. Every write is bounded: by `timeout`, and by the hub's kick, so that
+/// a client that stops reading (its TCP window full, `send` pending in `poll_flush`) cannot
+/// hold its task past the kick, the client timeout or the keep-alive timer.
+struct Out {
+    sink: Sink,
+    timeout: Duration,
+    kicked: tokio_util::sync::CancellationToken,
+}
+
+impl Out {
+    /// `true` when the frame was written; `false` when the socket failed, the write did not
+    /// finish within the timeout, or the connection was kicked meanwhile: then the
+    /// connection ends without waiting any longer.
+    async fn send(&mut self, msg: Message) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.kicked.cancelled() => false,
+            r = tokio::time::timeout(self.timeout, self.sink.send(msg)) => match r {
+                Ok(Ok(())) => true,
+                Ok(Err(_)) => false,
+                Err(_) => {
+                    tracing::info!(timeout = ?self.timeout, "hub client stopped reading (send timed out); disconnecting it");
+                    metrics::counter!("hub_stalled_clients_disconnected_total").increment(1);
+                    false
+                }
+            },
+        }
+    }
+}
+
 /// Handles the complete records in `text`; keeps an incomplete tail in `pending`. Returns the
 /// Close frame to end the connection with, if any.
 async fn handle_text(
@@ -314,7 +356,7 @@ async fn handle_text(
     user: &AuthUser,
     text: &str,
     pending: &mut String,
-    sink: &mut Sink,
+    out: &mut Out,
     last_sent: &mut Instant,
 ) -> Option<String> {
     let (records, rest) = protocol::split_records(text);
@@ -347,7 +389,7 @@ async fn handle_text(
             ClientMessage::Ping | ClientMessage::Other => None,
         };
         if let Some(frame) = reply {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
+            if !out.send(Message::Text(frame.into())).await {
                 return Some(closing());
             }
             *last_sent = Instant::now();

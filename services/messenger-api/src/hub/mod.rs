@@ -63,6 +63,8 @@ impl KickReason {
         }
     }
 
+    /// The Close message's `allowReconnect`: `true` for a slow client or a shutdown, `false` for a
+    /// removed account.
     pub fn allow_reconnect(self) -> bool {
         matches!(self, KickReason::TooSlow | KickReason::Shutdown)
     }
@@ -71,6 +73,7 @@ impl KickReason {
 /// The hub's handle on one connection.
 #[derive(Clone)]
 pub struct ConnHandle {
+    /// Connection number on this replica, from 1 up.
     pub id: u64,
     tx: mpsc::Sender<Utf8Bytes>,
     kick: CancellationToken,
@@ -78,20 +81,26 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    fn kick(&self, reason: KickReason) {
-        let _ = self.reason.set(reason);
+    /// Tells the connection to go; `true` only the first time (when the reason is set), so
+    /// that a connection whose queue stays full is logged and counted once, not once per frame.
+    fn kick(&self, reason: KickReason) -> bool {
+        let first = self.reason.set(reason).is_ok();
         self.kick.cancel();
+        first
     }
 }
 
 /// What the connection task holds: its queue, and the signal to leave.
 pub struct ConnRx {
+    /// Ready frames (serialized messages with their separator) to write to the socket, in order.
     pub frames: mpsc::Receiver<Utf8Bytes>,
+    /// Cancelled when the hub tells the connection to go; [`ConnRx::reason`] says why.
     pub kicked: CancellationToken,
     reason: Arc<OnceLock<KickReason>>,
 }
 
 impl ConnRx {
+    /// Why the connection was kicked (`TooSlow` when no reason was recorded).
     pub fn reason(&self) -> KickReason {
         self.reason.get().copied().unwrap_or(KickReason::TooSlow)
     }
@@ -175,6 +184,7 @@ impl Hub {
         })
     }
 
+    /// The hub settings in force.
     pub fn settings(&self) -> &HubSettings {
         &self.inner.settings
     }
@@ -402,12 +412,13 @@ impl Hub {
     fn finish_delivery(&self, slow: Vec<ConnHandle>, sent: u64) {
         metrics::counter!("hub_frames_queued_total").increment(sent);
         for c in slow {
-            tracing::info!(
-                connection = c.id,
-                "hub client too slow (queue full); disconnecting it"
-            );
-            metrics::counter!("hub_slow_clients_disconnected_total").increment(1);
-            c.kick(KickReason::TooSlow);
+            if c.kick(KickReason::TooSlow) {
+                tracing::info!(
+                    connection = c.id,
+                    "hub client too slow (queue full); disconnecting it"
+                );
+                metrics::counter!("hub_slow_clients_disconnected_total").increment(1);
+            }
         }
     }
 
@@ -429,7 +440,7 @@ impl Hub {
         let reg = self.read();
         for e in reg.users.values() {
             for c in &e.conns {
-                c.kick(reason);
+                let _ = c.kick(reason);
             }
         }
     }
@@ -438,7 +449,7 @@ impl Hub {
         let reg = self.read();
         if let Some(e) = reg.users.get(&user) {
             for c in &e.conns {
-                c.kick(reason);
+                let _ = c.kick(reason);
             }
         }
     }
@@ -522,5 +533,31 @@ fn push(c: &ConnHandle, frame: &Utf8Bytes, slow: &mut Vec<ConnHandle>, sent: &mu
         Err(mpsc::error::TrySendError::Full(_)) => slow.push(c.clone()),
         // The connection is ending; its task unregisters it.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_is_kicked_and_counted_once() {
+        let (tx, _rx) = mpsc::channel(1);
+        let c = ConnHandle {
+            id: 1,
+            tx,
+            kick: CancellationToken::new(),
+            reason: Arc::new(OnceLock::new()),
+        };
+        assert!(
+            c.kick(KickReason::TooSlow),
+            "the first kick sets the reason"
+        );
+        for _ in 0..100 {
+            assert!(!c.kick(KickReason::TooSlow), "later kicks are not counted");
+        }
+        assert!(!c.kick(KickReason::AccountRemoved));
+        assert!(c.kick.is_cancelled());
+        assert!(matches!(c.reason.get(), Some(KickReason::TooSlow)));
     }
 }

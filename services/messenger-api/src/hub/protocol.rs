@@ -17,7 +17,9 @@ pub const RS: char = '\u{1e}';
 /// The handshake request (`{"protocol":"json","version":1}`).
 #[derive(Debug, Deserialize)]
 pub struct HandshakeRequest {
+    /// The protocol name; only `json` is served.
     pub protocol: String,
+    /// The protocol version; only 1 is served.
     pub version: u32,
 }
 
@@ -27,12 +29,18 @@ pub enum ClientMessage {
     /// Type 1: call `target` with `arguments`; answer with a completion when `invocation_id`
     /// is set (a non-blocking `send` has none).
     Invocation {
+        /// `invocationId`, at most 64 bytes; `None` for a non-blocking send.
         invocation_id: Option<String>,
+        /// The hub method to call, e.g. `SendMessage`.
         target: String,
+        /// The method's arguments, in order (empty when absent).
         arguments: Vec<Value>,
     },
     /// Type 4: the hub has no streaming methods; answered with an error completion.
-    StreamInvocation { invocation_id: String },
+    StreamInvocation {
+        /// `invocationId`, to address the error completion (empty when absent).
+        invocation_id: String,
+    },
     /// Type 6.
     Ping,
     /// Type 7: the client is leaving.
@@ -44,12 +52,16 @@ pub enum ClientMessage {
 /// Why a client message is a protocol error (the connection is closed with it).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
+    /// Not a JSON object of the expected shape (serde_json's message).
     #[error("message is not valid JSON: {0}")]
     Json(String),
+    /// The message has no `type`.
     #[error("message has no numeric 'type'")]
     NoType,
+    /// An invocation without `target`.
     #[error("invocation has no 'target'")]
     NoTarget,
+    /// `invocationId` longer than 64 bytes.
     #[error("invocation id is too long")]
     LongInvocationId,
 }

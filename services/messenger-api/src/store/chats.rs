@@ -8,42 +8,68 @@ use super::Store;
 /// A row of `messenger.chats`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ChatRow {
+    /// The chat id.
     pub id: Uuid,
+    /// `private` or `group`.
     pub kind: String,
+    /// The group's title; `None` for a private chat.
     pub title: Option<String>,
+    /// The group's owner; `None` for a private chat or when the owner's account was deleted.
     pub owner_id: Option<Uuid>,
+    /// When the chat was created.
     pub created_at: OffsetDateTime,
 }
 
 /// A member with the fields clients show.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MemberRow {
+    /// The chat.
     pub chat_id: Uuid,
+    /// The member's user id.
     pub user_id: Uuid,
+    /// The member's display name.
     pub display_name: String,
+    /// The member's read receipt: the newest message id read (0: none).
     pub last_read_message_id: i64,
 }
 
 /// One chat of the caller's list: the chat, their unread count and the newest message.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ChatListRow {
+    /// The chat id.
     pub id: Uuid,
+    /// `private` or `group`.
     pub kind: String,
+    /// The group's title; `None` for a private chat.
     pub title: Option<String>,
+    /// The group's owner; `None` for a private chat or when the owner's account was deleted.
     pub owner_id: Option<Uuid>,
+    /// When the chat was created.
     pub created_at: OffsetDateTime,
+    /// Messages of others after the user's read receipt (deleted ones not counted).
     pub unread_count: i64,
+    /// The newest message that is not deleted; `None` for an empty chat.
     pub last_message_id: Option<i64>,
 }
 
 /// A chat to create.
 pub enum NewChat<'a> {
     /// With one other user; `key` is [`super::private_key`] of the two.
-    Private { a: Uuid, b: Uuid, key: &'a str },
+    Private {
+        /// One of the two users.
+        a: Uuid,
+        /// The other user.
+        b: Uuid,
+        /// `private_key(a, b)`, unique per pair.
+        key: &'a str,
+    },
     /// Owned by `owner`, who is a member too.
     Group {
+        /// The group's title.
         title: &'a str,
+        /// The owner, made a member too.
         owner: Uuid,
+        /// The other members (a repeated id, or the owner, is added once).
         members: &'a [Uuid],
     },
 }

@@ -8,36 +8,58 @@ use super::Store;
 /// A message with what clients show with it (sender name, file facts, chat kind).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
+    /// The message id (identity, increasing).
     pub id: i64,
+    /// The chat it is in.
     pub chat_id: Uuid,
+    /// The chat's kind: `private` or `group`.
     pub chat_kind: String,
+    /// The author; `None` when the account was deleted.
     pub sender_id: Option<Uuid>,
+    /// The author's display name; `None` when the account was deleted.
     pub sender_name: Option<String>,
+    /// `text` or `audio`.
     pub kind: String,
+    /// The text of a `text` message; `None` for `audio` and once deleted.
     pub text: Option<String>,
+    /// The voice message's file (`audio`).
     pub file_id: Option<Uuid>,
+    /// Duration of a voice message in milliseconds, when the client gave it.
     pub duration_ms: Option<i32>,
+    /// The sender's idempotency key, when given.
     pub client_message_id: Option<String>,
+    /// When it was stored.
     pub created_at: OffsetDateTime,
+    /// MIME type of the file, when there is one.
     pub file_content_type: Option<String>,
+    /// Size of the file in bytes, when there is one.
     pub file_size: Option<i64>,
 }
 
 /// A message to store.
 pub struct NewMessage<'a> {
+    /// The chat to post in.
     pub chat_id: Uuid,
+    /// The author; must be a member of the chat.
     pub sender_id: Uuid,
+    /// The author's display name, returned with the created row.
     pub sender_name: &'a str,
+    /// `text` or `audio`.
     pub kind: &'a str,
+    /// The text of a `text` message.
     pub text: Option<&'a str>,
+    /// The stored file of an `audio` message.
     pub file_id: Option<Uuid>,
+    /// Duration of a voice message in milliseconds.
     pub duration_ms: Option<i32>,
+    /// The sender's idempotency key: unique per sender.
     pub client_message_id: Option<&'a str>,
 }
 
 /// What storing a message did.
 #[derive(Debug)]
 pub enum InsertOutcome {
+    /// Stored now.
     Created(MessageRow),
     /// The sender's idempotency key was used before: that message.
     Existing(MessageRow),
@@ -50,16 +72,22 @@ pub enum InsertOutcome {
 pub enum ReadOutcome {
     /// The member's receipt is now this message id (never moves back).
     Read(i64),
+    /// The user is not a member of the chat (or there is no such chat).
     NotMember,
+    /// The chat has no message with that id.
     UnknownMessage,
 }
 
 /// A stored file a member may download.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FileRow {
+    /// The file id; the bytes are `MESSENGER_FILES_DIR/<id>`.
     pub id: Uuid,
+    /// The chat it was posted in.
     pub chat_id: Uuid,
+    /// MIME type, as uploaded.
     pub content_type: String,
+    /// Size in bytes.
     pub size_bytes: i64,
 }
 
@@ -85,7 +113,10 @@ impl Store {
                              WHERE chat_id = $1 AND user_id = $2) \
                ON CONFLICT (sender_id, client_message_id) WHERE client_message_id IS NOT NULL \
                DO NOTHING \
-               RETURNING * ) \
+               RETURNING * ), \
+             ob AS ( \
+               INSERT INTO messenger.outbox (message_id, last_error) \
+               SELECT id, 'not published yet' FROM ins ) \
              SELECT ins.id, ins.chat_id, c.kind AS chat_kind, ins.sender_id, \
                $8::text AS sender_name, ins.kind, ins.text, ins.file_id, ins.duration_ms, \
                ins.client_message_id, ins.created_at, f.content_type AS file_content_type, \
@@ -245,6 +276,7 @@ impl Store {
 
     // ------------------------------------------------------------------ files
 
+    /// Records an uploaded file of `size` bytes posted in `chat_id` by `uploader`.
     pub async fn insert_file(
         &self,
         id: Uuid,
@@ -269,6 +301,7 @@ impl Store {
         .map(|_| ())
     }
 
+    /// Deletes a file's row (not its bytes).
     pub async fn delete_file_row(&self, id: Uuid) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM messenger.files WHERE id = $1")
             .bind(id)
@@ -292,7 +325,8 @@ impl Store {
 
     // ------------------------------------------------------------------ outbox
 
-    /// Remembers a message whose event JetStream did not acknowledge.
+    /// Remembers a message whose event JetStream did not acknowledge. (Every new message is
+    /// in the outbox from its own transaction on; this records a failed attempt.)
     pub async fn add_to_outbox(&self, message_id: i64, error: &str) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO messenger.outbox (message_id, last_error) VALUES ($1, $2) \
@@ -306,16 +340,22 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Oldest outbox entries first.
-    pub async fn outbox(&self, limit: i64) -> sqlx::Result<Vec<i64>> {
+    /// Oldest outbox entries first: those that failed to publish, and those older than
+    /// `min_age` (a message's own entry is removed by its poster once JetStream acknowledged;
+    /// one still there after `min_age` was lost to a crash or a failure).
+    pub async fn outbox(&self, limit: i64, min_age: std::time::Duration) -> sqlx::Result<Vec<i64>> {
         sqlx::query_scalar(
-            "SELECT message_id FROM messenger.outbox ORDER BY created_at, message_id LIMIT $1",
+            "SELECT message_id FROM messenger.outbox \
+             WHERE attempts > 0 OR created_at <= now() - make_interval(secs => $2) \
+             ORDER BY created_at, message_id LIMIT $1",
         )
         .bind(limit)
+        .bind(min_age.as_secs_f64())
         .fetch_all(&self.pool)
         .await
     }
 
+    /// Drops a message from the outbox (its event was published, or the message was deleted).
     pub async fn remove_from_outbox(&self, message_id: i64) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM messenger.outbox WHERE message_id = $1")
             .bind(message_id)

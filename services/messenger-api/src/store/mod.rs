@@ -23,10 +23,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// A store on `pool`, whose database holds schema `messenger`.
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 
+    /// The underlying pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

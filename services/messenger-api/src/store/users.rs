@@ -8,36 +8,55 @@ use super::{Store, is_unique_violation, now};
 /// A row of `messenger.users`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
+    /// The user id.
     pub id: Uuid,
+    /// Phone number, E.164; unique.
     pub phone: String,
+    /// Name shown to other users.
     pub display_name: String,
+    /// An argon2id PHC string, or an imported ASP.NET Core Identity V3 hash (base64) until the
+    /// first login.
     pub password_hash: String,
+    /// `User` or `Admin`.
     pub role: String,
+    /// When the account was created.
     pub created_at: OffsetDateTime,
+    /// When the user last left the hub (their last connection on a replica closed); `None` until
+    /// then.
     pub last_seen_at: Option<OffsetDateTime>,
 }
 
 /// A row of `messenger.invites`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InviteRow {
+    /// The code, as typed at registration.
     pub code: String,
+    /// Registrations the code allows (positive).
     pub max_uses: i32,
+    /// Registrations made with it so far.
     pub uses: i32,
+    /// When it stops being accepted.
     pub expires_at: OffsetDateTime,
+    /// When it was created.
     pub created_at: OffsetDateTime,
 }
 
 /// Why a registration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
+    /// No invite has this code.
     #[error("invite code is not valid")]
     InviteUnknown,
+    /// The invite is past `expires_at`.
     #[error("invite code has expired")]
     InviteExpired,
+    /// The invite has no uses left.
     #[error("invite code has been used up")]
     InviteUsedUp,
+    /// Another account has this phone number.
     #[error("a user with this phone number already exists")]
     PhoneTaken,
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -56,6 +75,25 @@ pub enum RotateOutcome {
 const USER_COLUMNS: &str = "id, phone, display_name, password_hash, role, created_at, last_seen_at";
 
 impl Store {
+    /// Whether `invite` could be used now (one cheap read, nothing changed): the check before
+    /// a password is hashed. [`Store::register`] spends the code atomically afterwards.
+    pub async fn check_invite(&self, invite: &str) -> Result<(), RegisterError> {
+        let row: Option<(i32, i32, OffsetDateTime)> = sqlx::query_as(
+            "SELECT uses, max_uses, expires_at FROM messenger.invites WHERE code = $1",
+        )
+        .bind(invite)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Err(RegisterError::InviteUnknown),
+            Some((uses, max, _)) if uses >= max => Err(RegisterError::InviteUsedUp),
+            Some((_, _, expires)) if expires <= OffsetDateTime::now_utc() => {
+                Err(RegisterError::InviteExpired)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Creates a user and spends one use of `invite`, in one transaction: a refused
     /// registration spends nothing.
     pub async fn register(
@@ -131,6 +169,7 @@ impl Store {
         Ok(r)
     }
 
+    /// The user with this phone number (E.164, as stored).
     pub async fn user_by_phone(&self, phone: &str) -> sqlx::Result<Option<UserRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM messenger.users WHERE phone = $1"
@@ -140,6 +179,16 @@ impl Store {
         .await
     }
 
+    /// The current role of a user (`None`: no such user, e.g. deleted since its token was
+    /// issued). One primary-key lookup: cheap enough for every admin request and hub upgrade.
+    pub async fn user_role(&self, id: Uuid) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT role FROM messenger.users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// The user with this id.
     pub async fn user_by_id(&self, id: Uuid) -> sqlx::Result<Option<UserRow>> {
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS} FROM messenger.users WHERE id = $1"
@@ -149,6 +198,7 @@ impl Store {
         .await
     }
 
+    /// Replaces the user's password hash.
     pub async fn set_password_hash(&self, id: Uuid, hash: &str) -> sqlx::Result<()> {
         sqlx::query("UPDATE messenger.users SET password_hash = $2 WHERE id = $1")
             .bind(id)
@@ -158,6 +208,7 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Sets the user's role (`User` or `Admin`).
     pub async fn set_role(&self, id: Uuid, role: &str) -> sqlx::Result<()> {
         sqlx::query("UPDATE messenger.users SET role = $2 WHERE id = $1")
             .bind(id)
@@ -196,6 +247,7 @@ impl Store {
         Ok((deleted > 0).then_some(chats))
     }
 
+    /// Sets `last_seen_at` to now.
     pub async fn touch_last_seen(&self, id: Uuid) -> sqlx::Result<()> {
         sqlx::query("UPDATE messenger.users SET last_seen_at = now() WHERE id = $1")
             .bind(id)
@@ -214,6 +266,7 @@ impl Store {
 
     // ------------------------------------------------------------------ invites
 
+    /// Stores a new invite code allowing `max_uses` registrations until `expires_at`.
     pub async fn create_invite(
         &self,
         code: &str,

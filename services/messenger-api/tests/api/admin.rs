@@ -141,3 +141,68 @@ async fn admins_delete_users() {
     assert!(v["error"].as_str().unwrap().contains("own account"));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_deleted_or_demoted_admin_loses_admin_access_at_once() {
+    let app = spawn_app().await;
+    let (gone, demoted, boss) = (app.admin().await, app.admin().await, app.admin().await);
+    assert_eq!(
+        app.get("/api/admin/users", Some(&gone.token))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.delete(&format!("/api/admin/users/{}", gone.id), Some(&boss.token))
+            .await
+            .status(),
+        204
+    );
+    // the access token is still valid, the account is not
+    expect_error(app.get("/api/admin/users", Some(&gone.token)).await, 401).await;
+    expect_error(
+        app.post("/api/admin/invites", Some(&gone.token), &json!({}))
+            .await,
+        401,
+    )
+    .await;
+    expect_error(
+        app.delete(&format!("/api/admin/users/{}", boss.id), Some(&gone.token))
+            .await,
+        401,
+    )
+    .await;
+    // the hub does not take the deleted account either
+    let res = app
+        .http
+        .get(app.url("/hubs/chat"))
+        .bearer_auth(&gone.token)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    expect_error(res, 401).await;
+
+    sqlx::query("UPDATE messenger.users SET role = 'User' WHERE id = $1")
+        .bind(demoted.id)
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    expect_error(app.get("/api/admin/users", Some(&demoted.token)).await, 403).await;
+    expect_error(
+        app.post("/api/admin/invites", Some(&demoted.token), &json!({}))
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/admin/users", Some(&boss.token))
+            .await
+            .status(),
+        200
+    );
+    app.cleanup().await;
+}

@@ -340,3 +340,113 @@ async fn every_protected_route_wants_a_valid_token() {
     expect_error(app.get("/api/no/such/route", Some(&u.token)).await, 404).await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_bad_invite_is_refused_before_any_password_is_hashed() {
+    // Hashing cannot work at all with these parameters (argon2 wants at least 8 KiB): a
+    // registration that hashed before looking at the invite would answer 500, not 400.
+    let app = spawn_app_with(Options {
+        tweak: Some(Box::new(|s| {
+            s.argon2 = messenger_api::config::Argon2Settings {
+                memory_kib: 1,
+                iterations: 1,
+            }
+        })),
+        ..Default::default()
+    })
+    .await;
+    let used_up = app.invite(1, Duration::hours(1)).await;
+    app.state
+        .store
+        .register(Uuid::now_v7(), &unique_phone(), "Первый", "x", &used_up)
+        .await
+        .unwrap();
+    let expired = app.invite(1, Duration::seconds(-1)).await;
+    for (code, what) in [
+        ("NO-SUCH-CODE", "not valid"),
+        (used_up.as_str(), "used up"),
+        (expired.as_str(), "expired"),
+    ] {
+        let res = app
+            .register_raw(&json!({
+                "phone": unique_phone(), "password": PASSWORD, "displayName": "Ева",
+                "inviteCode": code
+            }))
+            .await;
+        let v = expect_error(res, 400).await;
+        assert!(v["error"].as_str().unwrap().contains(what), "{v}");
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn registrations_are_rate_limited_per_ip() {
+    let app = spawn_app_with(Options {
+        tweak: Some(Box::new(|s| s.register_rate_per_ip = 2)),
+        ..Default::default()
+    })
+    .await;
+    let attempt = |ip: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url("/api/auth/register"))
+                .header("x-real-ip", ip)
+                .json(&json!({
+                    "phone": unique_phone(), "password": PASSWORD, "displayName": "Ева",
+                    "inviteCode": "NO-SUCH-CODE"
+                }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(attempt("203.0.113.7").await.status(), 400);
+    assert_eq!(attempt("203.0.113.7").await.status(), 400);
+    let res = attempt("203.0.113.7").await;
+    assert!(res.headers().contains_key("retry-after"));
+    expect_error(res, 429).await;
+    // another address is not affected
+    assert_eq!(attempt("203.0.113.8").await.status(), 400);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn password_hashing_runs_a_bounded_number_at_once() {
+    let app = spawn_app_with(Options {
+        tweak: Some(Box::new(|s| s.password_hash_concurrency = 1)),
+        ..Default::default()
+    })
+    .await;
+    let a = app.user("Анна").await;
+    let work = app.state.password_work.clone();
+    // every permit taken: a login waits for one instead of hashing
+    let held = work.permits().clone().acquire_owned().await.unwrap();
+    let login = tokio::spawn({
+        let (http, url, phone) = (
+            app.http.clone(),
+            app.url("/api/auth/login"),
+            a.phone.clone(),
+        );
+        async move {
+            http.post(url)
+                .json(&json!({ "phone": phone, "password": PASSWORD }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    testkit::wait_for("the login to wait for a permit", || {
+        let work = work.clone();
+        async move { work.waiting() == 1 }
+    })
+    .await;
+    assert!(!login.is_finished());
+    drop(held);
+    assert_eq!(
+        tokio::time::timeout(WAIT, login).await.unwrap().unwrap(),
+        200
+    );
+    app.cleanup().await;
+}

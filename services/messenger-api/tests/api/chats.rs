@@ -307,3 +307,30 @@ async fn deleting_chats() {
     .await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn opening_an_existing_private_chat_returns_its_real_summary() {
+    let app = spawn_app().await;
+    let (a, b) = (app.user("Анна").await, app.user("Борис").await);
+    let chat = app.private_chat(&a, &b).await;
+    app.send(&a, chat, "первое").await;
+    app.send(&a, chat, "второе").await;
+    // b opens the chat with a again: the existing one, with what b has not read yet
+    let res = app
+        .post(
+            "/api/chats",
+            Some(&b.token),
+            &json!({ "type": "private", "userId": a.id }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let v = json(res).await;
+    assert_eq!(v["id"], chat.to_string());
+    assert_eq!(v["unreadCount"], 2);
+    assert_eq!(v["lastMessage"]["text"], "второе");
+    // and it agrees with GET /api/chats/{id}
+    let one = json(app.get(&format!("/api/chats/{chat}"), Some(&b.token)).await).await;
+    assert_eq!(one["unreadCount"], v["unreadCount"]);
+    assert_eq!(one["lastMessage"], v["lastMessage"]);
+    app.cleanup().await;
+}

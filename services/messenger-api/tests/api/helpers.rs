@@ -77,6 +77,8 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         memory_kib: 1024,
         iterations: 1,
     };
+    // Tests register many users from 127.0.0.1; the per-IP limit has its own test.
+    settings.register_rate_per_ip = 100_000;
     if let Some(t) = opts.tweak {
         t(&mut settings);
     }

@@ -364,3 +364,129 @@ async fn shutdown_closes_connections_with_reconnect_allowed() {
     assert_eq!(close["allowReconnect"], true);
     app.cleanup().await;
 }
+
+/// A real socket that completes the SignalR handshake and then never reads again: a tiny
+/// receive buffer, the read half never polled. Kept alive by the caller.
+async fn stalled_client(
+    app: &TestApp,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(format!("127.0.0.1:{}", app.port).parse().unwrap())
+        .await
+        .unwrap();
+    let mut req = format!("ws://127.0.0.1:{}/hubs/chat", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    ws.send(Message::Text(
+        "{\"protocol\":\"json\",\"version\":1}\u{1e}".into(),
+    ))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+    assert!(
+        matches!(first, Some(Ok(Message::Text(ref t))) if t.as_str() == "{}\u{1e}"),
+        "handshake response: {first:?}"
+    );
+    ws
+}
+
+/// Queues `count` frames of 64 KiB for the members of `chat` (far more than any TCP window).
+async fn flood(app: &TestApp, chat: uuid::Uuid, count: usize) {
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..count {
+        let frame =
+            messenger_api::hub::protocol::invocation("ReceiveMessage", &[json!(big.clone())]);
+        app.state.hub.to_chat(chat, frame, None).await;
+    }
+    // a round trip through the server: its connection tasks run and write until TCP backs up
+    assert_eq!(app.get("/health", None).await.status(), 200);
+}
+
+async fn wait_disconnected(app: &TestApp, user: uuid::Uuid) {
+    let hub = app.state.hub.clone();
+    testkit::wait_for("the stalled connection to be dropped", || {
+        let hub = hub.clone();
+        async move { !hub.is_connected(user) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_by_the_send_timeout() {
+    // A queue long enough never to overflow: only the bounded write can catch the client.
+    let app = spawn_app_with(Options {
+        tweak: Some(Box::new(|s| {
+            s.hub.queue_capacity = 100_000;
+            s.hub.send_timeout = Duration::from_secs(1);
+        })),
+        ..Default::default()
+    })
+    .await;
+    let (a, b, c) = (
+        app.user("Анна").await,
+        app.user("Борис").await,
+        app.user("Вера").await,
+    );
+    let stuck_chat = app.private_chat(&a, &b).await;
+    let other_chat = app.private_chat(&a, &c).await;
+    let _stalled = stalled_client(&app, &b.token).await;
+    let mut cc = HubClient::connect(&app.base, &c.token, TokenVia::Header).await;
+    assert!(app.state.hub.is_connected(b.id));
+    flood(&app, stuck_chat, 64).await;
+    wait_disconnected(&app, b.id).await;
+    assert_eq!(app.state.hub.connection_count(), 1, "only c is left");
+    // the others keep receiving
+    for i in 0..5 {
+        app.send(&a, other_chat, &format!("still here {i}")).await;
+        let got = cc.next_invocation("ReceiveMessage").await;
+        assert_eq!(got[0]["text"], format!("still here {i}"));
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_kick_reaches_a_connection_blocked_in_a_write() {
+    // Neither the write timeout nor the client timeout comes to the rescue within the test:
+    // only the kick (here: the account is deleted) can end the blocked write.
+    let app = spawn_app_with(Options {
+        tweak: Some(Box::new(|s| {
+            s.hub.queue_capacity = 100_000;
+            s.hub.send_timeout = Duration::from_secs(600);
+            s.hub.client_timeout = Duration::from_secs(600);
+        })),
+        ..Default::default()
+    })
+    .await;
+    let (a, b, c) = (
+        app.user("Анна").await,
+        app.user("Борис").await,
+        app.user("Вера").await,
+    );
+    let stuck_chat = app.private_chat(&a, &b).await;
+    let other_chat = app.private_chat(&a, &c).await;
+    let _stalled = stalled_client(&app, &b.token).await;
+    let mut cc = HubClient::connect(&app.base, &c.token, TokenVia::Header).await;
+    flood(&app, stuck_chat, 64).await;
+    assert!(app.state.hub.is_connected(b.id));
+    let admin = app.admin().await;
+    assert_eq!(
+        app.delete(&format!("/api/admin/users/{}", b.id), Some(&admin.token))
+            .await
+            .status(),
+        204
+    );
+    wait_disconnected(&app, b.id).await;
+    app.send(&a, other_chat, "after the kick").await;
+    let got = cc.next_invocation("ReceiveMessage").await;
+    assert_eq!(got[0]["text"], "after the kick");
+    app.cleanup().await;
+}

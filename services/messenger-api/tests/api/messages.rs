@@ -246,7 +246,74 @@ async fn an_event_that_jetstream_missed_is_published_from_the_outbox() {
         events[0].idempotency_key.as_str(),
         format!("messenger:message:{id}")
     );
-    assert!(app.state.store.outbox(10).await.unwrap().is_empty());
+    assert!(
+        app.state
+            .store
+            .outbox(10, std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_publish_does_not_lose_the_event() {
+    let app = spawn_app().await;
+    let (a, b) = (app.user("Анна").await, app.user("Борис").await);
+    let chat = app.private_chat(&a, &b).await;
+    let all = std::time::Duration::ZERO;
+    // a normal send: published, and its outbox entry gone once JetStream acknowledged
+    let sent = app.send(&a, chat, "сразу").await;
+    assert!(app.state.store.outbox(10, all).await.unwrap().is_empty());
+    // the message is committed, then the process dies before publishing: the outbox entry
+    // came with the message, in the same transaction
+    let outcome = app
+        .state
+        .store
+        .insert_message(&messenger_api::store::NewMessage {
+            chat_id: chat,
+            sender_id: a.id,
+            sender_name: "Анна",
+            kind: "text",
+            text: Some("перед сбоем"),
+            file_id: None,
+            duration_ms: None,
+            client_message_id: None,
+        })
+        .await
+        .unwrap();
+    let messenger_api::store::InsertOutcome::Created(row) = outcome else {
+        panic!("created");
+    };
+    assert_eq!(app.state.store.outbox(10, all).await.unwrap(), vec![row.id]);
+    // a young entry is its poster's to publish; the periodic sweep leaves it alone for now
+    assert!(
+        app.state
+            .store
+            .outbox(10, std::time::Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let published = messenger_api::messaging::flush_outbox(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(published, 1);
+    let keys: Vec<String> = app
+        .posted_events()
+        .await
+        .iter()
+        .map(|e| e.idempotency_key.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("messenger:message:{}", sent["id"]),
+            format!("messenger:message:{}", row.id)
+        ]
+    );
+    assert!(app.state.store.outbox(10, all).await.unwrap().is_empty());
     app.cleanup().await;
 }
 

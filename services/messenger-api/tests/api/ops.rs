@@ -200,3 +200,48 @@ async fn admin_and_invite_commands_make_a_working_first_login() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("E.164"));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn commands_print_only_their_result_on_stdout_and_log_to_stderr() {
+    let app = spawn_app().await;
+    let out = bin()
+        .args(["invite", "create", "--count", "3"])
+        .env("DATABASE_URL", &app.db_url)
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "only the codes on stdout: {stdout}");
+    for code in &lines {
+        assert!(
+            code.chars().all(|c| c.is_ascii_alphanumeric()),
+            "a code, not a log line: {code}"
+        );
+    }
+    assert!(!stderr.is_empty(), "the logs went to stderr");
+
+    let phone = unique_phone();
+    let out = bin()
+        .args(["admin", "create", "--phone", &phone])
+        .env("DATABASE_URL", &app.db_url)
+        .env("ARGON2_MEMORY_KIB", "1024")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().all(|l| !l.trim_start().starts_with('{')),
+        "no JSON log lines among the output: {stdout}"
+    );
+    assert!(stdout.lines().any(|l| l.starts_with("password: ")));
+    app.cleanup().await;
+}
