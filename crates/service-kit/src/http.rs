@@ -158,6 +158,50 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     res
 }
 
+/// A service's bound listener and finished router: what `App::build` makes and
+/// `App::run_until` serves.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    service: &'static str,
+}
+
+impl Server {
+    /// Binds `host:port` (port 0 picks a free one, for tests) and finishes `routes` with the
+    /// operational routes and layers ([`finish`]).
+    ///
+    /// Errors: the address cannot be bound.
+    pub async fn bind(
+        host: &str,
+        port: u16,
+        routes: Router,
+        readiness: Readiness,
+        args: &RuntimeArgs,
+    ) -> anyhow::Result<Self> {
+        let addr = format!("{host}:{port}");
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+        let service = readiness.service;
+        Ok(Self {
+            router: finish(routes, readiness, args),
+            listener,
+            service,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` is cancelled, then waits for in-flight requests ([`serve`]).
+    pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(service = self.service, port = self.port(), "listening");
+        serve(self.listener, self.router, shutdown).await
+    }
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting and waits for in-flight
 /// requests to finish.
 pub async fn serve(

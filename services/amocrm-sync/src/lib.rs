@@ -32,8 +32,7 @@ use domain::{Event, Source, Subject};
 use service_kit::bus::Bus;
 use service_kit::consumer::{self, ConsumerSpec};
 use service_kit::dead_letter::DeadLetters;
-use service_kit::http::Readiness;
-use tokio::net::TcpListener;
+use service_kit::http::{Readiness, Server};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
@@ -115,22 +114,20 @@ impl AppState {
     }
 }
 
-/// The built application: bound listener, state, routes.
+/// The built application: bound listener and routes, and the shared state.
 pub struct App {
-    listener: TcpListener,
+    server: Server,
     state: AppState,
-    router: axum::Router,
 }
 
 impl App {
     /// Connects everything and binds `HOST:PORT` (port 0 picks a free one, for tests).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let addr = format!("{}:{}", settings.runtime.host, settings.port);
+        let (host, port) = (settings.runtime.host.clone(), settings.port);
         let state = AppState::connect(settings).await?;
-        let listener = TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let router = service_kit::http::finish(
+        let server = Server::bind(
+            &host,
+            port,
             http::router(state.clone()),
             Readiness {
                 service: SERVICE,
@@ -138,17 +135,14 @@ impl App {
                 bus: state.bus.clone(),
             },
             &state.settings.runtime,
-        );
-        Ok(Self {
-            listener,
-            state,
-            router,
-        })
+        )
+        .await?;
+        Ok(Self { server, state })
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// The shared state (tests reach the store and bus through it).
@@ -160,10 +154,6 @@ impl App {
     /// `shutdown` is cancelled; then finishes in-flight requests and the messages in hand.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
-        tracing::info!(
-            port = self.listener.local_addr()?.port(),
-            "amocrm-sync listening"
-        );
         // Several pullers on the one durable consumer: JetStream hands each its own messages,
         // and the store's row locks and `updated_at` order keep concurrent writes of one lead
         // correct.
@@ -179,7 +169,7 @@ impl App {
         });
         let pullers = futures::future::join_all(pullers);
         let refresher = state.tokens.clone().run_refresher(shutdown.clone());
-        let server = service_kit::http::serve(self.listener, self.router, shutdown.clone());
+        let server = self.server.serve(shutdown.clone());
         let (server, pullers, ()) = tokio::join!(server, pullers, refresher);
         server.context("HTTP server")?;
         for p in pullers {

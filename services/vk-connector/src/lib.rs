@@ -30,8 +30,7 @@ use domain::{Command, Event, Source, Subject};
 use service_kit::bus::Bus;
 use service_kit::consumer::{self, ConsumerSpec};
 use service_kit::dead_letter::DeadLetters;
-use service_kit::http::Readiness;
-use tokio::net::TcpListener;
+use service_kit::http::{Readiness, Server};
 use tokio_util::sync::CancellationToken;
 use vk_api::VkClient;
 
@@ -103,22 +102,20 @@ impl AppState {
     }
 }
 
-/// The built application: bound listener, state, routes.
+/// The built application: bound listener and routes, and the shared state.
 pub struct App {
-    listener: TcpListener,
+    server: Server,
     state: AppState,
-    router: axum::Router,
 }
 
 impl App {
     /// Connects everything and binds `HOST:PORT` (port 0 picks a free one, for tests).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let addr = format!("{}:{}", settings.runtime.host, settings.port);
+        let (host, port) = (settings.runtime.host.clone(), settings.port);
         let state = AppState::connect(settings).await?;
-        let listener = TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let router = service_kit::http::finish(
+        let server = Server::bind(
+            &host,
+            port,
             http::router(state.clone()),
             Readiness {
                 service: SERVICE,
@@ -126,17 +123,14 @@ impl App {
                 bus: state.bus.clone(),
             },
             &state.settings.runtime,
-        );
-        Ok(Self {
-            listener,
-            state,
-            router,
-        })
+        )
+        .await?;
+        Ok(Self { server, state })
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.server.port()
     }
 
     /// The shared state (tests reach the store and bus through it).
@@ -148,10 +142,6 @@ impl App {
     /// finishes in-flight requests and the messages in hand.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
-        tracing::info!(
-            port = self.listener.local_addr()?.port(),
-            "vk-connector listening"
-        );
         let relay = {
             let s = state.clone();
             consumer::run::<Event, _, _>(
@@ -189,7 +179,7 @@ impl App {
                 }
             }
         };
-        let server = service_kit::http::serve(self.listener, self.router, shutdown.clone());
+        let server = self.server.serve(shutdown.clone());
         let (server, relay, sender, (), ()) = tokio::join!(server, relay, sender, sweep, long_poll);
         server.context("HTTP server")?;
         relay.context("relay consumer")?;
