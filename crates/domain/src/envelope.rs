@@ -40,90 +40,136 @@ impl Source {
     }
 }
 
-/// Facts that happened upstream, published to `events.<source>.<type>`.
-/// The wire name of each variant is written once, here.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum Event {
-    /// A customer wrote to us (VK community message, Telegram message …).
-    #[serde(rename = "message.received")]
-    MessageReceived(InboundMessage),
-    /// A user of our own messenger posted a message in a chat (source `messenger`); the same
-    /// normalized shape as a message received from another messenger: `conversation.id` is
-    /// the chat id, `sender.id` the user id, a voice message is an `audio` attachment whose
-    /// `url` is the messenger's `/api/files/{id}` path.
-    #[serde(rename = "message.posted")]
-    MessagePosted(InboundMessage),
-    /// A lead was created in the CRM (source `amocrm`).
-    #[serde(rename = "lead.created")]
-    LeadCreated(Lead),
-    /// A lead's fields (name, budget, responsible user, custom fields …) changed.
-    #[serde(rename = "lead.updated")]
-    LeadUpdated(Lead),
-    /// A lead moved to another pipeline stage (`previous_status_id` → `status_id`).
-    #[serde(rename = "lead.status_changed")]
-    LeadStatusChanged(Lead),
-    /// A lead was deleted in the CRM.
-    #[serde(rename = "lead.deleted")]
-    LeadDeleted(Deletion),
-    /// A contact was created in the CRM.
-    #[serde(rename = "contact.created")]
-    ContactCreated(Contact),
-    /// A contact changed.
-    #[serde(rename = "contact.updated")]
-    ContactUpdated(Contact),
-    /// A contact was deleted in the CRM.
-    #[serde(rename = "contact.deleted")]
-    ContactDeleted(Deletion),
+/// Declares a payload enum from one table, so that each variant's wire name is written once.
+///
+/// ```text
+/// wire_enum! {
+///     /// Docs of the enum.
+///     pub enum Name {
+///         /// Docs of the variant.
+///         Variant("wire.name") => PayloadType,
+///     }
+/// }
+/// ```
+///
+/// expands to the enum, serialized adjacently tagged (`{"type": "wire.name", "data": …}`,
+/// serde `tag = "type", content = "data"`, each variant renamed to its wire name, the given
+/// attributes and doc comments passed through), plus `Name::TYPES` (every wire name, in table
+/// order) and `Name::type_name()`.
+macro_rules! wire_enum {
+    (
+        $(#[$enum_meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$meta:meta])*
+                $variant:ident($wire:literal) => $payload:ty
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[$enum_meta])*
+        #[derive(Debug, Clone, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        $vis enum $name {
+            $(
+                $(#[$meta])*
+                #[serde(rename = $wire)]
+                $variant($payload),
+            )+
+        }
+
+        impl $name {
+            /// Every wire name this build knows, one per variant; anything else is an unknown
+            /// type to skip.
+            pub const TYPES: &'static [&'static str] = &[$($wire),+];
+
+            /// The wire name of this payload (`type` in the envelope).
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $wire,)+
+                }
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Facts that happened upstream, published to `events.<source>.<type>`.
+    /// The wire name of each variant is written once, here.
+    pub enum Event {
+        /// A customer wrote to us (VK community message, Telegram message …).
+        MessageReceived("message.received") => InboundMessage,
+        /// A user of our own messenger posted a message in a chat (source `messenger`); the
+        /// same normalized shape as a message received from another messenger:
+        /// `conversation.id` is the chat id, `sender.id` the user id, a voice message is an
+        /// `audio` attachment whose `url` is the messenger's `/api/files/{id}` path.
+        MessagePosted("message.posted") => InboundMessage,
+        /// A lead was created in the CRM (source `amocrm`).
+        LeadCreated("lead.created") => Lead,
+        /// A lead's fields (name, budget, responsible user, custom fields …) changed.
+        LeadUpdated("lead.updated") => Lead,
+        /// A lead moved to another pipeline stage (`previous_status_id` → `status_id`).
+        LeadStatusChanged("lead.status_changed") => Lead,
+        /// A lead was deleted in the CRM.
+        LeadDeleted("lead.deleted") => Deletion,
+        /// A contact was created in the CRM.
+        ContactCreated("contact.created") => Contact,
+        /// A contact changed.
+        ContactUpdated("contact.updated") => Contact,
+        /// A contact was deleted in the CRM.
+        ContactDeleted("contact.deleted") => Deletion,
+    }
 }
 
 impl Event {
-    /// Every wire name this build knows; anything else is an unknown type to skip.
-    pub const TYPES: &'static [&'static str] = &[
-        "message.received",
-        "message.posted",
-        "lead.created",
-        "lead.updated",
-        "lead.status_changed",
-        "lead.deleted",
-        "contact.created",
-        "contact.updated",
-        "contact.deleted",
-    ];
-
-    /// The wire name of this event (`type` in the envelope).
-    pub fn type_name(&self) -> &'static str {
+    /// The key a consumer keeps this event in order by: events with the same key must be
+    /// handled one after another, in the order published; events with different keys may be
+    /// handled concurrently.
+    ///
+    /// - `message.received`, `message.posted`: `conversation:<conversation.id>` (the
+    ///   source-side conversation: VK `peer_id`, Telegram chat id, messenger chat id). The
+    ///   event does not carry its source, so equal ids from two sources share a key: they are
+    ///   ordered together, which is stricter than needed but never wrong.
+    /// - `lead.*`: `lead:<id>`; `lead.deleted` included, so a delete is ordered with the
+    ///   lead's updates.
+    /// - `contact.*`: `contact:<id>`, `contact.deleted` included.
+    ///
+    /// The prefix keeps keys of different kinds apart (lead 7 ≠ contact 7). `None` would mean
+    /// the event needs no order; every event has a key today.
+    pub fn ordering_key(&self) -> Option<String> {
         match self {
-            Event::MessageReceived(_) => "message.received",
-            Event::MessagePosted(_) => "message.posted",
-            Event::LeadCreated(_) => "lead.created",
-            Event::LeadUpdated(_) => "lead.updated",
-            Event::LeadStatusChanged(_) => "lead.status_changed",
-            Event::LeadDeleted(_) => "lead.deleted",
-            Event::ContactCreated(_) => "contact.created",
-            Event::ContactUpdated(_) => "contact.updated",
-            Event::ContactDeleted(_) => "contact.deleted",
+            Event::MessageReceived(m) | Event::MessagePosted(m) => {
+                Some(format!("conversation:{}", m.conversation.id))
+            }
+            Event::LeadCreated(l) | Event::LeadUpdated(l) | Event::LeadStatusChanged(l) => {
+                Some(format!("lead:{}", l.id))
+            }
+            Event::LeadDeleted(d) => Some(format!("lead:{}", d.id)),
+            Event::ContactCreated(c) | Event::ContactUpdated(c) => {
+                Some(format!("contact:{}", c.id))
+            }
+            Event::ContactDeleted(d) => Some(format!("contact:{}", d.id)),
         }
     }
 }
 
-/// Requests to act upstream, published to `cmd.<type>`; the type starts with the target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum Command {
-    /// Send a message to a VK peer through `messages.send`.
-    #[serde(rename = "vk.message.send")]
-    VkMessageSend(OutboundMessage),
+wire_enum! {
+    /// Requests to act upstream, published to `cmd.<type>`; the type starts with the target.
+    pub enum Command {
+        /// Send a message to a VK peer through `messages.send`.
+        VkMessageSend("vk.message.send") => OutboundMessage,
+    }
 }
 
 impl Command {
-    /// Every wire name this build knows.
-    pub const TYPES: &'static [&'static str] = &["vk.message.send"];
-
-    /// The wire name of this command (`type` in the envelope).
-    pub fn type_name(&self) -> &'static str {
+    /// The key a consumer keeps this command in order by (see [`Event::ordering_key`]).
+    ///
+    /// - `vk.message.send`: `peer:<conversation.id>`, the VK `peer_id` the message goes to,
+    ///   so that all replies to one VK peer are sent in the order they were written.
+    ///
+    /// `None` would mean the command needs no order; every command has a key today.
+    pub fn ordering_key(&self) -> Option<String> {
         match self {
-            Command::VkMessageSend(_) => "vk.message.send",
+            Command::VkMessageSend(out) => Some(format!("peer:{}", out.conversation.id)),
         }
     }
 }
@@ -229,5 +275,262 @@ impl<P: Payload> Envelope<P> {
             return Err(DecodeError::UnknownType(head.kind));
         }
         Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::*;
+    use crate::crm::Utm;
+    use crate::message::{ConversationKind, ConversationRef, MessageOrigin, Sender};
+
+    fn at() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH
+    }
+
+    fn inbound(conversation_id: &str) -> InboundMessage {
+        InboundMessage {
+            message_id: "1".to_owned(),
+            sender: Sender {
+                id: "42".to_owned(),
+                display_name: None,
+                username: None,
+            },
+            conversation: ConversationRef {
+                id: conversation_id.to_owned(),
+                kind: ConversationKind::Private,
+            },
+            text: Some("hi".to_owned()),
+            attachments: Vec::new(),
+            reply_to: None,
+            sent_at: at(),
+        }
+    }
+
+    fn lead(id: i64) -> Lead {
+        Lead {
+            id,
+            account_id: Some(1),
+            name: None,
+            price: None,
+            status_id: None,
+            pipeline_id: None,
+            status: None,
+            previous_status_id: None,
+            responsible_user_id: None,
+            utm: Utm::default(),
+            object_price: None,
+            commission: None,
+            custom_fields: None,
+            contacts: Vec::new(),
+            tags: Vec::new(),
+            created_at: None,
+            updated_at: at(),
+        }
+    }
+
+    fn contact(id: i64) -> Contact {
+        Contact {
+            id,
+            account_id: Some(1),
+            name: None,
+            first_name: None,
+            last_name: None,
+            responsible_user_id: None,
+            phones: None,
+            emails: None,
+            custom_fields: None,
+            lead_ids: Vec::new(),
+            created_at: None,
+            updated_at: at(),
+        }
+    }
+
+    fn deletion(id: i64) -> Deletion {
+        Deletion {
+            id,
+            account_id: None,
+            deleted_at: at(),
+        }
+    }
+
+    fn outbound(peer_id: &str) -> OutboundMessage {
+        OutboundMessage {
+            conversation: ConversationRef {
+                id: peer_id.to_owned(),
+                kind: ConversationKind::Private,
+            },
+            text: Some("hello".to_owned()),
+            attachments: Vec::new(),
+            origin: MessageOrigin {
+                system: "chatwoot".to_owned(),
+                account_id: 1,
+                conversation_id: 2,
+                message_id: 3,
+            },
+            author: None,
+        }
+    }
+
+    /// One value of every event variant.
+    fn every_event() -> Vec<Event> {
+        vec![
+            Event::MessageReceived(inbound("2000000001")),
+            Event::MessagePosted(inbound("chat-1")),
+            Event::LeadCreated(lead(7)),
+            Event::LeadUpdated(lead(7)),
+            Event::LeadStatusChanged(lead(7)),
+            Event::LeadDeleted(deletion(7)),
+            Event::ContactCreated(contact(7)),
+            Event::ContactUpdated(contact(7)),
+            Event::ContactDeleted(deletion(7)),
+        ]
+    }
+
+    /// One value of every command variant.
+    fn every_command() -> Vec<Command> {
+        vec![Command::VkMessageSend(outbound("2000000001"))]
+    }
+
+    /// `type_name()` is the serde `type` tag of each sample, the samples cover `types` (each
+    /// wire name exactly once), and each sample round-trips.
+    fn assert_wire_names<P>(samples: &[P], types: &[&str], type_name: impl Fn(&P) -> &'static str)
+    where
+        P: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let unique: HashSet<&str> = types.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            types.len(),
+            "TYPES has a duplicate: {types:?}"
+        );
+        assert_eq!(
+            samples.len(),
+            types.len(),
+            "the test needs one sample per variant"
+        );
+        for sample in samples {
+            let json = serde_json::to_value(sample).expect("serializes");
+            let name = type_name(sample);
+            assert_eq!(json["type"], name, "tag of {sample:?}");
+            assert!(json.get("data").is_some(), "content of {sample:?}");
+            assert_eq!(
+                types.iter().filter(|t| **t == name).count(),
+                1,
+                "`{name}` must be in TYPES exactly once"
+            );
+            let back: P = serde_json::from_value(json).expect("deserializes");
+            assert_eq!(&back, sample);
+        }
+        let covered: HashSet<&str> = samples.iter().map(&type_name).collect();
+        assert_eq!(covered, unique, "every variant has its own wire name");
+    }
+
+    #[test]
+    fn event_type_name_is_the_serde_tag_and_listed_once() {
+        assert_wire_names(&every_event(), Event::TYPES, Event::type_name);
+        assert_eq!(<Event as Payload>::TYPES, Event::TYPES);
+    }
+
+    #[test]
+    fn command_type_name_is_the_serde_tag_and_listed_once() {
+        assert_wire_names(&every_command(), Command::TYPES, Command::type_name);
+        assert_eq!(<Command as Payload>::TYPES, Command::TYPES);
+    }
+
+    #[test]
+    fn message_events_are_ordered_by_conversation() {
+        let received = Event::MessageReceived(inbound("2000000001"));
+        let posted = Event::MessagePosted(inbound("chat-1"));
+        assert_eq!(
+            received.ordering_key().as_deref(),
+            Some("conversation:2000000001")
+        );
+        assert_eq!(
+            posted.ordering_key().as_deref(),
+            Some("conversation:chat-1")
+        );
+        // Another message in the same conversation shares the key, whoever wrote it.
+        let mut other = inbound("2000000001");
+        other.message_id = "2".to_owned();
+        other.sender.id = "43".to_owned();
+        assert_eq!(
+            Event::MessageReceived(other).ordering_key(),
+            received.ordering_key()
+        );
+    }
+
+    #[test]
+    fn lead_events_are_ordered_by_lead_deletion_included() {
+        let key = Some("lead:7".to_owned());
+        assert_eq!(Event::LeadCreated(lead(7)).ordering_key(), key);
+        assert_eq!(Event::LeadUpdated(lead(7)).ordering_key(), key);
+        assert_eq!(Event::LeadStatusChanged(lead(7)).ordering_key(), key);
+        assert_eq!(Event::LeadDeleted(deletion(7)).ordering_key(), key);
+        assert_eq!(
+            Event::LeadUpdated(lead(8)).ordering_key().as_deref(),
+            Some("lead:8")
+        );
+    }
+
+    #[test]
+    fn contact_events_are_ordered_by_contact_deletion_included() {
+        let key = Some("contact:7".to_owned());
+        assert_eq!(Event::ContactCreated(contact(7)).ordering_key(), key);
+        assert_eq!(Event::ContactUpdated(contact(7)).ordering_key(), key);
+        assert_eq!(Event::ContactDeleted(deletion(7)).ordering_key(), key);
+    }
+
+    #[test]
+    fn keys_of_different_kinds_never_collide() {
+        // Same numeric id for a lead, a contact and a conversation: three different keys.
+        let keys: HashSet<String> = [
+            Event::LeadUpdated(lead(7)),
+            Event::LeadDeleted(deletion(7)),
+            Event::ContactUpdated(contact(7)),
+            Event::ContactDeleted(deletion(7)),
+            Event::MessageReceived(inbound("7")),
+        ]
+        .iter()
+        .filter_map(Event::ordering_key)
+        .collect();
+        assert_eq!(
+            keys,
+            HashSet::from([
+                "lead:7".to_owned(),
+                "contact:7".to_owned(),
+                "conversation:7".to_owned(),
+            ])
+        );
+        assert_eq!(
+            Command::VkMessageSend(outbound("7"))
+                .ordering_key()
+                .as_deref(),
+            Some("peer:7")
+        );
+    }
+
+    #[test]
+    fn vk_message_send_is_ordered_by_peer() {
+        let first = Command::VkMessageSend(outbound("2000000001"));
+        let mut reply = outbound("2000000001");
+        reply.text = Some("second".to_owned());
+        reply.origin.message_id = 4;
+        reply.origin.conversation_id = 99;
+        let reply = Command::VkMessageSend(reply);
+        assert_eq!(first.ordering_key().as_deref(), Some("peer:2000000001"));
+        // Keyed by the VK peer, not by the helpdesk conversation the agent wrote in.
+        assert_eq!(reply.ordering_key(), first.ordering_key());
+        assert_eq!(
+            Command::VkMessageSend(outbound("123"))
+                .ordering_key()
+                .as_deref(),
+            Some("peer:123")
+        );
     }
 }

@@ -41,6 +41,14 @@ pub struct RuntimeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Longest time one call to an upstream API (VK, Chatwoot, amoCRM …) may take, in seconds.
+    #[arg(long, env = "UPSTREAM_TIMEOUT_SECS", default_value_t = 10)]
+    pub upstream_timeout_secs: u64,
+    /// Handlers each durable consumer runs at once (never two of one conversation). One
+    /// consumer can be set apart with CONSUMER_CONCURRENCY_<DURABLE>, e.g.
+    /// CONSUMER_CONCURRENCY_VK_RELAY=64.
+    #[arg(long, env = "CONSUMER_CONCURRENCY", default_value_t = crate::consumer::DEFAULT_CONCURRENCY)]
+    pub consumer_concurrency: usize,
 }
 
 impl RuntimeArgs {
@@ -57,7 +65,14 @@ impl RuntimeArgs {
             otel_exporter_otlp_endpoint: None,
             request_timeout_secs: 15,
             max_body_bytes: 1024 * 1024,
+            upstream_timeout_secs: 10,
+            consumer_concurrency: crate::consumer::DEFAULT_CONCURRENCY,
         }
+    }
+
+    /// [`Self::upstream_timeout_secs`] as a duration.
+    pub fn upstream_timeout(&self) -> Duration {
+        Duration::from_secs(self.upstream_timeout_secs.max(1))
     }
 
     /// [`Self::request_timeout_secs`] as a duration.
@@ -147,6 +162,110 @@ impl FromStr for Secret {
     }
 }
 
+/// A setting is missing or wrong; the message names the variable and never a secret's value.
+/// `cli::main` prints it as one line and exits with code 2.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A secret is missing or a placeholder.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The named variable is not set (or empty).
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    /// The named number is zero or negative.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    /// The named secret is shorter than it must be.
+    #[error("{name} must be at least {min} characters long")]
+    TooShort {
+        /// The variable.
+        name: &'static str,
+        /// The shortest accepted length, in characters.
+        min: usize,
+    },
+    /// The named variable holds something unusable; `reason` says what is expected.
+    #[error("{name}: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+}
+
+/// The value of an optional setting that `serve` needs.
+///
+/// Errors: [`ConfigError::Missing`] naming `name`.
+pub fn required<T: Clone>(value: &Option<T>, name: &'static str) -> Result<T, ConfigError> {
+    value.clone().ok_or(ConfigError::Missing(name))
+}
+
+/// A non-empty string setting (blank counts as unset).
+///
+/// Errors: [`ConfigError::Missing`] naming `name`.
+pub fn required_str(value: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// A positive id or count that `serve` needs.
+///
+/// Errors: missing, or zero/negative ([`ConfigError::NotPositive`]).
+pub fn positive(value: Option<i64>, name: &'static str) -> Result<i64, ConfigError> {
+    let v = value.ok_or(ConfigError::Missing(name))?;
+    if v <= 0 {
+        return Err(ConfigError::NotPositive(name));
+    }
+    Ok(v)
+}
+
+/// A secret that must be set and not a placeholder ([`Secret::require`]).
+pub fn secret(value: &Option<String>, name: &'static str) -> Result<Secret, ConfigError> {
+    Ok(Secret::require(value.as_deref(), name)?)
+}
+
+/// A secret that may be left unset or empty (`None`), but is no placeholder when set.
+pub fn optional_secret(
+    value: &Option<String>,
+    name: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => Ok(Some(Secret::require(Some(v), name)?)),
+    }
+}
+
+/// A secret of at least `min` characters: unguessable path segments such as webhook tokens.
+pub fn long_secret(
+    value: &Option<String>,
+    name: &'static str,
+    min: usize,
+) -> Result<Secret, ConfigError> {
+    let s = secret(value, name)?;
+    if s.expose().chars().count() < min {
+        return Err(ConfigError::TooShort { name, min });
+    }
+    Ok(s)
+}
+
+/// Seconds as a duration; zero is refused when `allow_zero` is false.
+///
+/// Errors: [`ConfigError::NotPositive`] for a refused zero.
+pub fn duration_secs(
+    secs: u64,
+    name: &'static str,
+    allow_zero: bool,
+) -> Result<Duration, ConfigError> {
+    if secs == 0 && !allow_zero {
+        return Err(ConfigError::NotPositive(name));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
 /// Loads `.env` from the working directory when there is one (values already in the
 /// environment win). Call before parsing the config.
 pub fn load_dotenv() {
@@ -156,6 +275,23 @@ pub fn load_dotenv() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helpers_name_the_variable() {
+        assert_eq!(required_str(&Some("  ".into()), "X"), Err(ConfigError::Missing("X")));
+        assert_eq!(positive(Some(0), "ID"), Err(ConfigError::NotPositive("ID")));
+        assert_eq!(positive(Some(7), "ID"), Ok(7));
+        assert_eq!(
+            long_secret(&Some("short".into()), "TOKEN", 16).unwrap_err().to_string(),
+            "TOKEN must be at least 16 characters long"
+        );
+        assert!(optional_secret(&Some(String::new()), "S").expect("empty is unset").is_none());
+        assert_eq!(
+            optional_secret(&Some("change_me".into()), "S"),
+            Err(ConfigError::Secret(SecretError::Placeholder("S")))
+        );
+        assert_eq!(duration_secs(0, "T", false), Err(ConfigError::NotPositive("T")));
+    }
 
     #[test]
     fn placeholders_and_missing_values_are_refused_by_name() {

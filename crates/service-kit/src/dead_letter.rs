@@ -7,8 +7,12 @@
 //! CREATE TABLE <schema>.dead_letters (
 //!     id BIGSERIAL PRIMARY KEY, subject TEXT NOT NULL, msg_id TEXT NOT NULL,
 //!     payload JSONB NOT NULL, reason TEXT NOT NULL, attempts INT NOT NULL,
-//!     created_at TIMESTAMPTZ NOT NULL DEFAULT now(), replayed_at TIMESTAMPTZ);
+//!     created_at TIMESTAMPTZ NOT NULL DEFAULT now(), replayed_at TIMESTAMPTZ,
+//!     ordering_key TEXT);
 //! ```
+//!
+//! `ordering_key` is the consumer's ordering key of the message (a peer, a conversation …),
+//! so an operator sees which conversation lost a message.
 
 use anyhow::Context;
 use sqlx::PgPool;
@@ -29,6 +33,8 @@ pub struct DeadLetter {
     pub payload: serde_json::Value,
     /// The last error, in words an operator can act on.
     pub reason: String,
+    /// The consumer's ordering key of the message (`None` for an undecodable one).
+    pub ordering_key: Option<String>,
     /// Deliveries tried before it was given up.
     pub attempts: i32,
     /// When it was dead-lettered (RFC 3339 in JSON).
@@ -64,11 +70,25 @@ impl DeadLetters {
         reason: &str,
         attempts: i32,
     ) -> anyhow::Result<i64> {
+        self.insert_keyed(subject, msg_id, None, body, reason, attempts)
+            .await
+    }
+
+    /// Stores a message given up on, with its ordering key; returns its id.
+    pub async fn insert_keyed(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        ordering_key: Option<&str>,
+        body: &[u8],
+        reason: &str,
+        attempts: i32,
+    ) -> anyhow::Result<i64> {
         let payload: serde_json::Value = serde_json::from_slice(body)
             .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(body) }));
         let id = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {} (subject, msg_id, payload, reason, attempts) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO {} (subject, msg_id, payload, reason, attempts, ordering_key) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             self.table
         )))
         .bind(subject)
@@ -76,6 +96,7 @@ impl DeadLetters {
         .bind(payload)
         .bind(reason)
         .bind(attempts)
+        .bind(ordering_key)
         .fetch_one(&self.pool)
         .await
         .context("storing a dead letter")?;
@@ -91,7 +112,7 @@ impl DeadLetters {
             ""
         };
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, subject, msg_id, payload, reason, attempts, created_at, replayed_at \
+            "SELECT id, subject, msg_id, payload, reason, ordering_key, attempts, created_at, replayed_at \
              FROM {} {filter} ORDER BY id DESC LIMIT $1",
             self.table
         )))
@@ -107,7 +128,7 @@ impl DeadLetters {
     /// Errors: no such id, or the publish failed (then it stays unreplayed).
     pub async fn replay(&self, bus: &Bus, id: i64) -> anyhow::Result<DeadLetter> {
         let dl: DeadLetter = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, subject, msg_id, payload, reason, attempts, created_at, replayed_at \
+            "SELECT id, subject, msg_id, payload, reason, ordering_key, attempts, created_at, replayed_at \
              FROM {} WHERE id = $1",
             self.table
         )))

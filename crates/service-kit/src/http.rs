@@ -75,6 +75,7 @@ pub fn finish(routes: Router, readiness: Readiness, args: &RuntimeArgs) -> Route
         .route("/metrics", get(|| async { prometheus().render() }));
     routes
         .merge(ops)
+        .layer(middleware::from_fn(crate::http_error::scope_request_id))
         .layer(middleware::from_fn(record_metrics))
         .layer(axum::extract::DefaultBodyLimit::max(args.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -195,7 +196,15 @@ impl Server {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// Wraps the finished router once more, outside every standard layer (e.g. CORS, which
+    /// must answer preflight requests before anything else sees them).
+    pub fn map_router(mut self, f: impl FnOnce(Router) -> Router) -> Self {
+        self.router = f(self.router);
+        self
+    }
+
     /// Serves until `shutdown` is cancelled, then waits for in-flight requests ([`serve`]).
+    /// Handlers can extract `ConnectInfo<SocketAddr>` (the peer address).
     pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(service = self.service, port = self.port(), "listening");
         serve(self.listener, self.router, shutdown).await
@@ -203,15 +212,18 @@ impl Server {
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting and waits for in-flight
-/// requests to finish.
+/// requests to finish. The peer address is available as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// Now as RFC 3339 UTC, second precision: `2026-01-01T12:00:00Z`.

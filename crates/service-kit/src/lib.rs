@@ -10,19 +10,31 @@
 //!   dead letters ([`dead_letter`]);
 //! - [`http`]: the axum server with tower-http layers, `/health`, `/ready`, `/metrics` and
 //!   graceful shutdown;
-//! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on.
+//! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on, and
+//!   `Retry-After` parsing;
+//! - [`http_error`]: the one HTTP error core (5xx bodies never carry internal detail);
+//! - [`runtime`]: the service template — [`Runtime::connect`], [`runtime::Workers`] (consumers
+//!   and loops declared in one place) and [`runtime::App`];
+//! - [`cli`]: the standard commands (`serve | migrate | check | dlq | healthcheck`) and the
+//!   one `main` with its exit codes;
+//! - [`compare`]: constant-time comparison of secrets.
 
 #![warn(missing_docs)]
 
 pub mod bus;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
 pub mod http;
 pub mod http_client;
+pub mod http_error;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use config::{RuntimeArgs, Secret, SecretError};
+pub use compare::secure_eq;
+pub use config::{ConfigError, RuntimeArgs, Secret, SecretError};
+pub use runtime::{App, Runtime, Workers};

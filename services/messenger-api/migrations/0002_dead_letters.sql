@@ -1,0 +1,12 @@
+-- Messages given up on; `messenger-api dlq list|replay` (the runtime's shared table shape).
+CREATE TABLE IF NOT EXISTS messenger.dead_letters (
+    id            BIGSERIAL PRIMARY KEY,
+    subject       TEXT NOT NULL,
+    msg_id        TEXT NOT NULL,
+    payload       JSONB NOT NULL,
+    reason        TEXT NOT NULL,
+    attempts      INT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    replayed_at   TIMESTAMPTZ,
+    ordering_key  TEXT
+);
