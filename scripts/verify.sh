@@ -78,12 +78,12 @@ else
     port=$(service_field "$svc" port)
     sub=$(service_field "$svc" subdomain)
     for path in /health /ready; do
-      if body=$(compose exec -T "$svc" curl -sS --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$port$path" 2>&1); then
-        code=${body##*$'\n'}
-        body=${body%$'\n'*}
-        if [[ $code == 200 ]]; then row ok "$svc $path" "$(summarize "$body")"; else row FAIL "$svc $path" "HTTP $code $(summarize "$body")"; fi
+      # The binary's own healthcheck (the image has no curl): prints the body on 200, else
+      # the status and body, and exits 1.
+      if body=$(compose exec -T "$svc" gateway-service healthcheck --path "$path" --timeout-secs 5 2>&1); then
+        row ok "$svc $path" "$(summarize "$body")"
       else
-        row FAIL "$svc $path" "container not running or not answering"
+        row FAIL "$svc $path" "$(summarize "${body:-container not running or not answering}")"
       fi
     done
     if [[ -z $domain ]]; then

@@ -164,11 +164,11 @@ compose_up_tag() {
   )
 }
 
-# service_ready SERVICE — /ready answers 200 inside the container.
+# service_ready SERVICE — /ready answers 200 inside the container (the binary's own
+# `healthcheck` subcommand: the image has no curl).
 service_ready() {
-  local svc=$1 port
-  port=$(service_field "$svc" port)
-  compose exec -T "$svc" curl -fsS --max-time 3 -o /dev/null "http://127.0.0.1:$port/ready"
+  local svc=$1
+  compose exec -T "$svc" gateway-service healthcheck --timeout-secs 3 >/dev/null
 }
 
 # wait_ready SERVICE SECONDS — polls /ready; fails early when the container stopped.
