@@ -46,7 +46,7 @@ pub struct RuntimeArgs {
     pub upstream_timeout_secs: u64,
     /// Handlers each durable consumer runs at once (never two of one conversation). One
     /// consumer can be set apart with CONSUMER_CONCURRENCY_<DURABLE>, e.g.
-    /// CONSUMER_CONCURRENCY_VK_RELAY=64.
+    /// CONSUMER_CONCURRENCY_VK_CONNECTOR_RELAY=64.
     #[arg(long, env = "CONSUMER_CONCURRENCY", default_value_t = crate::consumer::DEFAULT_CONCURRENCY)]
     pub consumer_concurrency: usize,
 }
