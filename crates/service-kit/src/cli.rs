@@ -202,12 +202,17 @@ async fn check<S: Service>(settings: S::Settings, args: &RuntimeArgs) -> Result<
             .map(|_| "Postgres answers".to_owned())
             .map_err(|e| format!("{e:#}")),
     ));
-    let bus =
-        crate::bus::Bus::connect(&args.nats_url, &args.nats_subject_prefix, S::NAME).await;
+    let bus = crate::bus::Bus::connect(&args.nats_url, &args.nats_subject_prefix, S::NAME).await;
     lines.push(CheckLine::new(
         "NATS_URL",
         bus.as_ref()
-            .map(|b| format!("JetStream streams {} and {} ready", b.events_stream(), b.commands_stream()))
+            .map(|b| {
+                format!(
+                    "JetStream streams {} and {} ready",
+                    b.events_stream(),
+                    b.commands_stream()
+                )
+            })
             .map_err(|e| format!("{e:#}")),
     ));
     if let (Ok(pool), Ok(bus)) = (pool, bus) {
@@ -224,7 +229,11 @@ async fn check<S: Service>(settings: S::Settings, args: &RuntimeArgs) -> Result<
             }
         }
     }
-    if ok { Ok(()) } else { Err(CliError::CheckFailed) }
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::CheckFailed)
+    }
 }
 
 async fn healthcheck(port: u16, path: &str, timeout: Duration) -> anyhow::Result<()> {
@@ -292,7 +301,8 @@ pub async fn run_dlq(
             }
         }
         DlqAction::Replay { id } => {
-            let bus = crate::bus::Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, service).await?;
+            let bus =
+                crate::bus::Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, service).await?;
             let dl = dead.replay(&bus, id).await?;
             println!("dead letter {} replayed to {}", dl.id, dl.subject);
         }

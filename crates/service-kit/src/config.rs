@@ -278,19 +278,31 @@ mod tests {
 
     #[test]
     fn helpers_name_the_variable() {
-        assert_eq!(required_str(&Some("  ".into()), "X"), Err(ConfigError::Missing("X")));
+        assert_eq!(
+            required_str(&Some("  ".into()), "X"),
+            Err(ConfigError::Missing("X"))
+        );
         assert_eq!(positive(Some(0), "ID"), Err(ConfigError::NotPositive("ID")));
         assert_eq!(positive(Some(7), "ID"), Ok(7));
         assert_eq!(
-            long_secret(&Some("short".into()), "TOKEN", 16).unwrap_err().to_string(),
+            long_secret(&Some("short".into()), "TOKEN", 16)
+                .unwrap_err()
+                .to_string(),
             "TOKEN must be at least 16 characters long"
         );
-        assert!(optional_secret(&Some(String::new()), "S").expect("empty is unset").is_none());
+        assert!(
+            optional_secret(&Some(String::new()), "S")
+                .expect("empty is unset")
+                .is_none()
+        );
         assert_eq!(
             optional_secret(&Some("change_me".into()), "S"),
             Err(ConfigError::Secret(SecretError::Placeholder("S")))
         );
-        assert_eq!(duration_secs(0, "T", false), Err(ConfigError::NotPositive("T")));
+        assert_eq!(
+            duration_secs(0, "T", false),
+            Err(ConfigError::NotPositive("T"))
+        );
     }
 
     #[test]

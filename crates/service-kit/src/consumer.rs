@@ -209,10 +209,13 @@ where
     let lease_name = format!("{}.{}", deps.schema, spec.durable);
     tracing::info!(durable = %spec.durable, filter = %spec.filter, concurrency, "consumer starting");
     let mut said_standby = false;
+    // A stand-by keeps one connection and asks again on it every second.
+    let mut standby: Option<sqlx::PgConnection> = None;
     while !shutdown.is_cancelled() {
-        let lease = match Lease::try_acquire(&deps.pool, &lease_name).await {
-            Ok(Some(lease)) => lease,
-            Ok(None) => {
+        let lease = match Lease::try_acquire(&deps.pool, standby.take(), &lease_name).await {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(conn)) => {
+                standby = Some(conn);
                 if !said_standby {
                     tracing::info!(durable = %spec.durable, "another replica holds this consumer; standing by");
                     said_standby = true;
@@ -271,25 +274,33 @@ struct Lease {
 }
 
 impl Lease {
-    async fn try_acquire(pool: &PgPool, name: &str) -> anyhow::Result<Option<Self>> {
-        let mut conn = pool
-            .acquire()
-            .await
-            .context("connecting to Postgres")?
-            .detach();
+    /// Takes the lock on `conn` (or a new connection out of `pool`): `Ok(Ok(lease))` when
+    /// taken, `Ok(Err(conn))` when another session holds it (keep `conn` to ask again).
+    async fn try_acquire(
+        pool: &PgPool,
+        conn: Option<sqlx::PgConnection>,
+        name: &str,
+    ) -> anyhow::Result<Result<Self, sqlx::PgConnection>> {
+        let mut conn = match conn {
+            Some(c) => c,
+            None => pool
+                .acquire()
+                .await
+                .context("connecting to Postgres")?
+                .detach(),
+        };
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
             .bind(name)
             .fetch_one(&mut conn)
             .await
             .context("pg_try_advisory_lock")?;
         if got {
-            Ok(Some(Self {
+            Ok(Ok(Self {
                 conn,
                 name: name.to_owned(),
             }))
         } else {
-            let _ = sqlx::Connection::close(conn).await;
-            Ok(None)
+            Ok(Err(conn))
         }
     }
 
@@ -402,6 +413,7 @@ where
             // Wait for a free slot, so every message we ask for can be taken at once (a
             // message left in the client's buffer would not be touched and could time out).
             let first = tokio::select! {
+                biased;
                 _ = self.stop.cancelled() => return Ok(()),
                 p = slots.clone().acquire_owned() => p.context("slots closed")?,
             };
@@ -418,6 +430,7 @@ where
             let mut got = 0u32;
             loop {
                 let next = tokio::select! {
+                    biased;
                     _ = self.stop.cancelled() => return Ok(()),
                     next = batch.next() => next,
                 };
@@ -541,10 +554,7 @@ async fn prepare<P>(
         max_ack_pending: 20_000,
         ..Default::default()
     };
-    if let Ok(mut existing) = stream
-        .get_consumer::<pull::Config>(&spec.durable)
-        .await
-    {
+    if let Ok(mut existing) = stream.get_consumer::<pull::Config>(&spec.durable).await {
         let info = existing.info().await.context("consumer info")?.clone();
         if info.num_ack_pending == 0 {
             return Ok(existing);
@@ -561,9 +571,11 @@ async fn prepare<P>(
             .await
             .with_context(|| format!("deleting consumer {} to rewind it", spec.durable))?;
         return stream
-            .create_consumer(config(jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            }))
+            .create_consumer(config(
+                jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from,
+                },
+            ))
             .await
             .with_context(|| format!("re-creating consumer {}", spec.durable));
     }
@@ -653,6 +665,8 @@ where
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             let permit = tokio::select! {
+                // Stopping wins over a free handler slot: nothing new starts after the signal.
+                biased;
                 _ = shared.stop.cancelled() => return Done::Abandoned,
                 p = shared.handlers.clone().acquire_owned() => match p {
                     Ok(p) => p,
@@ -714,7 +728,14 @@ async fn dead_letter<P, F>(
     loop {
         match shared
             .dead_letters
-            .insert_keyed(msg.subject.as_str(), msg_id, key, &msg.payload, reason, attempts)
+            .insert_keyed(
+                msg.subject.as_str(),
+                msg_id,
+                key,
+                &msg.payload,
+                reason,
+                attempts,
+            )
             .await
         {
             Ok(id) => {

@@ -45,8 +45,7 @@ pub async fn with_request_id<F: Future>(id: String, fut: F) -> F::Output {
 pub trait ErrorShape {
     /// Builds the JSON body. `message` is safe to show (for 5xx it is the fixed
     /// [`INTERNAL_TEXT`] or [`UNAVAILABLE_TEXT`]); `details` is per-field detail of a 4xx.
-    fn body(status: StatusCode, message: &str, details: Option<&Value>, request_id: &str)
-    -> Value;
+    fn body(status: StatusCode, message: &str, details: Option<&Value>, request_id: &str) -> Value;
 }
 
 /// The text of every 500 body.
@@ -125,8 +124,14 @@ impl HttpError {
                 _ => INTERNAL_TEXT,
             };
             match &self.source {
-                Some(e) => tracing::error!(status = self.status.as_u16(), error = format!("{e:#}"), "request failed"),
-                None => tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed"),
+                Some(e) => tracing::error!(
+                    status = self.status.as_u16(),
+                    error = format!("{e:#}"),
+                    "request failed"
+                ),
+                None => {
+                    tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed")
+                }
             }
             text.to_owned()
         } else {
@@ -164,7 +169,10 @@ mod tests {
         let r = with_request_id("req-42".into(), async { err.into_response() }).await;
         assert_eq!(r.status(), 500);
         let body = body_of(r).await;
-        assert_eq!(body, json!({"error": "internal error", "request_id": "req-42"}));
+        assert_eq!(
+            body,
+            json!({"error": "internal error", "request_id": "req-42"})
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use domain::{
     Source, Subject,
 };
 use service_kit::consumer::{ConsumerSpec, HandleError};
-use service_kit::{RuntimeArgs, Runtime};
+use service_kit::{Runtime, RuntimeArgs};
 use testkit::{TestEnv, WAIT};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -81,9 +81,12 @@ fn parts(env: &Envelope<Event>) -> (String, u32) {
 
 /// What the handlers did: each message's effect once (a repeat is recognised by its id, as
 /// the services' processed-keys tables do), in the order they happened, with who did it.
+/// (conversation, message number, which process, when).
+type Effect = (String, u32, &'static str, Instant);
+
 #[derive(Clone, Default)]
 struct Effects {
-    done: Arc<Mutex<Vec<(String, u32, &'static str, Instant)>>>,
+    done: Arc<Mutex<Vec<Effect>>>,
     seen: Arc<Mutex<HashSet<(String, u32)>>>,
     calls: Arc<Mutex<HashMap<(String, u32), u32>>>,
     changed: Arc<Notify>,
@@ -262,8 +265,7 @@ async fn a_retried_message_holds_back_only_its_own_conversation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_the_last_attempt_the_message_is_dead_lettered_with_its_key_and_the_key_moves_on()
-{
+async fn after_the_last_attempt_the_message_is_dead_lettered_with_its_key_and_the_key_moves_on() {
     let env = TestEnv::new("kit_test").await;
     let rt = runtime(&env).await;
     let fx = Effects::default();
@@ -291,7 +293,11 @@ async fn after_the_last_attempt_the_message_is_dead_lettered_with_its_key_and_th
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].ordering_key.as_deref(), Some("conversation:a"));
     assert_eq!(rows[0].attempts, 3);
-    assert!(rows[0].reason.contains("gave up after 3 attempts"), "{}", rows[0].reason);
+    assert!(
+        rows[0].reason.contains("gave up after 3 attempts"),
+        "{}",
+        rows[0].reason
+    );
     p.stop().await;
 }
 
@@ -368,12 +374,16 @@ async fn two_replicas_keep_each_conversation_in_order_when_the_holder_dies() {
             }
         }
     };
-    let one = Process::start(args(&env), spec(), handler("one", Some(("b", 6)), fx.clone()));
+    let one = Process::start(
+        args(&env),
+        spec(),
+        handler("one", Some(("b", 6)), fx.clone()),
+    );
     publish_all(&rt, &["a", "b", "c", "d"], 1).await;
-    fx.wait_for("replica one is the holder", |f| f.count() == 4).await;
-    let two = Process::start(args(&env), spec(), handler("two", None, fx.clone()));
-    publish_all(&rt, &["a", "b", "c", "d"], 12)
+    fx.wait_for("replica one is the holder", |f| f.count() == 4)
         .await;
+    let two = Process::start(args(&env), spec(), handler("two", None, fx.clone()));
+    publish_all(&rt, &["a", "b", "c", "d"], 12).await;
     fx.wait_for("b held at 6 by replica one", |f| {
         f.order_of("b").len() == 5 && f.order_of("a").len() == 12
     })
@@ -394,10 +404,11 @@ async fn two_replicas_keep_each_conversation_in_order_when_the_holder_dies() {
         assert!(in_order(&fx.order_of(c), 12), "{c}: {:?}", fx.order_of(c));
     }
     let done = fx.done.lock().expect("lock").clone();
-    assert!(done
-        .iter()
-        .filter(|(_, _, by, _)| *by == "two")
-        .all(|(.., at)| *at >= killed_at));
+    assert!(
+        done.iter()
+            .filter(|(_, _, by, _)| *by == "two")
+            .all(|(.., at)| *at >= killed_at)
+    );
     assert_eq!(
         done.iter()
             .filter(|(c, _, by, _)| c == "b" && *by == "two")
@@ -414,7 +425,9 @@ async fn a_conversation_whose_upstream_hangs_does_not_stop_the_others() {
     let rt = runtime(&env).await;
     let fx = Effects::default();
     let release = Arc::new(Notify::new());
-    let convs = ["slow", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10"];
+    let convs = [
+        "slow", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9", "k10",
+    ];
     publish_all(&rt, &convs, 5).await;
     let (f, r) = (fx.clone(), release.clone());
     let p = Process::start(args(&env), spec(), move |env| {
@@ -430,8 +443,10 @@ async fn a_conversation_whose_upstream_hangs_does_not_stop_the_others() {
             Ok(())
         }
     });
-    fx.wait_for("the fifty messages of the other conversations", |f| f.count() == 50)
-        .await;
+    fx.wait_for("the fifty messages of the other conversations", |f| {
+        f.count() == 50
+    })
+    .await;
     assert!(fx.order_of("slow").is_empty(), "slow-1 is still hanging");
     for c in &convs[1..] {
         assert!(in_order(&fx.order_of(c), 5), "{c}: {:?}", fx.order_of(c));
@@ -466,7 +481,10 @@ async fn a_handler_slower_than_ack_wait_is_not_redelivered_while_it_runs() {
     });
     fx.wait_for("all four", |f| f.count() == 4).await;
     let calls = fx.calls.lock().expect("lock").clone();
-    assert!(calls.values().all(|&c| c == 1), "a message was handled twice: {calls:?}");
+    assert!(
+        calls.values().all(|&c| c == 1),
+        "a message was handled twice: {calls:?}"
+    );
     assert!(in_order(&fx.order_of("a"), 2));
     let stream = rt
         .bus
