@@ -14,9 +14,9 @@ pub enum ChatwootError {
     Status {
         /// The HTTP status code.
         status: u16,
-        /// The response body as text, cut to 500 bytes.
+        /// The response body as text, cut to 500 characters (`…` marks a cut).
         body: String,
-        /// The `Retry-After` header, when it was given in seconds.
+        /// The wait `Retry-After` asked for (delay-seconds or an HTTP-date).
         retry_after: Option<Duration>,
     },
     /// Connection failed or timed out (the message never names the URL).
@@ -178,19 +178,14 @@ impl ChatwootClient {
             .await
             .map_err(|e| ChatwootError::Transport(e.without_url().to_string()))?;
         let status = res.status();
-        let retry_after = res
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs);
+        let retry_after = upstream_http::retry_after(res.headers());
         let body = res
             .bytes()
             .await
             .map_err(|e| ChatwootError::Transport(e.without_url().to_string()))?;
         if !status.is_success() {
             // At most 500 characters (not bytes: error bodies may be Cyrillic).
-            let text: String = String::from_utf8_lossy(&body).chars().take(500).collect();
+            let text = upstream_http::truncate_body(&String::from_utf8_lossy(&body), 500);
             return Err(ChatwootError::Status {
                 status: status.as_u16(),
                 body: text,

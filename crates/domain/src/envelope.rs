@@ -47,14 +47,14 @@ impl Source {
 ///     /// Docs of the enum.
 ///     pub enum Name {
 ///         /// Docs of the variant.
-///         Variant("wire.name") => PayloadType,
+///         Variant(VARIANT = "wire.name") => PayloadType,
 ///     }
 /// }
 /// ```
 ///
 /// expands to the enum, serialized adjacently tagged (`{"type": "wire.name", "data": …}`,
 /// serde `tag = "type", content = "data"`, each variant renamed to its wire name, the given
-/// attributes and doc comments passed through), plus `Name::TYPES` (every wire name, in table
+/// attributes and doc comments passed through), plus a `Name::VARIANT` constant per wire name (for subject filters), `Name::TYPES` (every wire name, in table
 /// order) and `Name::type_name()`.
 macro_rules! wire_enum {
     (
@@ -62,7 +62,7 @@ macro_rules! wire_enum {
         $vis:vis enum $name:ident {
             $(
                 $(#[$meta:meta])*
-                $variant:ident($wire:literal) => $payload:ty
+                $variant:ident($const:ident = $wire:literal) => $payload:ty
             ),+ $(,)?
         }
     ) => {
@@ -78,6 +78,11 @@ macro_rules! wire_enum {
         }
 
         impl $name {
+            $(
+                #[doc = concat!("Wire name of [`", stringify!($name), "::", stringify!($variant), "`]: `", $wire, "` (for subject filters).")]
+                pub const $const: &'static str = $wire;
+            )+
+
             /// Every wire name this build knows, one per variant; anything else is an unknown
             /// type to skip.
             pub const TYPES: &'static [&'static str] = &[$($wire),+];
@@ -97,26 +102,26 @@ wire_enum! {
     /// The wire name of each variant is written once, here.
     pub enum Event {
         /// A customer wrote to us (VK community message, Telegram message …).
-        MessageReceived("message.received") => InboundMessage,
+        MessageReceived(MESSAGE_RECEIVED = "message.received") => InboundMessage,
         /// A user of our own messenger posted a message in a chat (source `messenger`); the
         /// same normalized shape as a message received from another messenger:
         /// `conversation.id` is the chat id, `sender.id` the user id, a voice message is an
         /// `audio` attachment whose `url` is the messenger's `/api/files/{id}` path.
-        MessagePosted("message.posted") => InboundMessage,
+        MessagePosted(MESSAGE_POSTED = "message.posted") => InboundMessage,
         /// A lead was created in the CRM (source `amocrm`).
-        LeadCreated("lead.created") => Lead,
+        LeadCreated(LEAD_CREATED = "lead.created") => Lead,
         /// A lead's fields (name, budget, responsible user, custom fields …) changed.
-        LeadUpdated("lead.updated") => Lead,
+        LeadUpdated(LEAD_UPDATED = "lead.updated") => Lead,
         /// A lead moved to another pipeline stage (`previous_status_id` → `status_id`).
-        LeadStatusChanged("lead.status_changed") => Lead,
+        LeadStatusChanged(LEAD_STATUS_CHANGED = "lead.status_changed") => Lead,
         /// A lead was deleted in the CRM.
-        LeadDeleted("lead.deleted") => Deletion,
+        LeadDeleted(LEAD_DELETED = "lead.deleted") => Deletion,
         /// A contact was created in the CRM.
-        ContactCreated("contact.created") => Contact,
+        ContactCreated(CONTACT_CREATED = "contact.created") => Contact,
         /// A contact changed.
-        ContactUpdated("contact.updated") => Contact,
+        ContactUpdated(CONTACT_UPDATED = "contact.updated") => Contact,
         /// A contact was deleted in the CRM.
-        ContactDeleted("contact.deleted") => Deletion,
+        ContactDeleted(CONTACT_DELETED = "contact.deleted") => Deletion,
     }
 }
 
@@ -156,7 +161,7 @@ wire_enum! {
     /// Requests to act upstream, published to `cmd.<type>`; the type starts with the target.
     pub enum Command {
         /// Send a message to a VK peer through `messages.send`.
-        VkMessageSend("vk.message.send") => OutboundMessage,
+        VkMessageSend(VK_MESSAGE_SEND = "vk.message.send") => OutboundMessage,
     }
 }
 

@@ -191,6 +191,11 @@ impl Server {
         })
     }
 
+    /// The service's name (from its readiness).
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)

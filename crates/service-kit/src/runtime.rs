@@ -245,6 +245,7 @@ impl<S> App<S> {
     ///
     /// Errors: the server failed, or a worker did.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let service = self.server.service();
         let server = self.server.serve(shutdown.clone());
         let workers = self.workers.run(shutdown.clone());
         let (server, workers) = tokio::join!(
@@ -258,7 +259,7 @@ impl<S> App<S> {
         );
         server.context("HTTP server")?;
         workers?;
-        tracing::info!("stopped");
+        tracing::info!("{service} stopped");
         Ok(())
     }
 }

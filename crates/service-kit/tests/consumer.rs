@@ -64,7 +64,7 @@ fn message(conv: &str, n: u32) -> Envelope<Event> {
 fn spec() -> ConsumerSpec<Event> {
     let mut spec = ConsumerSpec::new(
         "kit-relay",
-        Subject::event(Source::Vk, "message.received"),
+        Subject::event(Source::Vk, Event::MESSAGE_RECEIVED),
         |env: &Envelope<Event>| env.payload.ordering_key(),
     );
     spec.backoff = vec![Duration::from_millis(20)];

@@ -149,7 +149,7 @@ impl VkClient {
         if !status.is_success() {
             return Err(VkError::Http {
                 status: status.as_u16(),
-                retry_after: retry_after(res.headers()),
+                retry_after: upstream_http::retry_after(res.headers()),
             });
         }
         let body = res
@@ -242,7 +242,7 @@ impl VkClient {
         if !res.status().is_success() {
             return Err(VkError::Http {
                 status: res.status().as_u16(),
-                retry_after: retry_after(res.headers()),
+                retry_after: upstream_http::retry_after(res.headers()),
             });
         }
         res.json()
@@ -255,14 +255,4 @@ impl VkClient {
 /// but long-poll URLs carry the key: strip URLs from messages to be safe.
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    h.get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .map(Duration::from_secs)
 }

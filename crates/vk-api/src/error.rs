@@ -19,7 +19,7 @@ pub enum VkError {
     Http {
         /// The HTTP status code.
         status: u16,
-        /// The `Retry-After` header, when it was given in seconds.
+        /// The wait `Retry-After` asked for (delay-seconds or an HTTP-date), when given.
         retry_after: Option<Duration>,
     },
     /// Connection failed or timed out.

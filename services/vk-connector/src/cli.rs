@@ -1,67 +1,70 @@
-//! The subcommands: `serve`, `migrate`, `check`, `dlq list|replay`.
+//! The command line: the runtime's standard commands (`serve | migrate | check | dlq |
+//! healthcheck`) — vk-connector has none of its own — and what `check` asks VK and Chatwoot.
 
-use std::process::ExitCode;
+use clap::Subcommand;
+use service_kit::Runtime;
+use service_kit::cli::{CheckLine, CliError, Service, StandardCommand};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, Command, Settings};
-use crate::{App, MIGRATOR, SERVICE, store};
+use crate::config::{Config, Settings};
+use crate::{MIGRATOR, SERVICE, store};
 
-/// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
-/// configuration.
-pub async fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve);
-    let _telemetry = match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = || {
-        Settings::from_config(&cli.config).inspect_err(|e| {
-            eprintln!("{SERVICE}: {e}");
-        })
-    };
-    let result = match command {
-        Command::Serve => {
-            let Ok(settings) = settings() else {
-                return ExitCode::from(2);
-            };
-            serve(settings).await
-        }
-        Command::Migrate => migrate(&cli.config.runtime).await,
-        Command::Check => {
-            let Ok(settings) = settings() else {
-                return ExitCode::from(2);
-            };
-            return check(settings).await;
-        }
-        Command::Dlq { action } => {
-            service_kit::cli::run_dlq(SERVICE, store::SCHEMA, &cli.config.runtime, action).await
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{SERVICE} failed");
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
-        }
+/// What to do.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// The commands every service has.
+    #[command(flatten)]
+    Standard(StandardCommand),
+}
+
+/// Runs the parsed command (`None` serves).
+///
+/// Errors: see [`CliError`] (bad configuration → exit 2, failure → exit 1).
+pub async fn run(command: Option<Command>, config: &Config) -> Result<(), CliError> {
+    let standard = command.map(|Command::Standard(c)| c);
+    service_kit::cli::run_standard::<VkConnector>(standard, config).await
+}
+
+/// vk-connector as the shared command line sees it.
+pub struct VkConnector;
+
+impl Service for VkConnector {
+    type Config = Config;
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const SCHEMA: &'static str = store::SCHEMA;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    fn runtime(config: &Config) -> &service_kit::RuntimeArgs {
+        &config.runtime
+    }
+
+    fn port(config: &Config) -> u16 {
+        config.port
+    }
+
+    fn settings(config: &Config) -> Result<Settings, service_kit::ConfigError> {
+        Settings::from_config(config)
+    }
+
+    async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+        crate::build(settings).await?.run_until(shutdown).await
+    }
+
+    async fn check(settings: Settings, rt: Runtime) -> anyhow::Result<Vec<CheckLine>> {
+        let report = check_upstreams(&settings, &rt.http).await;
+        Ok(vec![
+            CheckLine::new("VK_ACCESS_TOKEN", report.vk),
+            CheckLine::new("CHATWOOT_API_ACCESS_TOKEN", report.chatwoot),
+        ])
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = service_kit::shutdown::on_signal();
-    App::build(settings).await?.run_until(shutdown).await
-}
-
-async fn migrate(rt: &service_kit::RuntimeArgs) -> anyhow::Result<()> {
-    service_kit::db::connect_and_migrate(&rt.database_url, store::SCHEMA, 2, &MIGRATOR).await?;
-    println!("migrations of schema `{}` are up to date", store::SCHEMA);
-    Ok(())
-}
-
-/// The outcome of `vk-connector check`: one line per upstream, `Ok` with what the token
-/// belongs to, `Err` with why it fails and what to do.
+/// The upstream half of `vk-connector check`: one line per upstream, `Ok` with what the
+/// token belongs to, `Err` with why it fails and what to do.
 #[derive(Debug)]
 pub struct CheckReport {
     /// VK: the community's name and id, or why `groups.getById` failed.
@@ -78,10 +81,8 @@ impl CheckReport {
 }
 
 /// Tries the VK token (`groups.getById` of `VK_GROUP_ID`) and the Chatwoot token
-/// (`GET /api/v1/profile`).
-pub async fn check_upstreams(state_settings: &Settings) -> anyhow::Result<CheckReport> {
-    let http = service_kit::http_client::build(SERVICE, std::time::Duration::from_secs(10))?;
-    let settings = state_settings;
+/// (`GET /api/v1/profile`) through `http` (the runtime's client).
+pub async fn check_upstreams(settings: &Settings, http: &reqwest::Client) -> CheckReport {
     let vk = vk_api::VkClient::new(
         http.clone(),
         &settings.vk.api_url,
@@ -89,7 +90,7 @@ pub async fn check_upstreams(state_settings: &Settings) -> anyhow::Result<CheckR
         &settings.vk.api_version,
     );
     let chatwoot = chatwoot_api::ChatwootClient::new(
-        http,
+        http.clone(),
         &settings.chatwoot.base_url,
         settings.chatwoot.api_token.expose(),
         settings.chatwoot.account_id,
@@ -121,29 +122,5 @@ pub async fn check_upstreams(state_settings: &Settings) -> anyhow::Result<CheckR
             Err(format!("{e}{hint}"))
         }
     };
-    Ok(CheckReport { vk, chatwoot })
-}
-
-async fn check(settings: Settings) -> ExitCode {
-    let report = match check_upstreams(&settings).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for (name, r) in [
-        ("VK_ACCESS_TOKEN", &report.vk),
-        ("CHATWOOT_API_ACCESS_TOKEN", &report.chatwoot),
-    ] {
-        match r {
-            Ok(what) => println!("{name}: ok ({what})"),
-            Err(why) => println!("{name}: FAILED — {why}"),
-        }
-    }
-    if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    CheckReport { vk, chatwoot }
 }

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use service_kit::cli::DlqAction;
-use service_kit::{RuntimeArgs, Secret, SecretError};
+use clap::Parser;
+use service_kit::config::{optional_secret, positive, required_str, secret};
+use service_kit::{ConfigError, RuntimeArgs, Secret};
+
+use crate::cli::Command;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -24,23 +26,6 @@ pub struct Cli {
     /// Every setting.
     #[command(flatten)]
     pub config: Config,
-}
-
-/// What to do.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP server, the consumers and the reconciliation sweep (default).
-    Serve,
-    /// Run the database migrations of schema `vk` and exit.
-    Migrate,
-    /// Try the VK and Chatwoot tokens and say which one fails and why.
-    Check,
-    /// Inspect and replay dead letters.
-    Dlq {
-        /// `list` or `replay <id>`.
-        #[command(subcommand)]
-        action: DlqAction,
-    },
 }
 
 /// Every setting; VK and Chatwoot values are checked by [`Settings::from_config`].
@@ -180,37 +165,11 @@ pub struct Settings {
     pub runtime: RuntimeArgs,
 }
 
-/// A setting is missing or wrong; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A secret is missing or a placeholder.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The named variable is not set.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// The named id is zero or negative.
-    #[error("{0} must be positive")]
-    NotPositive(&'static str),
-}
-
-fn required<T: Copy>(v: Option<T>, name: &'static str) -> Result<T, ConfigError> {
-    v.ok_or(ConfigError::Missing(name))
-}
-
-fn positive(v: Option<i64>, name: &'static str) -> Result<i64, ConfigError> {
-    let v = required(v, name)?;
-    if v <= 0 {
-        return Err(ConfigError::NotPositive(name));
-    }
-    Ok(v)
-}
-
 impl Settings {
     /// Checks every value `serve` needs, in the order of `--help`; the first problem wins.
     pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
         let group_id = positive(c.vk_group_id, "VK_GROUP_ID")?;
-        let access_token = Secret::require(c.vk_access_token.as_deref(), "VK_ACCESS_TOKEN")?;
+        let access_token = secret(&c.vk_access_token, "VK_ACCESS_TOKEN")?;
         // With Long Poll the callback is optional: configured only when its id is set.
         let callback = if c.vk_long_poll
             && c.vk_callback_id
@@ -220,9 +179,9 @@ impl Settings {
             None
         } else {
             Some(CallbackSettings {
-                secret: Secret::require(c.vk_secret.as_deref(), "VK_SECRET")?,
-                confirmation: Secret::require(c.vk_confirmation.as_deref(), "VK_CONFIRMATION")?,
-                callback_id: Secret::require(c.vk_callback_id.as_deref(), "VK_CALLBACK_ID")?,
+                secret: secret(&c.vk_secret, "VK_SECRET")?,
+                confirmation: secret(&c.vk_confirmation, "VK_CONFIRMATION")?,
+                callback_id: secret(&c.vk_callback_id, "VK_CALLBACK_ID")?,
             })
         };
         let vk = VkSettings {
@@ -235,28 +194,13 @@ impl Settings {
                 .vk_long_poll
                 .then(|| Duration::from_secs(c.vk_long_poll_wait_secs.clamp(1, 90))),
         };
-        let base_url = c
-            .chatwoot_base_url
-            .clone()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or(ConfigError::Missing("CHATWOOT_BASE_URL"))?;
-        let webhook_secret = match c.chatwoot_webhook_secret.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(s) => Some(Secret::require(Some(s), "CHATWOOT_WEBHOOK_SECRET")?),
-        };
         let chatwoot = ChatwootSettings {
-            base_url,
-            api_token: Secret::require(
-                c.chatwoot_api_access_token.as_deref(),
-                "CHATWOOT_API_ACCESS_TOKEN",
-            )?,
+            base_url: required_str(&c.chatwoot_base_url, "CHATWOOT_BASE_URL")?,
+            api_token: secret(&c.chatwoot_api_access_token, "CHATWOOT_API_ACCESS_TOKEN")?,
             account_id: positive(c.chatwoot_account_id, "CHATWOOT_ACCOUNT_ID")?,
             inbox_id: positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?,
-            webhook_id: Secret::require(
-                c.chatwoot_webhook_id_vk.as_deref(),
-                "CHATWOOT_WEBHOOK_ID_VK",
-            )?,
-            webhook_secret,
+            webhook_id: secret(&c.chatwoot_webhook_id_vk, "CHATWOOT_WEBHOOK_ID_VK")?,
+            webhook_secret: optional_secret(&c.chatwoot_webhook_secret, "CHATWOOT_WEBHOOK_SECRET")?,
             allowed_agent_bots: c.chatwoot_allowed_agent_bots.clone(),
         };
         Ok(Self {

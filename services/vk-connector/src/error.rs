@@ -1,8 +1,12 @@
 //! The HTTP error of vk-connector: the caller learns what it can act on, the log the rest.
+//!
+//! Answers go through [`HttpError`] (body `{"error": …, "request_id": …}`): a 4xx says what
+//! was wrong; a 5xx says a fixed text and the request id, its cause (sqlx, NATS) reaching only
+//! the log.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use service_kit::http_error::{HttpError, PlainShape};
 
 /// Errors at the HTTP edge.
 #[derive(Debug, thiserror::Error)]
@@ -19,31 +23,33 @@ pub enum ApiError {
     /// Malformed body; says what was wrong.
     #[error("{0}")]
     BadRequest(String),
-    /// NATS did not take the event: the upstream should retry.
+    /// NATS did not take the event: 503, so the upstream retries.
     #[error("event bus unavailable")]
     BusDown(#[source] service_kit::bus::PublishError),
-    /// Anything else: 500, detail only in the log.
+    /// Anything else (the database …): 500, detail only in the log.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
+impl From<ApiError> for HttpError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::NotFound => HttpError::client(StatusCode::NOT_FOUND, e.to_string()),
+            ApiError::Unauthorized(m) => HttpError::client(StatusCode::UNAUTHORIZED, m),
+            ApiError::Forbidden(m) => HttpError::client(StatusCode::FORBIDDEN, m),
+            ApiError::BadRequest(m) => HttpError::client(StatusCode::BAD_REQUEST, m),
+            ApiError::BusDown(e) => HttpError::server(
+                StatusCode::SERVICE_UNAVAILABLE,
+                anyhow::Error::new(e)
+                    .context("event bus unavailable; asking the upstream to retry"),
+            ),
+            ApiError::Unexpected(e) => HttpError::server(StatusCode::INTERNAL_SERVER_ERROR, e),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::BusDown(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        match &self {
-            ApiError::BusDown(e) => {
-                tracing::error!(error = %e, "event bus unavailable; asking the upstream to retry")
-            }
-            ApiError::Unexpected(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
-            other => tracing::info!(status = status.as_u16(), reason = %other, "request refused"),
-        }
-        (status, axum::Json(json!({ "error": self.to_string() }))).into_response()
+        HttpError::from(self).into_response_with::<PlainShape>()
     }
 }

@@ -6,8 +6,10 @@
 //!                       reconciliation sweep ──┘ (replies the webhook missed)
 //! ```
 //!
-//! [`App::build`] wires Postgres (schema `vk`), NATS, the HTTP listener and the workers;
-//! [`App::run_until`] runs them until the shutdown token is cancelled.
+//! [`build`] puts this service's own parts — [`AppState`], the routes ([`http`]), the
+//! consumers ([`consumers`]) and the loops ([`workers`]) — on the runtime (Postgres schema
+//! `vk`, NATS, the HTTP client); [`App::run_until`](service_kit::App::run_until) runs them
+//! until the shutdown token is cancelled.
 
 #![warn(missing_docs)]
 
@@ -17,21 +19,16 @@ pub mod consumers;
 pub mod error;
 pub mod http;
 pub mod ingest;
-pub mod long_poll;
 pub mod normalize;
-pub mod reconcile;
 pub mod store;
+pub mod workers;
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use chatwoot_api::ChatwootClient;
-use domain::{Command, Event, Source, Subject};
+use service_kit::Runtime;
 use service_kit::bus::Bus;
-use service_kit::consumer::{self, ConsumerSpec};
 use service_kit::dead_letter::DeadLetters;
-use service_kit::http::{Readiness, Server};
-use tokio_util::sync::CancellationToken;
 use vk_api::VkClient;
 
 use crate::config::Settings;
@@ -43,7 +40,10 @@ pub const SERVICE: &str = "vk-connector";
 /// Migrations of schema `vk`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Shared by handlers and consumers.
+/// The running service: its server, consumers, loops and state.
+pub type App = service_kit::App<AppState>;
+
+/// Shared by handlers, consumers and workers.
 #[derive(Clone)]
 pub struct AppState {
     /// The validated settings.
@@ -61,130 +61,59 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Connects Postgres (running migrations) and NATS, and builds the upstream clients.
-    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
-        let rt = &settings.runtime;
-        let pool = service_kit::db::connect_and_migrate(
-            &rt.database_url,
-            store::SCHEMA,
-            rt.database_max_connections,
-            &MIGRATOR,
-        )
-        .await?;
-        let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
-        Self::from_parts(settings, pool, bus)
-    }
-
-    /// Builds the state from an existing pool and bus.
-    pub fn from_parts(settings: Settings, pool: sqlx::PgPool, bus: Bus) -> anyhow::Result<Self> {
-        let http = service_kit::http_client::build(SERVICE, std::time::Duration::from_secs(10))
-            .context("building the HTTP client")?;
+    /// The state on a connected runtime: the store on its pool, both upstream clients on its
+    /// HTTP client.
+    pub fn new(rt: &Runtime, settings: Settings) -> Self {
         let vk = VkClient::new(
-            http.clone(),
+            rt.http.clone(),
             &settings.vk.api_url,
             settings.vk.access_token.expose(),
             &settings.vk.api_version,
         );
         let chatwoot = ChatwootClient::new(
-            http,
+            rt.http.clone(),
             &settings.chatwoot.base_url,
             settings.chatwoot.api_token.expose(),
             settings.chatwoot.account_id,
         );
-        Ok(Self {
-            dead_letters: DeadLetters::new(pool.clone(), store::SCHEMA),
-            store: Store::new(pool),
+        Self {
             settings: Arc::new(settings),
-            bus,
+            store: Store::new(rt.pool.clone()),
+            bus: rt.bus.clone(),
             vk,
             chatwoot,
-        })
+            dead_letters: rt.dead_letters.clone(),
+        }
     }
 }
 
-/// The built application: bound listener and routes, and the shared state.
-pub struct App {
-    server: Server,
-    state: AppState,
-}
-
-impl App {
-    /// Connects everything and binds `HOST:PORT` (port 0 picks a free one, for tests).
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (host, port) = (settings.runtime.host.clone(), settings.port);
-        let state = AppState::connect(settings).await?;
-        let server = Server::bind(
-            &host,
-            port,
-            http::router(state.clone()),
-            Readiness {
-                service: SERVICE,
-                pool: state.store.pool().clone(),
-                bus: state.bus.clone(),
-            },
-            &state.settings.runtime,
-        )
-        .await?;
-        Ok(Self { server, state })
+/// Connects the runtime (Postgres with migrations, NATS, the HTTP client), declares the
+/// consumers and loops, and binds `HOST:PORT` (port 0 picks a free one, for tests).
+///
+/// Errors: Postgres or NATS unreachable, a migration failing, the port taken.
+pub async fn build(settings: Settings) -> anyhow::Result<App> {
+    let rt = Runtime::connect(SERVICE, store::SCHEMA, &MIGRATOR, &settings.runtime).await?;
+    let port = settings.port;
+    let state = AppState::new(&rt, settings);
+    let mut run = rt.workers();
+    run.consumer(
+        consumers::relay::spec(),
+        state.clone(),
+        consumers::relay::handle,
+    );
+    run.consumer(
+        consumers::sender::spec(),
+        state.clone(),
+        consumers::sender::handle,
+    );
+    let s = state.clone();
+    run.spawn("reconcile", move |stop| workers::reconcile::run(s, stop));
+    if let Some(wait) = state.settings.vk.long_poll {
+        let s = state.clone();
+        run.spawn("long poll", move |stop| {
+            workers::long_poll::run(s, wait, stop)
+        });
     }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.server.port()
-    }
-
-    /// The shared state (tests reach the store and bus through it).
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
-    /// Serves HTTP and runs both consumers and the sweep until `shutdown` is cancelled; then
-    /// finishes in-flight requests and the messages in hand.
-    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let state = self.state;
-        let relay = {
-            let s = state.clone();
-            consumer::run::<Event, _, _>(
-                state.bus.clone(),
-                state.dead_letters.clone(),
-                ConsumerSpec::new(
-                    state.bus.events_stream(),
-                    consumers::relay::DURABLE,
-                    Subject::event(Source::Vk, "message.received"),
-                ),
-                shutdown.clone(),
-                move |env| consumers::relay::handle(s.clone(), env),
-            )
-        };
-        let sender = {
-            let s = state.clone();
-            consumer::run::<Command, _, _>(
-                state.bus.clone(),
-                state.dead_letters.clone(),
-                ConsumerSpec::new(
-                    state.bus.commands_stream(),
-                    consumers::sender::DURABLE,
-                    Subject::command("vk.message.send"),
-                ),
-                shutdown.clone(),
-                move |env| consumers::sender::handle(s.clone(), env),
-            )
-        };
-        let sweep = reconcile::run(state.clone(), shutdown.clone());
-        let long_poll = {
-            let (s, t) = (state.clone(), shutdown.clone());
-            async move {
-                if let Some(wait) = s.settings.vk.long_poll {
-                    long_poll::run(s, wait, t).await;
-                }
-            }
-        };
-        let server = self.server.serve(shutdown.clone());
-        let (server, relay, sender, (), ()) = tokio::join!(server, relay, sender, sweep, long_poll);
-        server.context("HTTP server")?;
-        relay.context("relay consumer")?;
-        sender.context("sender consumer")?;
-        tracing::info!("vk-connector stopped");
-        Ok(())
-    }
+    let server = rt.bind(port, http::router(state.clone())).await?;
+    Ok(App::new(server, run, state))
 }

@@ -1,10 +1,11 @@
-//! `vk-connector` binary: parse the command line, start telemetry, run the command.
+//! `vk-connector` binary: parse the command line, hand it to the shared `cli::main`.
 
 use clap::Parser;
+use vk_connector::cli::{self, VkConnector};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     service_kit::config::load_dotenv();
-    let cli = vk_connector::config::Cli::parse();
-    vk_connector::cli::run(cli).await
+    let vk_connector::config::Cli { command, config } = vk_connector::config::Cli::parse();
+    service_kit::cli::main::<VkConnector, _, _>(&config, || cli::run(command, &config)).await
 }

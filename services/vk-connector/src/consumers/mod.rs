@@ -1,4 +1,6 @@
-//! Durable consumers of vk-connector: VK messages → Chatwoot, agent replies → VK.
+//! Durable consumers of vk-connector: VK messages → Chatwoot ([`relay`]), agent replies → VK
+//! ([`sender`]). Each module declares its [`spec`](relay::spec) (durable name, filter,
+//! ordering key) beside its handler.
 
 pub mod relay;
 pub mod sender;
@@ -36,9 +38,20 @@ pub(crate) fn vk_failure(what: &str, e: VkError) -> HandleError {
     }
 }
 
-/// Postgres failures are always worth retrying.
+/// Postgres failures are always worth retrying. When Postgres itself is unreachable the
+/// message is not at fault: it waits (never dead-lettered, the dead-letter table being in that
+/// same database) until the database is back.
 pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    HandleError::retry(format!("database: {e}"))
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => HandleError::Unavailable {
+            reason: format!("database unreachable: {e}"),
+            after: std::time::Duration::from_secs(2),
+        },
+        other => HandleError::retry(format!("database: {other}")),
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +118,18 @@ mod tests {
                 }
             ),
             HandleError::Fatal(_)
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_database_waits_and_other_database_errors_retry() {
+        assert!(matches!(
+            db_failure(sqlx::Error::PoolTimedOut),
+            HandleError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            db_failure(sqlx::Error::RowNotFound),
+            HandleError::Retry { after: None, .. }
         ));
     }
 

@@ -1,11 +1,15 @@
 //! `events.vk.message.received` → Chatwoot: find or create the contact (named from VK's
 //! `users.get`, cached), its contact inbox, reuse the open conversation or create one, and
 //! post the message as `incoming`. Idempotent on the envelope's key (`vk.inbound_processed`).
+//!
+//! Ordered per VK conversation ([`Event::ordering_key`]: `conversation:<peer_id>`): one
+//! dialogue's messages reach Chatwoot in the order VK sent them, other dialogues flow on
+//! meanwhile.
 
 use chatwoot_api::MessageType;
-use domain::{Envelope, Event, InboundMessage};
+use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use serde_json::json;
-use service_kit::consumer::HandleError;
+use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{chatwoot_failure, db_failure};
@@ -13,6 +17,15 @@ use crate::normalize;
 
 /// Durable name, shared by all replicas.
 pub const DURABLE: &str = "vk-connector-relay";
+
+/// `events.vk.message.received`, in order per VK conversation.
+pub fn spec() -> ConsumerSpec<Event> {
+    ConsumerSpec::new(
+        DURABLE,
+        Subject::event(Source::Vk, Event::MESSAGE_RECEIVED),
+        |env| env.payload.ordering_key(),
+    )
+}
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {
@@ -162,7 +175,16 @@ async fn contact(
                     json!({ "vk_user_id": from_id, "vk_profile": format!("https://vk.com/id{from_id}") }),
                 )
                 .await
-                .map_err(|e| chatwoot_failure("creating the contact", e))?
+                .map_err(|e| match e.status() {
+                    // The identifier is taken: most likely the relay of another dialogue of
+                    // the same user (a group chat and a private one) created the contact a
+                    // moment ago. The next attempt finds it by searching.
+                    Some(422) => HandleError::Retry {
+                        reason: format!("creating the contact: {e}"),
+                        after: Some(std::time::Duration::from_millis(200)),
+                    },
+                    _ => chatwoot_failure("creating the contact", e),
+                })?
                 .id
         }
     };

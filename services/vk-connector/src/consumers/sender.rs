@@ -1,9 +1,12 @@
 //! `cmd.vk.message.send` → VK `messages.send`: the text (attachments as links) split at VK's
 //! length limit, each part with a `random_id` derived from the Chatwoot message, so VK sends
 //! each part once however often the command is delivered. Recorded in `vk.outbound_delivered`.
+//!
+//! Ordered per VK peer ([`Command::ordering_key`]: `peer:<peer_id>`): the replies to one
+//! dialogue are sent in the order agents wrote them.
 
-use domain::{Command, Envelope};
-use service_kit::consumer::HandleError;
+use domain::{Command, Envelope, Subject};
+use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{db_failure, vk_failure};
@@ -11,6 +14,13 @@ use crate::normalize;
 
 /// Durable name, shared by all replicas.
 pub const DURABLE: &str = "vk-connector-sender";
+
+/// `cmd.vk.message.send`, in order per VK peer.
+pub fn spec() -> ConsumerSpec<Command> {
+    ConsumerSpec::new(DURABLE, Subject::command(Command::VK_MESSAGE_SEND), |env| {
+        env.payload.ordering_key()
+    })
+}
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), HandleError> {

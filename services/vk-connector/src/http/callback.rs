@@ -14,8 +14,8 @@ use vk_api::callback::CallbackEvent;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::secure_eq;
 use crate::ingest::{IngestError, Ingested, ingest};
+use service_kit::secure_eq;
 
 fn text(body: String) -> Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()

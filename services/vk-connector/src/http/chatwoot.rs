@@ -7,6 +7,7 @@
 //! is answered 200 and logged at debug. Chatwoot sends each webhook once and never retries;
 //! what is lost here is picked up by the reconciliation sweep.
 
+use anyhow::Context;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::secure_eq;
+use service_kit::secure_eq;
 
 /// Largest clock difference accepted on `X-Chatwoot-Timestamp`, in seconds.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
@@ -81,7 +82,7 @@ pub async fn handle(
         .store
         .peer_for_conversation(conversation.id)
         .await
-        .map_err(|e| ApiError::Unexpected(e.into()))?
+        .context("looking up the VK dialogue of the conversation")?
     else {
         return Ok(ignored("conversation not mapped to VK"));
     };

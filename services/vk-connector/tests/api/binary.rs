@@ -1,5 +1,5 @@
-//! The `vk-connector` binary itself: `--help`, refusal to start on a missing secret, and a
-//! clean exit on SIGTERM.
+//! The `vk-connector` binary itself: `--help`, refusal to start on a missing secret, `check`,
+//! `healthcheck`, and a clean exit on SIGTERM.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -43,7 +43,7 @@ fn help_lists_every_variable() {
             "--help misses {var}:\n{help}"
         );
     }
-    for cmd in ["serve", "migrate", "check", "dlq"] {
+    for cmd in ["serve", "migrate", "check", "dlq", "healthcheck"] {
         assert!(help.contains(cmd), "--help misses the `{cmd}` command");
     }
 }
@@ -73,8 +73,8 @@ fn a_missing_secret_stops_it_with_one_line_naming_the_variable() {
 #[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
     let sandbox = Sandbox::start().await.unwrap();
-    let (db_name, db_url) = fresh_database().await;
-    let prefix = unique_prefix();
+    let env = test_env().await;
+    let (db_url, prefix) = (env.database_url.clone(), env.prefix.clone());
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -163,9 +163,108 @@ async fn sigterm_drains_and_exits_cleanly() {
         );
         assert_eq!(v["service"], "vk-connector", "{line}");
     }
-    let bus = service_kit::bus::Bus::connect(&nats(), &prefix, "test-cleanup")
-        .await
-        .unwrap();
-    bus.delete_streams().await.unwrap();
-    drop_database(&db_name).await;
+    // `env` drops the database and the streams.
+}
+
+/// The environment of a binary run against `env`'s database and NATS prefix and the sandbox.
+fn binary_env(sandbox: &Sandbox, env: &testkit::TestEnv, port: u16) -> Vec<(String, String)> {
+    let o = sandbox.options();
+    [
+        ("DATABASE_URL", env.database_url.clone()),
+        ("NATS_URL", nats()),
+        ("NATS_SUBJECT_PREFIX", env.prefix.clone()),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", port.to_string()),
+        ("LOG_FORMAT", "json".into()),
+        ("VK_GROUP_ID", GROUP_ID.to_string()),
+        ("VK_ACCESS_TOKEN", o.vk_access_token.clone()),
+        ("VK_SECRET", VK_SECRET.into()),
+        ("VK_CONFIRMATION", CONFIRMATION.into()),
+        ("VK_CALLBACK_ID", CALLBACK_ID.into()),
+        ("VK_API_URL", sandbox.vk_api_url()),
+        ("CHATWOOT_BASE_URL", sandbox.chatwoot_url()),
+        ("CHATWOOT_API_ACCESS_TOKEN", o.chatwoot_api_token.clone()),
+        ("CHATWOOT_ACCOUNT_ID", o.chatwoot_account_id.to_string()),
+        ("CHATWOOT_INBOX_ID", o.chatwoot_inbox_id.to_string()),
+        ("CHATWOOT_WEBHOOK_ID_VK", WEBHOOK_ID.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[tokio::test]
+async fn check_prints_one_line_per_dependency_and_names_the_failing_token() {
+    let sandbox = Sandbox::start().await.unwrap();
+    sandbox.set_vk_group(GROUP_ID, "Магазин «Ромашка»");
+    let env = test_env().await;
+    let vars = binary_env(&sandbox, &env, 0);
+    let run = |overrides: &[(&str, &str)]| {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.env_clear()
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for (k, v) in overrides {
+            cmd.env(k, v);
+        }
+        cmd.arg("check").output()
+    };
+    let out = run(&[]).await.expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for line in [
+        "DATABASE_URL: ok",
+        "NATS_URL: ok",
+        "VK_ACCESS_TOKEN: ok (community «Магазин «Ромашка»»",
+        "CHATWOOT_API_ACCESS_TOKEN: ok",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
+    }
+    let out = run(&[("VK_ACCESS_TOKEN", "revoked")]).await.expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("VK_ACCESS_TOKEN: FAILED")
+            && stdout.contains("issue a new community token"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CHATWOOT_API_ACCESS_TOKEN: ok"), "{stdout}");
+}
+
+#[tokio::test]
+async fn healthcheck_asks_the_running_service() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let env = test_env().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let vars = binary_env(&sandbox, &env, port);
+    let healthcheck = || {
+        Command::new(BIN)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .arg("healthcheck")
+            .output()
+            .expect("runs")
+    };
+    // Nothing listens yet: not healthy.
+    assert!(!healthcheck().status.success());
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !healthcheck().status.success() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
 }

@@ -1,15 +1,17 @@
 //! `spawn_app`: the real vk-connector on port 0 with a fresh database, unique NATS streams and
-//! a sandbox for VK and Chatwoot.
+//! a sandbox for VK and Chatwoot. Settings go through the real config parser
+//! (`testkit::parse_config`); the database and streams are dropped with the `TestApp`, also
+//! when a test panics.
 
 use std::time::Duration;
 
 use async_nats::jetstream;
 use sandbox::Sandbox;
 use serde_json::{Value, json};
-use service_kit::{RuntimeArgs, Secret};
+use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 use vk_connector::AppState;
-use vk_connector::config::{CallbackSettings, ChatwootSettings, Settings, VkSettings};
+use vk_connector::config::{Cli, Settings};
 
 pub const GROUP_ID: i64 = 227_000_001;
 pub const VK_SECRET: &str = "vk-callback-secret";
@@ -24,8 +26,9 @@ pub struct TestApp {
     pub sandbox: Sandbox,
     pub state: AppState,
     pub shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    db_name: String,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// This test's database and NATS prefix, dropped (with the streams) after the app stops.
+    pub env: TestEnv,
 }
 
 #[derive(Default)]
@@ -35,45 +38,56 @@ pub struct Options {
     pub long_poll: Option<Duration>,
 }
 
-pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Options) -> Settings {
-    let mut runtime = RuntimeArgs::for_database(db_url);
-    runtime.nats_url = nats();
-    runtime.nats_subject_prefix = prefix.to_owned();
-    runtime.log_level = "warn".into();
-    Settings {
-        port: 0,
-        vk: VkSettings {
-            group_id: GROUP_ID,
-            access_token: Secret::new(sandbox.options().vk_access_token.clone()),
-            api_version: "5.199".into(),
-            api_url: sandbox.vk_api_url(),
-            callback: Some(CallbackSettings {
-                secret: Secret::new(VK_SECRET),
-                confirmation: Secret::new(CONFIRMATION),
-                callback_id: Secret::new(CALLBACK_ID),
-            }),
-            long_poll: opts.long_poll,
-        },
-        chatwoot: ChatwootSettings {
-            base_url: sandbox.chatwoot_url(),
-            api_token: Secret::new(sandbox.options().chatwoot_api_token.clone()),
-            account_id: sandbox.options().chatwoot_account_id,
-            inbox_id: sandbox.options().chatwoot_inbox_id,
-            webhook_id: Secret::new(WEBHOOK_ID),
-            webhook_secret: opts.webhook_secret.map(Secret::new),
-            allowed_agent_bots: vec![],
-        },
-        reconcile_interval: opts.reconcile_interval.unwrap_or(Duration::ZERO),
-        reconcile_lookback: Duration::from_secs(3600),
-        runtime,
+/// The settings of a test app, through the real parser: `env`'s database and NATS prefix,
+/// the sandbox as VK and Chatwoot, and `opts`.
+pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Settings {
+    let o = sandbox.options();
+    let mut vars = env.runtime_overrides();
+    vars.extend([
+        ("LOG_LEVEL", "warn".to_owned()),
+        // Long enough for a loaded machine, short enough for the timeout test to retry soon.
+        ("UPSTREAM_TIMEOUT_SECS", "5".to_owned()),
+        ("VK_GROUP_ID", GROUP_ID.to_string()),
+        ("VK_ACCESS_TOKEN", o.vk_access_token.clone()),
+        ("VK_API_VERSION", "5.199".to_owned()),
+        ("VK_API_URL", sandbox.vk_api_url()),
+        ("VK_SECRET", VK_SECRET.to_owned()),
+        ("VK_CONFIRMATION", CONFIRMATION.to_owned()),
+        ("VK_CALLBACK_ID", CALLBACK_ID.to_owned()),
+        ("CHATWOOT_BASE_URL", sandbox.chatwoot_url()),
+        ("CHATWOOT_API_ACCESS_TOKEN", o.chatwoot_api_token.clone()),
+        ("CHATWOOT_ACCOUNT_ID", o.chatwoot_account_id.to_string()),
+        ("CHATWOOT_INBOX_ID", o.chatwoot_inbox_id.to_string()),
+        ("CHATWOOT_WEBHOOK_ID_VK", WEBHOOK_ID.to_owned()),
+        (
+            "CHATWOOT_WEBHOOK_SECRET",
+            opts.webhook_secret.unwrap_or_default().to_owned(),
+        ),
+        (
+            "RECONCILE_INTERVAL_SECS",
+            opts.reconcile_interval
+                .unwrap_or(Duration::ZERO)
+                .as_secs()
+                .to_string(),
+        ),
+        ("RECONCILE_LOOKBACK_SECS", "3600".to_owned()),
+    ]);
+    match opts.long_poll {
+        Some(wait) => vars.extend([
+            ("VK_LONG_POLL", "true".to_owned()),
+            ("VK_LONG_POLL_WAIT_SECS", wait.as_secs().to_string()),
+        ]),
+        None => vars.push(("VK_LONG_POLL", "false".to_owned())),
     }
+    let cli: Cli = testkit::parse_config(&vars);
+    Settings::from_config(&cli.config).expect("test settings are valid")
 }
 
-pub use testkit::{WAIT, drop_database, unique_prefix};
+pub use testkit::WAIT;
 
-/// A new empty database for vk-connector: (name, URL).
-pub async fn fresh_database() -> (String, String) {
-    testkit::fresh_database("vk_test").await
+/// A new database and NATS prefix for one vk-connector test, removed on drop.
+pub async fn test_env() -> TestEnv {
+    TestEnv::new("vk_test").await
 }
 
 pub fn nats() -> String {
@@ -94,12 +108,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let sandbox = Sandbox::start().await.expect("sandbox starts");
     sandbox.add_vk_user(USER_ID, "Иван", "Петров");
     sandbox.set_vk_group(GROUP_ID, "Магазин «Ромашка»");
-    let (db_name, db_url) = fresh_database().await;
-    let prefix = unique_prefix();
-    let settings = settings_for(&sandbox, db_url, &prefix, &opts);
-    let app = vk_connector::App::build(settings)
-        .await
-        .expect("app builds");
+    let env = test_env().await;
+    let settings = settings_for(&sandbox, &env, &opts);
+    let app = vk_connector::build(settings).await.expect("app builds");
     let port = app.port();
     let state = app.state().clone();
     let shutdown = CancellationToken::new();
@@ -115,8 +126,19 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         sandbox,
         state,
         shutdown,
-        handle,
-        db_name,
+        handle: Some(handle),
+        env,
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the app (also when the test panicked); then `env` drops the database and
+    /// streams.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
     }
 }
 
@@ -199,13 +221,15 @@ impl TestApp {
         testkit::wait_for(what, f).await
     }
 
-    /// Stops the app and removes its streams and database.
-    pub async fn cleanup(self) {
+    /// Stops the app and waits for it to drain; dropping the `TestApp` then removes its
+    /// streams and database (which happens on drop anyway, this only stops it gracefully
+    /// first).
+    pub async fn cleanup(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
-        let _ = self.state.bus.delete_streams().await;
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
         self.state.store.pool().close().await;
-        drop_database(&self.db_name).await;
     }
 }
 

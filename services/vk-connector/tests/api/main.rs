@@ -4,6 +4,7 @@
 
 mod binary;
 mod callback;
+mod errors;
 mod helpers;
 mod long_poll;
 mod ops;

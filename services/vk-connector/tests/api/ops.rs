@@ -57,17 +57,24 @@ async fn health_ready_and_metrics() {
 async fn check_names_the_failing_token() {
     let app = spawn_app().await;
     let settings = (*app.state.settings).clone();
-    let report = vk_connector::cli::check_upstreams(&settings).await.unwrap();
+    let http =
+        service_kit::http_client::build("vk-connector-test", settings.runtime.upstream_timeout())
+            .unwrap();
+    let check = |s| {
+        let http = http.clone();
+        async move { vk_connector::cli::check_upstreams(&s, &http).await }
+    };
+    let report = check(settings.clone()).await;
     assert!(report.ok(), "{report:?}");
     let mut bad = settings.clone();
     bad.vk.access_token = service_kit::Secret::new("revoked");
-    let report = vk_connector::cli::check_upstreams(&bad).await.unwrap();
+    let report = check(bad).await;
     let vk_err = report.vk.unwrap_err();
     assert!(vk_err.contains("error 5"), "{vk_err}");
     assert!(report.chatwoot.is_ok());
     let mut bad = settings;
     bad.chatwoot.api_token = service_kit::Secret::new("revoked");
-    let report = vk_connector::cli::check_upstreams(&bad).await.unwrap();
+    let report = check(bad).await;
     assert!(report.vk.is_ok());
     assert!(report.chatwoot.unwrap_err().contains("401"));
     app.cleanup().await;

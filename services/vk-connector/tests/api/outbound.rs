@@ -175,7 +175,9 @@ async fn vk_rate_limit_is_retried_and_permission_errors_dead_letter() {
     assert_eq!(letters[0].msg_id, format!("chatwoot:1:{blocked_id}"));
     assert_eq!(app.sandbox.vk_sent_messages().len(), 1);
     // The sweep does not queue a dead-lettered message again.
-    let report = vk_connector::reconcile::sweep(&app.state).await.unwrap();
+    let report = vk_connector::workers::reconcile::sweep(&app.state)
+        .await
+        .unwrap();
     assert_eq!(report.queued, 0);
     app.cleanup().await;
 }
@@ -193,7 +195,9 @@ async fn sweep_delivers_replies_whose_webhook_was_lost() {
     app.sandbox
         .chatwoot_agent_reply(conv, "заметка", true)
         .await;
-    let report = vk_connector::reconcile::sweep(&app.state).await.unwrap();
+    let report = vk_connector::workers::reconcile::sweep(&app.state)
+        .await
+        .unwrap();
     assert_eq!(report.conversations, 1);
     assert_eq!(report.queued, 1, "{report:?}");
     app.sandbox
@@ -209,7 +213,9 @@ async fn sweep_delivers_replies_whose_webhook_was_lost() {
     })
     .await;
     // A second sweep finds nothing left to do.
-    let report = vk_connector::reconcile::sweep(&app.state).await.unwrap();
+    let report = vk_connector::workers::reconcile::sweep(&app.state)
+        .await
+        .unwrap();
     assert_eq!(report.queued, 0);
     assert_eq!(app.sandbox.vk_sent_messages().len(), 1);
     app.cleanup().await;

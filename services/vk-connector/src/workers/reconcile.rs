@@ -22,8 +22,9 @@ pub struct SweepReport {
     pub failed_conversations: usize,
 }
 
-/// Runs sweeps until `shutdown`: one now, then every `interval` (0 = only the first).
-pub async fn run(state: AppState, shutdown: CancellationToken) {
+/// Runs sweeps until `shutdown`: one now, then every `interval` (0 = only the first). Never
+/// fails: a failed sweep is logged and the next one tries again.
+pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let interval = state.settings.reconcile_interval;
     loop {
         match sweep(&state).await {
@@ -34,10 +35,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconciliation sweep failed"),
         }
         if interval.is_zero() {
-            return;
+            return Ok(());
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
     }

@@ -25,8 +25,13 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Polls until `shutdown`; `wait` is how long one request may wait for events.
-pub async fn run(state: AppState, wait: Duration, shutdown: CancellationToken) {
+/// Polls until `shutdown`; `wait` is how long one request may wait for events. Never fails:
+/// VK and NATS errors are logged and retried with backoff.
+pub async fn run(
+    state: AppState,
+    wait: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let group_id = state.settings.vk.group_id;
     let mut server: Option<LongPollServer> = None;
     let mut ts: Option<String> = None;
@@ -139,6 +144,7 @@ pub async fn run(state: AppState, wait: Duration, shutdown: CancellationToken) {
         }
     }
     tracing::info!("VK long poll stopped");
+    Ok(())
 }
 
 /// Sleeps `d` unless shut down first; `true` when shutting down.
