@@ -92,8 +92,10 @@ pub struct AmoClient {
 }
 
 impl AmoClient {
-    /// `base_url` without a trailing slash, e.g. `https://example.amocrm.ru`;
-    /// `requests_per_second` is amoCRM's limit (7).
+    /// `http` is the gateway's one outbound client (`upstream_http::build`; a service passes
+    /// its `Runtime::http`, whose timeout is `UPSTREAM_TIMEOUT_SECS`); `base_url` without a
+    /// trailing slash, e.g. `https://example.amocrm.ru`; `requests_per_second` is amoCRM's
+    /// limit (7).
     pub fn new(http: reqwest::Client, base_url: &str, requests_per_second: u32) -> Self {
         let rps = NonZeroU32::new(requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
@@ -255,12 +257,7 @@ async fn read(res: reqwest::Response, endpoint: &'static str) -> Result<Option<V
     if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    let retry_after = res
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = upstream_http::retry_after(res.headers());
     let bytes = res.bytes().await?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
@@ -272,7 +269,7 @@ async fn read(res: reqwest::Response, endpoint: &'static str) -> Result<Option<V
             .iter()
             .find_map(|k| v.get(k).and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| v.to_string()),
-        Err(_) => String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+        Err(_) => upstream_http::truncate_body(&String::from_utf8_lossy(&bytes), 200),
     };
     Err(AmoError::Status {
         status: status.as_u16(),

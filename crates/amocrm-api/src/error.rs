@@ -15,7 +15,7 @@ pub enum AmoError {
         status: u16,
         /// `hint`/`detail`/`title` of the problem JSON, or the start of the body.
         detail: String,
-        /// The `Retry-After` header, when it was given in seconds.
+        /// The `Retry-After` header (delay-seconds or an HTTP date), when it was given.
         retry_after: Option<Duration>,
     },
     /// No answer: connection refused, timeout, TLS.

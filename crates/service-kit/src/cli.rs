@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, RuntimeArgs};
 use crate::dead_letter::DeadLetters;
 use crate::runtime::Runtime;
+pub use crate::telemetry::LogOutput;
 
 /// The commands every service has.
 #[derive(Debug, Clone, Subcommand)]
@@ -132,16 +133,42 @@ pub trait Service {
     ) -> impl Future<Output = anyhow::Result<Vec<CheckLine>>> + Send;
 }
 
-/// Starts telemetry, runs `command`, and turns the outcome into the exit code; the one `main`
-/// every binary calls.
+impl StandardCommand {
+    /// Where this command's log lines go: stdout for `serve` (None), stderr for the others,
+    /// whose own output is on stdout.
+    pub fn log_output(command: Option<&Self>) -> LogOutput {
+        match command {
+            None | Some(Self::Serve) => LogOutput::Stdout,
+            Some(_) => LogOutput::Stderr,
+        }
+    }
+}
+
+/// Starts telemetry (logs on stdout), runs `command`, and turns the outcome into the exit
+/// code; the one `main` every binary calls. See [`main_logging_to`].
 pub async fn main<S, F, Fut>(config: &S::Config, command: F) -> ExitCode
 where
     S: Service,
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(), CliError>>,
 {
+    main_logging_to::<S, F, Fut>(config, LogOutput::Stdout, command).await
+}
+
+/// [`main`] with the log lines on `output`: a one-shot command whose result is printed on
+/// stdout logs to stderr ([`StandardCommand::log_output`]).
+pub async fn main_logging_to<S, F, Fut>(
+    config: &S::Config,
+    output: LogOutput,
+    command: F,
+) -> ExitCode
+where
+    S: Service,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), CliError>>,
+{
     let name = S::NAME;
-    let _telemetry = match crate::telemetry::init(name, S::runtime(config)) {
+    let _telemetry = match crate::telemetry::init_to(name, S::runtime(config), output) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{name}: {e:#}");

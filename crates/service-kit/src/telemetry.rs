@@ -34,18 +34,45 @@ impl Drop for TelemetryGuard {
 ///
 /// Errors: the filter does not parse, or the exporter cannot be built.
 pub fn init(service: &'static str, args: &RuntimeArgs) -> anyhow::Result<TelemetryGuard> {
+    init_to(service, args, LogOutput::Stdout)
+}
+
+/// Where log lines go: stdout for `serve` (what the container runtime collects), stderr for
+/// one-shot commands whose own output is on stdout (`check`, `dlq list`, `admin create` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// [`init`], writing log lines to `output`.
+///
+/// Errors: as [`init`].
+pub fn init_to(
+    service: &'static str,
+    args: &RuntimeArgs,
+    output: LogOutput,
+) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&args.log_level).map_err(|e| {
         anyhow::anyhow!("LOG_LEVEL `{}` is not a valid filter: {e}", args.log_level)
     })?;
     let fmt = match args.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(ServiceStamped(service))
+            .with_writer(ServiceStamped(service, output))
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => match output {
+            LogOutput::Stdout => tracing_subscriber::fmt::layer().compact().boxed(),
+            LogOutput::Stderr => tracing_subscriber::fmt::layer()
+                .compact()
+                .with_writer(std::io::stderr)
+                .boxed(),
+        },
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let (otel, provider) = match &args.otel_exporter_otlp_endpoint {
@@ -155,22 +182,25 @@ impl Extractor for TraceparentCarrier {
     }
 }
 
-/// Writes JSON log lines to stdout with `"service":"<name>"` as their first field, so that
+/// Writes JSON log lines to stdout (or stderr) with `"service":"<name>"` as their first field, so that
 /// every line names its service (the fmt layer writes each event as one `{…}\n` buffer).
-struct ServiceStamped(&'static str);
+struct ServiceStamped(&'static str, LogOutput);
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ServiceStamped {
     type Writer = StampedWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        StampedWriter(self.0)
+        StampedWriter(self.0, self.1)
     }
 }
 
-struct StampedWriter(&'static str);
+struct StampedWriter(&'static str, LogOutput);
 
 impl std::io::Write for StampedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut out = std::io::stdout().lock();
+        let mut out: Box<dyn std::io::Write> = match self.1 {
+            LogOutput::Stdout => Box::new(std::io::stdout().lock()),
+            LogOutput::Stderr => Box::new(std::io::stderr().lock()),
+        };
         match buf.split_first() {
             Some((b'{', rest)) => {
                 let mut line = Vec::with_capacity(buf.len() + 32);
@@ -185,6 +215,9 @@ impl std::io::Write for StampedWriter {
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stdout().flush()
+        match self.1 {
+            LogOutput::Stdout => std::io::stdout().flush(),
+            LogOutput::Stderr => std::io::stderr().flush(),
+        }
     }
 }

@@ -1,86 +1,68 @@
-//! The subcommands: `serve`, `migrate`, `check`, `dlq list|replay`.
+//! amocrm-sync on the shared command line: the standard commands (`serve | migrate | check |
+//! dlq | healthcheck`, see [`service_kit::cli`]) and what `check` adds for amoCRM.
 
-use std::process::ExitCode;
+use service_kit::cli::{CheckLine, CliError, Service, run_standard};
+use service_kit::{ConfigError, Runtime, RuntimeArgs};
+use tokio_util::sync::CancellationToken;
 
-use service_kit::bus::Bus;
+use crate::config::{Command, Config, Settings};
+use crate::{AppState, MIGRATOR, SERVICE, store};
 
-use crate::config::{Cli, Command, Settings};
-use crate::{App, AppState, MIGRATOR, SERVICE, store};
+/// amocrm-sync as a [`Service`].
+pub struct AmoSync;
 
-/// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
-/// configuration.
-pub async fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve);
-    let _telemetry = match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("{SERVICE}: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = || {
-        Settings::from_config(&cli.config).inspect_err(|e| {
-            eprintln!("{SERVICE}: {e}");
-        })
-    };
-    let result = match command {
-        Command::Serve => {
-            let Ok(settings) = settings() else {
-                return ExitCode::from(2);
-            };
-            serve(settings).await
-        }
-        Command::Migrate => migrate(&cli.config.runtime).await,
-        Command::Check => {
-            let Ok(settings) = settings() else {
-                return ExitCode::from(2);
-            };
-            check(settings).await
-        }
-        Command::Dlq { action } => {
-            service_kit::cli::run_dlq(SERVICE, store::SCHEMA, &cli.config.runtime, action).await
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{SERVICE} failed");
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
-        }
+impl Service for AmoSync {
+    type Config = Config;
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const SCHEMA: &'static str = store::SCHEMA;
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    fn runtime(config: &Config) -> &RuntimeArgs {
+        &config.runtime
+    }
+
+    fn port(config: &Config) -> u16 {
+        config.port
+    }
+
+    fn settings(config: &Config) -> Result<Settings, ConfigError> {
+        Settings::from_config(config)
+    }
+
+    async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+        crate::build(settings).await?.run_until(shutdown).await
+    }
+
+    /// The account the webhooks must come from, the API base URL, and the stored token tried
+    /// against amoCRM (`GET /api/v4/account`, refreshed first when due).
+    async fn check(settings: Settings, rt: Runtime) -> anyhow::Result<Vec<CheckLine>> {
+        let mut lines = vec![
+            CheckLine::new(
+                "AMOCRM_DOMAIN",
+                Ok(format!(
+                    "{}; webhooks must say account[subdomain]={}",
+                    settings.domain, settings.subdomain
+                )),
+            ),
+            CheckLine::new("AMOCRM_BASE_URL", Ok(settings.base_url.clone())),
+        ];
+        let state = AppState::new(&rt, settings);
+        let token = state.tokens.check().await.map_err(|e| format!("{e:#}"));
+        lines.push(CheckLine::new("OAuth token", token));
+        Ok(lines)
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = service_kit::shutdown::on_signal();
-    App::build(settings).await?.run_until(shutdown).await
-}
-
-async fn migrate(rt: &service_kit::RuntimeArgs) -> anyhow::Result<()> {
-    service_kit::db::connect_and_migrate(&rt.database_url, store::SCHEMA, 2, &MIGRATOR).await?;
-    println!("migrations of schema `{}` are up to date", store::SCHEMA);
-    Ok(())
-}
-
-/// Prints the configuration summary and tries the stored token against amoCRM.
-async fn check(settings: Settings) -> anyhow::Result<()> {
-    println!(
-        "AMOCRM_DOMAIN: {} (webhooks must say account[subdomain]={})",
-        settings.domain, settings.subdomain
-    );
-    println!("AMOCRM_BASE_URL: {}", settings.base_url);
-    let rt = settings.runtime.clone();
-    let pool = service_kit::db::connect(&rt.database_url, store::SCHEMA, 2).await?;
-    let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
-    let state = AppState::from_parts(settings, pool, bus)?;
-    match state.tokens.check().await {
-        Ok(what) => {
-            println!("OAuth token: ok ({what})");
-            Ok(())
-        }
-        Err(e) => {
-            println!("OAuth token: FAILED — {e:#}");
-            anyhow::bail!("the amoCRM token does not work")
-        }
+/// Runs the parsed command (`None` serves).
+///
+/// Errors: see [`CliError`]; `cli::main` turns them into exit codes.
+pub async fn run(command: Option<Command>, config: &Config) -> Result<(), CliError> {
+    match command {
+        None => run_standard::<AmoSync>(None, config).await,
+        Some(Command::Standard(c)) => run_standard::<AmoSync>(Some(c), config).await,
     }
 }

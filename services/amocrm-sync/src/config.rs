@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use service_kit::cli::DlqAction;
-use service_kit::{RuntimeArgs, Secret, SecretError};
+use service_kit::cli::StandardCommand;
+use service_kit::config::{long_secret, required_str, secret};
+use service_kit::{ConfigError, RuntimeArgs, Secret};
 
-use crate::mapping::{Mapping, MappingError};
+use crate::mapping::Mapping;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -32,21 +33,14 @@ pub struct Cli {
     pub config: Config,
 }
 
-/// What to do.
+/// What to do: the standard commands (`serve` runs the HTTP server, the store consumer and
+/// the token refresher; `check` also tries the stored OAuth token against amoCRM with
+/// GET /api/v4/account). amocrm-sync has no commands of its own.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server, the store consumer and the token refresher (default).
-    Serve,
-    /// Run the database migrations of schema `amocrm` and exit.
-    Migrate,
-    /// Check the configuration and the stored OAuth token against amoCRM (GET /api/v4/account).
-    Check,
-    /// Inspect and replay dead letters.
-    Dlq {
-        /// `list` or `replay <id>`.
-        #[command(subcommand)]
-        action: DlqAction,
-    },
+    /// `serve | migrate | check | dlq list|replay | healthcheck`.
+    #[command(flatten)]
+    Standard(StandardCommand),
 }
 
 /// Every setting; checked by [`Settings::from_config`].
@@ -75,8 +69,8 @@ pub struct Config {
     #[arg(long, env = "AMOCRM_REDIRECT_URI")]
     pub amocrm_redirect_uri: Option<String>,
     /// Unguessable path segment of the webhook URL amoCRM posts to:
-    /// POST /api/webhooks/amo/{AMOCRM_WEBHOOK_TOKEN}. amoCRM signs nothing, so this is the
-    /// credential. Never logged.
+    /// POST /api/webhooks/amo/{AMOCRM_WEBHOOK_TOKEN}, at least 16 characters (openssl rand -hex
+    /// 16). amoCRM signs nothing, so this is the credential. Never logged.
     #[arg(long, env = "AMOCRM_WEBHOOK_TOKEN", hide_env_values = true)]
     pub amocrm_webhook_token: Option<String>,
 
@@ -142,7 +136,11 @@ pub struct Config {
     /// lettered for it).
     #[arg(long, env = "AMOCRM_DB_RETRY_SECS", default_value_t = 5.0)]
     pub amocrm_db_retry_secs: f64,
-    /// Events stored in parallel (pullers on the one durable consumer).
+    /// Store-consumer handlers at once (1 to 64), never two of one lead or contact: the events
+    /// of one entity are stored one after another, in the order they arrived. Each lead event
+    /// may call API v4 (7 requests/s), so more than a few handlers mostly wait for the rate
+    /// limiter. For this consumer it takes the place of CONSUMER_CONCURRENCY and
+    /// CONSUMER_CONCURRENCY_AMOCRM_SYNC_STORE.
     #[arg(long, env = "AMOCRM_CONSUMER_CONCURRENCY", default_value_t = 4)]
     pub amocrm_consumer_concurrency: usize,
 
@@ -185,35 +183,10 @@ pub struct Settings {
     pub retry_delays: Vec<Duration>,
     /// `AMOCRM_DB_RETRY_SECS`: wait between tries while Postgres is unreachable.
     pub db_retry: Duration,
-    /// `AMOCRM_CONSUMER_CONCURRENCY`: events stored in parallel (1 to 64).
+    /// `AMOCRM_CONSUMER_CONCURRENCY`: store handlers at once, never two of one entity (1 to 64).
     pub consumer_concurrency: usize,
     /// The flags every service shares.
     pub runtime: RuntimeArgs,
-}
-
-/// A setting is missing or wrong; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A secret is missing or a placeholder.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The named variable is not set or empty.
-    #[error("{0} is not set")]
-    Missing(&'static str),
-    /// The named variable holds something unusable; the text says what was expected.
-    #[error("{0}: {1}")]
-    Invalid(&'static str, String),
-    /// The mapping file or a mapping variable is wrong.
-    #[error(transparent)]
-    Mapping(#[from] MappingError),
-}
-
-fn required(v: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .ok_or(ConfigError::Missing(name))
 }
 
 /// `0,5,30` → durations.
@@ -234,16 +207,16 @@ pub fn parse_delays(s: &str) -> Result<Vec<Duration>, String> {
 impl Settings {
     /// Checks every value `serve` needs; the first problem wins.
     pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
-        let domain = required(&c.amocrm_domain, "AMOCRM_DOMAIN")?
+        let domain = required_str(&c.amocrm_domain, "AMOCRM_DOMAIN")?
             .trim_start_matches("https://")
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .to_ascii_lowercase();
         if domain.starts_with("your") || domain == "change_me" || domain.contains('/') {
-            return Err(ConfigError::Invalid(
-                "AMOCRM_DOMAIN",
-                "expected the account's domain, e.g. example.amocrm.ru".into(),
-            ));
+            return Err(ConfigError::Invalid {
+                name: "AMOCRM_DOMAIN",
+                reason: "expected the account's domain, e.g. example.amocrm.ru".into(),
+            });
         }
         let subdomain = domain.split('.').next().unwrap_or_default().to_owned();
         let domain = if domain.contains('.') {
@@ -258,37 +231,34 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(|s| s.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("https://{domain}"));
-        let client_id = Secret::require(c.amocrm_client_id.as_deref(), "AMOCRM_CLIENT_ID")?;
-        let client_secret =
-            Secret::require(c.amocrm_client_secret.as_deref(), "AMOCRM_CLIENT_SECRET")?;
-        let redirect_uri = required(&c.amocrm_redirect_uri, "AMOCRM_REDIRECT_URI")?;
+        let client_id = secret(&c.amocrm_client_id, "AMOCRM_CLIENT_ID")?;
+        let client_secret = secret(&c.amocrm_client_secret, "AMOCRM_CLIENT_SECRET")?;
+        let redirect_uri = required_str(&c.amocrm_redirect_uri, "AMOCRM_REDIRECT_URI")?;
         if !redirect_uri.starts_with("http") {
-            return Err(ConfigError::Invalid(
-                "AMOCRM_REDIRECT_URI",
-                "expected an absolute URL, e.g. https://amocrm.example.com/api/auth/amo/callback"
-                    .into(),
-            ));
+            return Err(ConfigError::Invalid {
+                name: "AMOCRM_REDIRECT_URI",
+                reason:
+                    "expected an absolute URL, e.g. https://amocrm.example.com/api/auth/amo/callback"
+                        .into(),
+            });
         }
-        let webhook_token =
-            Secret::require(c.amocrm_webhook_token.as_deref(), "AMOCRM_WEBHOOK_TOKEN")?;
-        if webhook_token.expose().chars().count() < MIN_WEBHOOK_TOKEN_CHARS {
-            return Err(ConfigError::Invalid(
-                "AMOCRM_WEBHOOK_TOKEN",
-                format!(
-                    "too short: it is the webhook's only credential, use at least \
-                     {MIN_WEBHOOK_TOKEN_CHARS} random characters (openssl rand -hex 16)"
-                ),
-            ));
-        }
-        let retry_delays = parse_delays(&c.amocrm_retry_delays_secs)
-            .map_err(|e| ConfigError::Invalid("AMOCRM_RETRY_DELAYS_SECS", e))?;
+        let webhook_token = long_secret(
+            &c.amocrm_webhook_token,
+            "AMOCRM_WEBHOOK_TOKEN",
+            MIN_WEBHOOK_TOKEN_CHARS,
+        )?;
+        let retry_delays =
+            parse_delays(&c.amocrm_retry_delays_secs).map_err(|reason| ConfigError::Invalid {
+                name: "AMOCRM_RETRY_DELAYS_SECS",
+                reason,
+            })?;
         if !(c.amocrm_db_retry_secs.is_finite() && c.amocrm_db_retry_secs >= 0.0) {
-            return Err(ConfigError::Invalid(
-                "AMOCRM_DB_RETRY_SECS",
-                "expected a number of seconds".into(),
-            ));
+            return Err(ConfigError::Invalid {
+                name: "AMOCRM_DB_RETRY_SECS",
+                reason: "expected a number of seconds".into(),
+            });
         }
-        let mapping = Mapping::load(c)?;
+        let mapping = Mapping::load(c).map_err(|e| e.into_config_error())?;
         Ok(Self {
             port: c.port,
             domain,

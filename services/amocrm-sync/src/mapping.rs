@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use serde::Deserialize;
+use service_kit::ConfigError;
 
 use crate::config::Config;
 
@@ -100,6 +101,27 @@ pub enum MappingError {
     /// `AMOCRM_PHONE_REGION` (quoted) is not a known two-letter country code.
     #[error("AMOCRM_PHONE_REGION: `{0}` is not a two-letter country code")]
     Region(String),
+}
+
+impl MappingError {
+    /// The same problem as a [`ConfigError`] naming the variable (`cli::main` prints it as one
+    /// line and exits 2).
+    pub fn into_config_error(self) -> ConfigError {
+        let (name, reason) = match self {
+            MappingError::File { path, reason } => {
+                ("AMOCRM_MAPPING_FILE", format!("{path}: {reason}"))
+            }
+            MappingError::StatusMap(entry) => (
+                "AMOCRM_STATUS_MAP",
+                format!("`{entry}` is not <status_id>=<name>"),
+            ),
+            MappingError::Region(region) => (
+                "AMOCRM_PHONE_REGION",
+                format!("`{region}` is not a two-letter country code"),
+            ),
+        };
+        ConfigError::Invalid { name, reason }
+    }
 }
 
 /// `AMOCRM_MAPPING_FILE`.

@@ -13,7 +13,6 @@ use std::time::Duration;
 use amocrm_api::{AmoClient, AmoError, TokenResponse};
 use anyhow::Context;
 use time::OffsetDateTime;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::store::{Store, TokenRow};
@@ -181,36 +180,31 @@ impl Tokens {
         Ok(new.access_token)
     }
 
-    /// Keeps the pair alive without traffic (a refresh token unused for three months expires):
-    /// refreshes when the access token enters the margin. Returns when `shutdown` is cancelled.
-    pub async fn run_refresher(self, shutdown: CancellationToken) {
-        loop {
-            let wait = match self.store.token(&self.settings.domain).await {
-                Ok(Some(row)) => {
-                    let due = row.expires_at - self.settings.refresh_margin;
-                    let left = due - OffsetDateTime::now_utc();
-                    if left.is_positive() {
-                        Duration::try_from(left).unwrap_or(Duration::from_secs(60))
-                    } else {
-                        match self.refresh(false).await {
-                            Ok(_) => Duration::ZERO,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "background token refresh failed; trying again in 60 s");
-                                Duration::from_secs(60)
-                            }
+    /// One round of keeping the pair alive without traffic: refreshes when the access token
+    /// is inside the margin, and says how long to wait before the next round (at most an hour:
+    /// another replica or the callback may change the row). See
+    /// [`crate::workers::token_refresh`].
+    pub async fn keep_alive(&self) -> Duration {
+        let wait = match self.store.token(&self.settings.domain).await {
+            Ok(Some(row)) => {
+                let due = row.expires_at - self.settings.refresh_margin;
+                let left = due - OffsetDateTime::now_utc();
+                if left.is_positive() {
+                    Duration::try_from(left).unwrap_or(Duration::from_secs(60))
+                } else {
+                    match self.refresh(false).await {
+                        Ok(_) => Duration::ZERO,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "background token refresh failed; trying again in 60 s");
+                            Duration::from_secs(60)
                         }
                     }
                 }
-                // Not authorized yet, or Postgres away: look again in a minute.
-                Ok(None) | Err(_) => Duration::from_secs(60),
-            };
-            // Re-read at least hourly: another replica or the callback may have changed the row.
-            let wait = wait.min(Duration::from_secs(3600));
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
             }
-        }
+            // Not authorized yet, or Postgres away: look again in a minute.
+            Ok(None) | Err(_) => Duration::from_secs(60),
+        };
+        wait.min(Duration::from_secs(3600))
     }
 
     /// `GET /api/v4/account` with the stored token (for `amocrm-sync check`).

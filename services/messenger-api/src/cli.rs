@@ -1,83 +1,201 @@
-//! The subcommands: `serve`, `migrate`, `admin create`, `invite create`.
+//! The command line: the runtime's standard commands (`serve | migrate | check | dlq list|replay
+//! | healthcheck`, flattened in) and this service's own, `admin create` and `invite create`;
+//! and [`Messenger`], what the runtime's command line needs to know about this service.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::process::ExitCode;
+use std::path::Path;
 
 use anyhow::Context;
+use clap::Subcommand;
+use service_kit::cli::{CheckLine, CliError, LogOutput, Service, StandardCommand, run_standard};
+use service_kit::{ConfigError, Runtime, RuntimeArgs};
+use sqlx::migrate::Migrator;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::password::Passwords;
 use crate::auth::tokens::random_code;
-use crate::config::{AdminAction, Argon2Settings, Cli, Command, Config, InviteAction, Settings};
+use crate::config::{Argon2Settings, Config, Settings};
 use crate::phone::Phone;
 use crate::store::Store;
 use crate::{App, MIGRATOR, SERVICE, store};
 
-/// Runs the parsed command line; the exit code is 0 on success, 1 on failure, 2 on bad
-/// configuration.
-pub async fn run(cli: Cli) -> ExitCode {
-    let command = cli.command.unwrap_or(Command::Serve);
-    // The server logs to stdout (JSON lines for the log collector); a command's standard output
-    // is its result (invite codes, the generated password), so its logs go to stderr.
-    let _telemetry = if matches!(command, Command::Serve) {
-        match service_kit::telemetry::init(SERVICE, &cli.config.runtime) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                eprintln!("{SERVICE}: {e:#}");
-                return ExitCode::from(2);
-            }
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The runtime's commands: serve (the default), migrate, check, dlq, healthcheck.
+    #[command(flatten)]
+    Standard(StandardCommand),
+    /// This service's own commands.
+    #[command(flatten)]
+    Own(OwnCommand),
+}
+
+/// The commands only messenger-api has.
+#[derive(Debug, Subcommand)]
+pub enum OwnCommand {
+    /// Administrator accounts.
+    Admin {
+        /// `create`.
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Invite codes for registration.
+    Invite {
+        /// `create`.
+        #[command(subcommand)]
+        action: InviteAction,
+    },
+}
+
+/// `messenger-api admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create an administrator (or make an existing user one). Without --password-stdin a
+    /// password is generated and printed once.
+    Create {
+        /// Phone number in E.164, e.g. +79991234567.
+        #[arg(long)]
+        phone: String,
+        /// Name shown to other users.
+        #[arg(long, default_value = "Administrator")]
+        display_name: String,
+        /// Read the password from the first line of standard input (typed, or piped).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// `messenger-api invite …`.
+#[derive(Debug, Subcommand)]
+pub enum InviteAction {
+    /// Create invite codes and print them, one per line.
+    Create {
+        /// How many registrations one code allows.
+        #[arg(long, default_value_t = 1)]
+        max_uses: i32,
+        /// Hours until the code expires.
+        #[arg(long, default_value_t = 72)]
+        expires_in_hours: i64,
+        /// How many codes to create.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+    },
+}
+
+/// messenger-api as the runtime's command line sees it.
+pub struct Messenger;
+
+impl Service for Messenger {
+    type Config = Config;
+    type Settings = Settings;
+    const NAME: &'static str = SERVICE;
+    const SCHEMA: &'static str = store::SCHEMA;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn runtime(config: &Config) -> &RuntimeArgs {
+        &config.runtime
+    }
+
+    fn port(config: &Config) -> u16 {
+        config.port
+    }
+
+    fn settings(config: &Config) -> Result<Settings, ConfigError> {
+        Settings::from_config(config)
+    }
+
+    async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+        App::build(settings).await?.run_until(shutdown).await
+    }
+
+    /// The files directory, and the JWT secret (its presence and length were checked with the
+    /// settings; the line says which variable it came from).
+    async fn check(settings: Settings, _rt: Runtime) -> anyhow::Result<Vec<CheckLine>> {
+        Ok(vec![
+            CheckLine::new(
+                "MESSENGER_FILES_DIR",
+                files_dir_writable(&settings.files_dir).await,
+            ),
+            CheckLine::new(
+                settings.jwt_secret_var,
+                Ok(format!(
+                    "set, {} characters (at least {})",
+                    settings.jwt.secret.expose().chars().count(),
+                    crate::config::MIN_JWT_SECRET_CHARS
+                )),
+            ),
+        ])
+    }
+}
+
+/// `Ok` when `dir` is a directory this process can create files in (a probe file is written
+/// and removed); `Err` says what is wrong.
+async fn files_dir_writable(dir: &Path) -> Result<String, String> {
+    let shown = dir.display();
+    match tokio::fs::metadata(dir).await {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("{shown} is not a directory")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{shown} does not exist; create it (a volume in production) or set MESSENGER_FILES_DIR"
+            ));
         }
-    } else {
-        if let Err(e) = cli_logs(&cli.config.runtime.log_level) {
-            eprintln!("{SERVICE}: {e:#}");
-            return ExitCode::from(2);
+        Err(e) => return Err(format!("{shown}: {e}")),
+    }
+    let probe = dir.join(format!(".check-{}", Uuid::new_v4().simple()));
+    match tokio::fs::write(&probe, b"check").await {
+        Ok(()) => {
+            let _ = tokio::fs::remove_file(&probe).await;
+            Ok(format!("{shown} is writable"))
         }
-        None
-    };
-    let result = match command {
-        Command::Serve => {
-            let settings = match Settings::from_config(&cli.config) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("{SERVICE}: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            serve(settings).await
-        }
-        Command::Migrate => migrate(&cli.config).await.map(|_| {
-            println!("migrations of schema `{}` are up to date", store::SCHEMA);
-        }),
-        Command::Admin {
+        Err(e) => Err(format!("{shown} is not writable: {e}")),
+    }
+}
+
+/// Runs one of this service's own commands; the exit code is 0 on success, 1 on failure, 2
+/// when the log filter is wrong.
+///
+/// A command's standard output is its result (invite codes, the generated password), so its
+/// logs go to stderr — which is why these do not go through `service_kit::cli::main`, whose
+/// logs go to stdout.
+/// Runs `command` (`None` serves): the runtime's standard commands or this service's own.
+///
+/// Errors: see [`CliError`] (exit 2 for configuration, 1 for failures).
+pub async fn run(command: Option<Command>, config: &Config) -> Result<(), CliError> {
+    match command {
+        None => run_standard::<Messenger>(None, config).await,
+        Some(Command::Standard(c)) => run_standard::<Messenger>(Some(c), config).await,
+        Some(Command::Own(OwnCommand::Admin {
             action:
                 AdminAction::Create {
                     phone,
                     display_name,
                     password_stdin,
                 },
-        } => admin_create(&cli.config, &phone, &display_name, password_stdin).await,
-        Command::Invite {
+        })) => Ok(admin_create(config, &phone, &display_name, password_stdin).await?),
+        Some(Command::Own(OwnCommand::Invite {
             action:
                 InviteAction::Create {
                     max_uses,
                     expires_in_hours,
                     count,
                 },
-        } => invite_create(&cli.config, max_uses, expires_in_hours, count).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{SERVICE} failed");
-            eprintln!("{SERVICE}: {e:#}");
-            ExitCode::FAILURE
-        }
+        })) => Ok(invite_create(config, max_uses, expires_in_hours, count).await?),
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let shutdown = service_kit::shutdown::on_signal();
-    App::build(settings, shutdown).await?.run_until().await
+/// Where `command`'s log lines go: stdout for `serve`, stderr for the one-shot commands whose
+/// result is printed on stdout.
+pub fn log_output(command: Option<&Command>) -> LogOutput {
+    match command {
+        None => LogOutput::Stdout,
+        Some(Command::Standard(c)) => StandardCommand::log_output(Some(c)),
+        Some(Command::Own(_)) => LogOutput::Stderr,
+    }
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<Store> {
@@ -140,17 +258,6 @@ async fn admin_create(
 }
 
 /// Logs of a command: plain lines on stderr, `LOG_LEVEL` applied.
-fn cli_logs(level: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .map_err(|e| anyhow::anyhow!("LOG_LEVEL `{level}` is not a valid filter: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .compact()
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))
-}
-
 /// The first line of stdin. On a terminal the typing is not echoed (`stty -echo`, restored
 /// afterwards, also when reading fails).
 fn read_password() -> anyhow::Result<String> {
@@ -205,7 +312,7 @@ async fn invite_create(
         let invite =
             crate::http::admin::create_invite_code(&store, max_uses, expires_in_hours, None)
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+                .map_err(crate::error::ApiError::into_anyhow)?;
         println!("{}", invite.code);
         let expires = invite
             .expires_at

@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use service_kit::{RuntimeArgs, Secret, SecretError};
+use clap::Parser;
+use service_kit::config::{ConfigError, long_secret};
+use service_kit::{RuntimeArgs, Secret};
+
+use crate::cli::Command;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -15,7 +18,7 @@ use service_kit::{RuntimeArgs, Secret, SecretError};
     about = "The own messenger: accounts, chats, messages, voice messages, admin, and the \
              real-time hub /hubs/chat that SignalR clients connect to.",
     after_help = "Without a command it serves. Jwt__Secret (alias JWT_SECRET) is required to \
-                  serve: at least 32 bytes, never logged. The first admin is made with \
+                  serve: at least 32 characters, never logged. The first admin is made with \
                   `messenger-api admin create --phone +7…`, invite codes with \
                   `messenger-api invite create`."
 )]
@@ -28,61 +31,8 @@ pub struct Cli {
     pub config: Config,
 }
 
-/// What to do.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP API and the hub (default).
-    Serve,
-    /// Run the database migrations of schema `messenger` and exit.
-    Migrate,
-    /// Administrator accounts.
-    Admin {
-        /// `create`.
-        #[command(subcommand)]
-        action: AdminAction,
-    },
-    /// Invite codes for registration.
-    Invite {
-        /// `create`.
-        #[command(subcommand)]
-        action: InviteAction,
-    },
-}
-
-/// `messenger-api admin …`.
-#[derive(Debug, Subcommand)]
-pub enum AdminAction {
-    /// Create an administrator (or make an existing user one). Without --password-stdin a
-    /// password is generated and printed once.
-    Create {
-        /// Phone number in E.164, e.g. +79991234567.
-        #[arg(long)]
-        phone: String,
-        /// Name shown to other users.
-        #[arg(long, default_value = "Administrator")]
-        display_name: String,
-        /// Read the password from the first line of standard input (typed, or piped).
-        #[arg(long)]
-        password_stdin: bool,
-    },
-}
-
-/// `messenger-api invite …`.
-#[derive(Debug, Subcommand)]
-pub enum InviteAction {
-    /// Create invite codes and print them, one per line.
-    Create {
-        /// How many registrations one code allows.
-        #[arg(long, default_value_t = 1)]
-        max_uses: i32,
-        /// Hours until the code expires.
-        #[arg(long, default_value_t = 72)]
-        expires_in_hours: i64,
-        /// How many codes to create.
-        #[arg(long, default_value_t = 1)]
-        count: u32,
-    },
-}
+/// The shortest accepted JWT secret, in characters.
+pub const MIN_JWT_SECRET_CHARS: usize = 32;
 
 /// Every setting; the secret is checked by [`Settings::from_config`].
 #[derive(Debug, Clone, clap::Args)]
@@ -91,7 +41,7 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 8085)]
     pub port: u16,
 
-    /// HS256 key of the access tokens (at least 32 bytes). The name of the original ASP.NET
+    /// HS256 key of the access tokens (at least 32 characters). The name of the original ASP.NET
     /// deployment; JWT_SECRET is accepted too. Never logged.
     #[arg(
         long = "jwt-secret-aspnet",
@@ -99,7 +49,7 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret_aspnet: Option<String>,
-    /// HS256 key of the access tokens (at least 32 bytes); alias of Jwt__Secret. Never logged.
+    /// HS256 key of the access tokens (at least 32 characters); alias of Jwt__Secret. Never logged.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// `iss` of issued tokens, checked on every request.
@@ -176,7 +126,7 @@ pub struct Config {
 /// JWT settings.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
-    /// `Jwt__Secret` or `JWT_SECRET`: the HS256 key, at least 32 bytes.
+    /// `Jwt__Secret` or `JWT_SECRET`: the HS256 key, at least 32 characters.
     pub secret: Secret,
     /// `JWT_ISSUER`: `iss` of issued tokens, checked on every request.
     pub issuer: String,
@@ -210,6 +160,8 @@ pub struct Settings {
     pub port: u16,
     /// Access and refresh token settings.
     pub jwt: JwtSettings,
+    /// The variable the JWT secret came from (`Jwt__Secret` or `JWT_SECRET`), for `check`.
+    pub jwt_secret_var: &'static str,
     /// `MESSENGER_FILES_DIR`: where voice messages are stored.
     pub files_dir: PathBuf,
     /// `MESSENGER_MAX_AUDIO_BYTES`: largest accepted voice message, in bytes.
@@ -243,33 +195,17 @@ pub struct Argon2Settings {
     pub iterations: u32,
 }
 
-/// A setting is missing or wrong; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The JWT secret is missing or a placeholder.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    /// The named secret is shorter than 32 bytes.
-    #[error("{0} must be at least 32 bytes long")]
-    TooShort(&'static str),
-    /// The named value is zero.
-    #[error("{0} must be positive")]
-    NotPositive(&'static str),
-}
-
 impl Settings {
-    /// Checks every value `serve` needs; the first problem wins.
+    /// Checks every value `serve` needs; the first problem wins, named by its variable.
     pub fn from_config(c: &Config) -> Result<Self, ConfigError> {
         // Jwt__Secret is the ASP.NET name; JWT_SECRET the alias. Either one, named in errors
         // by the one that was given.
-        let (value, name) = match (c.jwt_secret_aspnet.as_deref(), c.jwt_secret.as_deref()) {
-            (Some(v), _) if !v.trim().is_empty() => (Some(v), "Jwt__Secret"),
-            (_, v) => (v, "JWT_SECRET"),
+        let (value, name) = match &c.jwt_secret_aspnet {
+            Some(v) if !v.trim().is_empty() => (&c.jwt_secret_aspnet, "Jwt__Secret"),
+            _ => (&c.jwt_secret, "JWT_SECRET"),
         };
-        let secret = Secret::require(value, name)?;
-        if secret.expose().len() < 32 {
-            return Err(ConfigError::TooShort(name));
-        }
+        // HS256 wants a key of at least 256 bits; 32 characters are at least 32 bytes.
+        let secret = long_secret(value, name, MIN_JWT_SECRET_CHARS)?;
         for (v, name) in [
             (c.access_token_ttl_secs, "ACCESS_TOKEN_TTL_SECS"),
             (c.refresh_token_ttl_days, "REFRESH_TOKEN_TTL_DAYS"),
@@ -294,6 +230,7 @@ impl Settings {
         }
         Ok(Self {
             port: c.port,
+            jwt_secret_var: name,
             jwt: JwtSettings {
                 secret,
                 issuer: c.jwt_issuer.clone(),
@@ -328,21 +265,6 @@ impl Settings {
             runtime: c.runtime.clone(),
         })
     }
-
-    /// Settings for tests and tools: every default, this secret and database.
-    pub fn for_tests(database_url: impl Into<String>, secret: &str) -> Self {
-        let cli = Cli::try_parse_from([
-            "messenger-api",
-            "--database-url",
-            "postgres://unused",
-            "--jwt-secret",
-            secret,
-        ])
-        .expect("defaults parse");
-        let mut s = Self::from_config(&cli.config).expect("valid test settings");
-        s.runtime = RuntimeArgs::for_database(database_url);
-        s
-    }
 }
 
 #[cfg(test)]
@@ -374,11 +296,11 @@ mod tests {
             .to_string();
         assert!(e.starts_with("JWT_SECRET still holds a placeholder"), "{e}");
         let e = parse(&["--jwt-secret", "short"]).unwrap_err().to_string();
-        assert_eq!(e, "JWT_SECRET must be at least 32 bytes long");
+        assert_eq!(e, "JWT_SECRET must be at least 32 characters long");
         let e = parse(&["--jwt-secret-aspnet", "short"])
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "Jwt__Secret must be at least 32 bytes long");
+        assert_eq!(e, "Jwt__Secret must be at least 32 characters long");
         let s = parse(&["--jwt-secret", SECRET]).expect("valid");
         assert!(!format!("{s:?}").contains(SECRET));
         assert_eq!(s.port, 8085);

@@ -1,10 +1,13 @@
 //! The HTTP error of messenger-api: `{"error": "...", "details": …}` with the status the
-//! client can act on; 5xx detail goes only to the log.
+//! client can act on. It answers through service-kit's [`HttpError`]: logged once there, and
+//! a 5xx body is a fixed text and the request id (`{"error": "internal error", "requestId":
+//! "…"}`), its detail only in the log.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use service_kit::http_error::{ErrorShape, HttpError, INTERNAL_TEXT, UNAVAILABLE_TEXT};
 
 /// Errors at the HTTP edge.
 #[derive(Debug, thiserror::Error)]
@@ -83,12 +86,68 @@ impl ApiError {
         }
     }
 
-    /// What the client is told (the hub sends it as a completion's `error`).
+    /// What the client is told (the hub sends it as a completion's `error`): for a 5xx the
+    /// fixed text, never the internal error.
     pub fn public_message(&self) -> String {
         match self {
-            ApiError::Unexpected(_) => "internal error".to_owned(),
+            ApiError::Unexpected(_) => INTERNAL_TEXT.to_owned(),
+            ApiError::Unavailable(_) => UNAVAILABLE_TEXT.to_owned(),
             other => other.to_string(),
         }
+    }
+
+    /// The message for a hub completion: [`Self::public_message`], with a 5xx logged once here
+    /// (the hub has no HTTP edge to log it).
+    pub fn into_hub_message(self) -> String {
+        match &self {
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = format!("{e:#}"), "hub invocation failed")
+            }
+            ApiError::Unavailable(e) => tracing::error!(error = %e, "hub invocation failed"),
+            _ => {}
+        }
+        self.public_message()
+    }
+
+    /// The error with its full detail, for a command's operator (not for a client).
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            ApiError::Unexpected(e) => e,
+            other => anyhow::anyhow!("{other}"),
+        }
+    }
+
+    /// The shared error core's view of this error: status, the text a client may read, the
+    /// per-field details of a 400, and the internal error behind a 5xx.
+    pub fn into_http_error(self) -> HttpError {
+        let status = self.status();
+        match self {
+            ApiError::BadRequest {
+                message,
+                details: Some(d),
+            } => HttpError::client(status, message).with_details(d),
+            ApiError::Unexpected(e) => HttpError::server(status, e),
+            ApiError::Unavailable(why) => HttpError::server(status, anyhow::anyhow!(why)),
+            other => HttpError::client(status, other.to_string()),
+        }
+    }
+}
+
+/// The body shape of messenger-api (the original deployment's): `{"error": "…"}`, plus
+/// `"details"` for a 400 with per-field problems; a 5xx adds `"requestId"` for the caller to
+/// quote to the operator.
+pub struct MessengerShape;
+
+impl ErrorShape for MessengerShape {
+    fn body(status: StatusCode, message: &str, details: Option<&Value>, request_id: &str) -> Value {
+        let mut body = json!({ "error": message });
+        if let Some(d) = details {
+            body["details"] = d.clone();
+        }
+        if status.is_server_error() && !request_id.is_empty() {
+            body["requestId"] = json!(request_id);
+        }
+        body
     }
 }
 
@@ -128,33 +187,22 @@ impl From<PathRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        match &self {
-            ApiError::Unexpected(e) => {
-                tracing::error!(error = format!("{e:#}"), "request failed")
-            }
-            ApiError::Unavailable(e) => tracing::warn!(error = %e, "dependency unavailable"),
-            other => tracing::debug!(status = status.as_u16(), reason = %other, "request refused"),
-        }
-        let mut body = json!({ "error": self.public_message() });
-        if let ApiError::BadRequest {
-            details: Some(d), ..
-        } = &self
-        {
-            body["details"] = d.clone();
-        }
-        let mut res = (status, axum::Json(body)).into_response();
-        match &self {
+        let header = match &self {
             ApiError::Unauthorized(_) => {
-                res.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
             ApiError::TooManyRequests { retry_after_secs } => {
-                if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                    res.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+                HeaderValue::from_str(&retry_after_secs.to_string())
+                    .ok()
+                    .map(|v| (header::RETRY_AFTER, v))
             }
-            _ => {}
+            _ => None,
+        };
+        let mut res = self
+            .into_http_error()
+            .into_response_with::<MessengerShape>();
+        if let Some((name, value)) = header {
+            res.headers_mut().insert(name, value);
         }
         res
     }

@@ -7,8 +7,9 @@
 //!    └──── /hubs/chat ◀───────┘    └──▶ JetStream events.messenger.message.posted (other services)
 //! ```
 //!
-//! [`App::build`] wires Postgres, NATS, the files directory, the hub's fan-out subscription and
-//! the HTTP listener; [`App::run_until`] serves until the shutdown token is cancelled.
+//! [`App::build`] wires the runtime (Postgres, NATS), the files directory, the hub and its
+//! fan-out subscription, the [`workers`] and the HTTP listener; [`App::run_until`] serves and
+//! runs the workers until the shutdown token is cancelled.
 
 #![warn(missing_docs)]
 
@@ -23,18 +24,13 @@ pub mod messaging;
 pub mod phone;
 pub mod ratelimit;
 pub mod store;
+pub mod workers;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use axum::http::{HeaderName, HeaderValue, Method};
+use service_kit::Runtime;
 use service_kit::bus::Bus;
-use service_kit::http::Readiness;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::password::{PasswordWork, Passwords};
 use crate::auth::tokens::Tokens;
@@ -50,10 +46,7 @@ pub const SERVICE: &str = "messenger-api";
 /// Migrations of schema `messenger`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How often the outbox of unpublished events is retried.
-const OUTBOX_EVERY: Duration = Duration::from_secs(10);
-
-/// Shared by handlers and the hub.
+/// Shared by handlers, the hub and the workers.
 #[derive(Clone)]
 pub struct AppState {
     /// The validated settings.
@@ -76,157 +69,84 @@ pub struct AppState {
     pub files: FileStore,
 }
 
-/// The built application: bound listener, state, routes.
-pub struct App {
-    listener: TcpListener,
-    state: AppState,
-    router: axum::Router,
-    fanout: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    shutdown: CancellationToken,
-}
-
-impl App {
-    /// Connects Postgres (running migrations) and NATS, subscribes to the hub fan-out, and
-    /// binds `HOST:PORT` (port 0 picks a free one, for tests). `shutdown` stops everything,
-    /// hub connections included.
-    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let rt = &settings.runtime;
-        let pool = service_kit::db::connect_and_migrate(
-            &rt.database_url,
-            store::SCHEMA,
-            rt.database_max_connections,
-            &MIGRATOR,
-        )
-        .await?;
-        let bus = Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, SERVICE).await?;
-        let files = FileStore::open(&settings.files_dir).await?;
-        let hub = Hub::connect(
-            bus.clone(),
-            &rt.nats_url,
-            settings.hub.clone(),
-            shutdown.clone(),
-        )
-        .await?;
-        let fanout = Box::pin(
-            hub.subscribe()
-                .await
-                .context("subscribing to the hub fan-out")?,
-        );
-        let addr = format!("{}:{}", settings.runtime.host, settings.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let state = AppState {
+impl AppState {
+    fn new(rt: &Runtime, settings: Settings, hub: Hub, files: FileStore) -> Self {
+        let permits = match settings.password_hash_concurrency {
+            0 => PasswordWork::default_permits(),
+            n => n,
+        };
+        Self {
             tokens: Tokens::new(&settings.jwt),
             passwords: Passwords::new(settings.argon2),
-            password_work: PasswordWork::new(
-                Passwords::new(settings.argon2),
-                match settings.password_hash_concurrency {
-                    0 => PasswordWork::default_permits(),
-                    n => n,
-                },
-            ),
+            password_work: PasswordWork::new(Passwords::new(settings.argon2), permits),
             login_limits: LoginLimits::new(
                 settings.login_rate_per_phone,
                 settings.login_rate_per_ip,
                 settings.register_rate_per_ip,
             ),
-            store: Store::new(pool),
+            store: Store::new(rt.pool.clone()),
+            bus: rt.bus.clone(),
             settings: Arc::new(settings),
-            bus,
             hub,
             files,
-        };
-        let mut router = service_kit::http::finish(
-            http::router(state.clone()),
-            Readiness {
-                service: SERVICE,
-                pool: state.store.pool().clone(),
-                bus: state.bus.clone(),
-            },
-            &state.settings.runtime,
-        );
-        if let Some(cors) = cors(&state.settings.cors_allowed_origins) {
-            router = router.layer(cors);
         }
-        Ok(Self {
-            listener,
-            state,
-            router,
-            fanout,
-            shutdown,
-        })
+    }
+}
+
+/// The built application: the bound server (CORS outside every other layer), the workers
+/// and the state.
+pub struct App(service_kit::App<AppState>);
+
+impl App {
+    /// Connects Postgres (running migrations) and NATS, opens the files directory,
+    /// subscribes to the hub fan-out, and binds `HOST:PORT` (port 0 picks a free one, for
+    /// tests).
+    ///
+    /// Errors: Postgres or NATS unreachable, a migration failing, the files directory not
+    /// creatable, the port taken.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let rt = Runtime::connect(SERVICE, store::SCHEMA, &MIGRATOR, &settings.runtime).await?;
+        let files = FileStore::open(&settings.files_dir).await?;
+        let hub = Hub::connect(rt.bus.clone(), &rt.args.nats_url, settings.hub.clone()).await?;
+        let fanout = hub.subscribe().await?;
+        let state = AppState::new(&rt, settings, hub, files);
+
+        let mut workers = rt.workers();
+        workers.spawn("hub fan-out", move |stop| fanout.run(stop));
+        workers.spawn("outbox", {
+            let state = state.clone();
+            move |stop| crate::workers::outbox::run(state, stop)
+        });
+        workers.spawn("housekeeping", {
+            let limits = state.login_limits.clone();
+            move |stop| crate::workers::housekeeping::run(limits, stop)
+        });
+
+        let mut server = rt
+            .bind(state.settings.port, http::router(state.clone()))
+            .await?;
+        if let Some(cors) = http::cors(&state.settings.cors_allowed_origins) {
+            server = server.map_router(|r| r.layer(cors));
+        }
+        Ok(Self(service_kit::App::new(server, workers, state)))
     }
 
     /// The bound port.
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.0.port()
     }
 
     /// The shared state (tests reach the store, hub and bus through it).
     pub fn state(&self) -> &AppState {
-        &self.state
+        self.0.state()
     }
 
-    /// Serves HTTP and the hub until the shutdown token is cancelled; then closes hub
-    /// connections (with a Close message that invites clients to reconnect elsewhere) and
+    /// Serves HTTP and the hub and runs the workers until `shutdown` is cancelled; then closes
+    /// hub connections (with a Close message that invites clients to reconnect elsewhere) and
     /// finishes in-flight requests.
-    pub async fn run_until(self) -> anyhow::Result<()> {
-        let state = self.state;
-        let shutdown = self.shutdown;
-        tracing::info!(
-            port = self.listener.local_addr()?.port(),
-            "messenger-api listening"
-        );
-        let server = {
-            let t = shutdown.clone();
-            axum::serve(
-                self.listener,
-                self.router
-                    .into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { t.cancelled().await })
-        };
-        let outbox = messaging::run_outbox(state.clone(), OUTBOX_EVERY, shutdown.clone());
-        let housekeeping = {
-            let (limits, t) = (state.login_limits.clone(), shutdown.clone());
-            async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tokio::select! {
-                        _ = t.cancelled() => return,
-                        _ = tick.tick() => limits.retain_recent(),
-                    }
-                }
-            }
-        };
-        let (server, (), (), ()) = tokio::join!(server, self.fanout, outbox, housekeeping);
-        server.context("HTTP server")?;
-        tracing::info!("messenger-api stopped");
-        Ok(())
+    ///
+    /// Errors: the server failed, or a worker did.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.0.run_until(shutdown).await
     }
-}
-
-fn cors(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
-        return None;
-    }
-    let list: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    Some(
-        CorsLayer::new()
-            .allow_origin(AllowOrigin::list(list))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([
-                axum::http::header::AUTHORIZATION,
-                axum::http::header::CONTENT_TYPE,
-                axum::http::header::RANGE,
-                HeaderName::from_static("x-requested-with"),
-                HeaderName::from_static("x-signalr-user-agent"),
-                HeaderName::from_static("idempotency-key"),
-            ])
-            .allow_credentials(true),
-    )
 }

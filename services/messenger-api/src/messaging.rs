@@ -221,25 +221,6 @@ pub async fn typing(state: &AppState, user: &AuthUser, chat_id: Uuid) -> Result<
     Ok(())
 }
 
-/// Publishes the events JetStream did not acknowledge before, every `every` until `shutdown`.
-pub async fn run_outbox(
-    state: AppState,
-    every: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = flush_outbox_older_than(&state, OUTBOX_MIN_AGE).await {
-            tracing::debug!(error = format!("{e:#}"), "outbox not flushed yet");
-        }
-    }
-}
-
 /// How old an outbox entry that never failed must be before the sweep takes it: its poster
 /// normally publishes it and removes it well within this.
 pub const OUTBOX_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,5 +1,10 @@
 //! `events.amocrm.>` → schema `amocrm`.
 //!
+//! Ordered by entity ([`Event::ordering_key`]: `lead:<id>`, `contact:<id>`): the events of one
+//! lead or contact are stored one after another, in stream order, while other entities flow
+//! on, up to `AMOCRM_CONSUMER_CONCURRENCY` at once. The store's ordered upserts stay as the
+//! second line (a replica taking over replays from the ack floor).
+//!
 //! A lead event is first completed from API v4 (`GET /api/v4/leads/{id}?with=contacts`, then
 //! the linked contacts not stored yet) when a token is stored and `AMOCRM_FETCH_LEADS` is on;
 //! when amoCRM cannot be asked the webhook's own data is stored. Writes are ordered and
@@ -10,15 +15,33 @@
 
 use std::time::Instant;
 
-use domain::{Envelope, Event, Lead};
-use service_kit::consumer::HandleError;
+use domain::{Envelope, Event, Lead, Source, Subject};
+use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
+use crate::config::Settings;
 use crate::normalize;
 use crate::store::Applied;
 
-/// Durable name, shared by all replicas and pullers.
+/// Durable name, shared by all replicas (one holds it at a time).
 pub const DURABLE: &str = "amocrm-sync-store";
+
+/// `events.amocrm.>`, keyed by entity; attempts and delays from `AMOCRM_RETRY_DELAYS_SECS`
+/// (attempts = delays + 1), handlers at once from `AMOCRM_CONSUMER_CONCURRENCY`.
+pub fn spec(settings: &Settings) -> ConsumerSpec<Event> {
+    let mut spec = ConsumerSpec::new(
+        DURABLE,
+        Subject::event(Source::Amocrm, ">"),
+        |env: &Envelope<Event>| env.payload.ordering_key(),
+    );
+    let delays = &settings.retry_delays;
+    spec.max_attempts = u32::try_from(delays.len()).map_or(u32::MAX, |n| n.saturating_add(1));
+    if !delays.is_empty() {
+        spec.backoff = delays.clone();
+    }
+    spec.concurrency = Some(settings.consumer_concurrency);
+    spec
+}
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {

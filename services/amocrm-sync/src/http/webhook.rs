@@ -26,7 +26,6 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::http::secure_eq;
 use crate::ingest::ingest;
 
 fn count(format: &'static str, outcome: &'static str) {
@@ -43,10 +42,7 @@ pub async fn form(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    if !secure_eq(
-        token.as_bytes(),
-        state.settings.webhook_token.expose().as_bytes(),
-    ) {
+    if !service_kit::secure_eq(&token, state.settings.webhook_token.expose()) {
         count("form", "bad_token");
         return Err(ApiError::NotFound);
     }

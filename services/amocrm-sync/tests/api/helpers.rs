@@ -1,19 +1,19 @@
 //! `spawn_app`: the real amocrm-sync on port 0 with a fresh database, unique NATS streams and a
-//! sandbox amoCRM; builders for webhook bodies in amoCRM's exact form format.
+//! sandbox amoCRM, its settings parsed by the real command line; builders for webhook bodies in
+//! amoCRM's exact form format.
 
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use amocrm_sync::AppState;
-use amocrm_sync::config::Settings;
-use amocrm_sync::mapping::Mapping;
+use amocrm_sync::config::{Cli, Settings};
 use sandbox::Sandbox;
 use serde_json::Value;
-use service_kit::{RuntimeArgs, Secret};
+use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
-pub use testkit::{drop_database, unique_prefix, wait_for};
+pub use testkit::wait_for;
 
 pub const WEBHOOK_TOKEN: &str = "amo-hook-5c1e9a7f3d2b";
 pub const CLIENT_UUID: &str = "7d3f1a52-9a6e-4b8e-8f1c-1b2d3c4e5f60";
@@ -22,15 +22,19 @@ pub const SUBDOMAIN: &str = sandbox::amocrm::SUBDOMAIN;
 /// 2026-11-22T12:00:00Z
 pub const T0: i64 = 1_795_348_800;
 
+/// The app under test. Dropping it stops the app and removes its database and streams (the
+/// [`TestEnv`]), also when the test panicked.
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub sandbox: Sandbox,
     pub state: AppState,
     pub shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     pub db_name: String,
     pub db_url: String,
+    /// Last field: dropped after the app was told to stop.
+    env: TestEnv,
 }
 
 /// Knobs of a test app.
@@ -56,30 +60,45 @@ impl Default for Options {
     }
 }
 
-pub fn settings_for(sandbox: &Sandbox, db_url: String, prefix: &str, opts: &Options) -> Settings {
-    let mut runtime = RuntimeArgs::for_database(db_url);
-    runtime.nats_url = testkit::nats_url();
-    runtime.nats_subject_prefix = prefix.to_owned();
-    runtime.log_level = "warn".into();
-    Settings {
-        port: 0,
-        domain: format!("{SUBDOMAIN}.amocrm.ru"),
-        subdomain: SUBDOMAIN.into(),
-        base_url: sandbox.amocrm_url(),
-        client_id: Secret::new(sandbox::amocrm::CLIENT_ID),
-        client_secret: Secret::new(sandbox::amocrm::CLIENT_SECRET),
-        redirect_uri: "https://amocrm.example.com/api/auth/amo/callback".into(),
-        webhook_token: Secret::new(WEBHOOK_TOKEN),
-        mapping: std::sync::Arc::new(Mapping::default()),
-        fetch_leads: opts.fetch_leads,
-        api_rps: 7,
-        api_retry_min: Duration::from_millis(50),
-        refresh_margin: Duration::from_secs(600),
-        retry_delays: opts.retry_delays.clone(),
-        db_retry: opts.db_retry,
-        consumer_concurrency: opts.concurrency,
-        runtime,
-    }
+fn secs(d: Duration) -> String {
+    d.as_secs_f64().to_string()
+}
+
+/// The settings of a test app, through the real parser: the test's values by their
+/// environment names, everything else as the service defaults it.
+pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Settings {
+    let mut vars = env.runtime_overrides();
+    vars.extend([
+        ("LOG_LEVEL", "warn".to_owned()),
+        ("AMOCRM_DOMAIN", format!("{SUBDOMAIN}.amocrm.ru")),
+        ("AMOCRM_BASE_URL", sandbox.amocrm_url()),
+        ("AMOCRM_CLIENT_ID", sandbox::amocrm::CLIENT_ID.to_owned()),
+        (
+            "AMOCRM_CLIENT_SECRET",
+            sandbox::amocrm::CLIENT_SECRET.to_owned(),
+        ),
+        (
+            "AMOCRM_REDIRECT_URI",
+            "https://amocrm.example.com/api/auth/amo/callback".to_owned(),
+        ),
+        ("AMOCRM_WEBHOOK_TOKEN", WEBHOOK_TOKEN.to_owned()),
+        ("AMOCRM_FETCH_LEADS", opts.fetch_leads.to_string()),
+        ("AMOCRM_API_RPS", "7".to_owned()),
+        ("AMOCRM_API_RETRY_MIN_MS", "50".to_owned()),
+        ("AMOCRM_TOKEN_REFRESH_MARGIN_SECS", "600".to_owned()),
+        (
+            "AMOCRM_RETRY_DELAYS_SECS",
+            opts.retry_delays
+                .iter()
+                .map(|d| secs(*d))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("AMOCRM_DB_RETRY_SECS", secs(opts.db_retry)),
+        ("AMOCRM_CONSUMER_CONCURRENCY", opts.concurrency.to_string()),
+    ]);
+    let cli: Cli = testkit::parse_config(&vars);
+    Settings::from_config(&cli.config).expect("test settings are valid")
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -94,10 +113,9 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             .try_init();
     }
     let sandbox = Sandbox::start().await.expect("sandbox starts");
-    let (db_name, db_url) = testkit::fresh_database("amocrm_test").await;
-    let prefix = unique_prefix();
-    let settings = settings_for(&sandbox, db_url.clone(), &prefix, &opts);
-    let app = amocrm_sync::App::build(settings).await.expect("app builds");
+    let env = TestEnv::new("amocrm_test").await;
+    let settings = settings_for(&sandbox, &env, &opts);
+    let app = amocrm_sync::build(settings).await.expect("app builds");
     let port = app.port();
     let state = app.state().clone();
     let shutdown = CancellationToken::new();
@@ -108,9 +126,17 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         sandbox,
         state,
         shutdown,
-        handle,
-        db_name,
-        db_url,
+        handle: Some(handle),
+        db_name: env.db_name.clone(),
+        db_url: env.database_url.clone(),
+        env,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // The TestEnv (dropped after this) removes the database and the streams.
+        self.shutdown.cancel();
     }
 }
 
@@ -425,13 +451,36 @@ impl TestApp {
         .await;
     }
 
-    /// Stops the app and removes its streams and database.
-    pub async fn cleanup(self) {
+    /// Stops the app and waits for it; dropping it then removes its streams and database.
+    pub async fn cleanup(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
-        let _ = self.state.bus.delete_streams().await;
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
         self.state.store.pool().close().await;
-        drop_database(&self.db_name).await;
+    }
+
+    /// The value of the counter `consumer_messages_total` of the store consumer for `outcome`
+    /// (`ok`, `retry`, `unavailable`, `dead_letter`), from this app's `/metrics`.
+    pub async fn consumer_count(&self, outcome: &str) -> u64 {
+        let metrics = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body");
+        let durable = format!("durable=\"{}\"", amocrm_sync::consumers::sync::DURABLE);
+        let outcome = format!("outcome=\"{outcome}\"");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("consumer_messages_total{"))
+            .filter(|l| l.contains(&durable) && l.contains(&outcome))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
     }
 }
 

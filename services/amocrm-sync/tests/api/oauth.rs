@@ -225,3 +225,43 @@ async fn without_a_token_the_webhook_data_is_stored_and_amocrm_is_not_called() {
     assert!(app.sandbox.requests().is_empty());
     app.cleanup().await;
 }
+
+/// A database error at the HTTP edge: the OAuth callback stores the pair synchronously, and
+/// the table is gone. The answer is a 500 in the old shape with a fixed text and the request
+/// id; what failed inside is only in the log.
+#[tokio::test]
+async fn a_database_error_in_the_callback_is_a_500_without_internal_text() {
+    let app = spawn_app().await;
+    sqlx::raw_sql("ALTER TABLE amocrm.oauth_tokens RENAME TO oauth_tokens_away")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let code = app.sandbox.amocrm_authorize();
+    let res = app
+        .http
+        .get(format!(
+            "{}/api/auth/amo/callback?code={code}&referer={SUBDOMAIN}.amocrm.ru",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+    let request_id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = res.text().await.unwrap();
+    for internal in ["relation", "amocrm.", "sqlx", "database", "oauth_tokens"] {
+        assert!(!text.contains(internal), "{internal:?} leaked: {text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["message"], "internal error");
+    assert_eq!(body["events_processed"], 0);
+    assert!(!request_id.is_empty());
+    assert_eq!(body["request_id"], request_id.as_str());
+    app.cleanup().await;
+}

@@ -172,14 +172,7 @@ pub fn verify_identity_v3(password: &str, stored: &str) -> bool {
         2 => pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), salt, iterations, &mut actual),
         _ => return false,
     }
-    constant_time_eq(&actual, expected)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    service_kit::secure_eq(&actual, expected)
 }
 
 /// Builds an Identity V3 hash (tests and the import docs use it to make fixtures).

@@ -383,6 +383,9 @@ pub struct ErrorBody {
     /// Per-field problems, when there are several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+    /// The request's id (as in `X-Request-Id`), on a 5xx: quote it to the operator.
+    #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `POST /hubs/chat/negotiate` (SignalR negotiate protocol, version 1).

@@ -9,7 +9,9 @@ pub mod dto;
 pub mod messages;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -117,4 +119,30 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         }
     }
     ApiError::NotFound("route").into_response()
+}
+
+/// CORS for the browser origins in `CORS_ALLOWED_ORIGINS`; `None` when there are none. Put
+/// outside every other layer, so preflight requests are answered before anything else.
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::RANGE,
+                HeaderName::from_static("x-requested-with"),
+                HeaderName::from_static("x-signalr-user-agent"),
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .allow_credentials(true),
+    )
 }

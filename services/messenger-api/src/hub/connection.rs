@@ -422,14 +422,14 @@ async fn invoke(
             messaging::post_text(state, user, chat, text, client_id)
                 .await
                 .map(|(m, _)| Some(json!(m)))
-                .map_err(|e| e.public_message())
+                .map_err(ApiError::into_hub_message)
         }
         "Typing" => {
             let chat = arg_uuid(args, 0, "chatId")?;
             messaging::typing(state, user, chat)
                 .await
                 .map(|()| None)
-                .map_err(|e| e.public_message())
+                .map_err(ApiError::into_hub_message)
         }
         "MarkRead" => {
             let chat = arg_uuid(args, 0, "chatId")?;
@@ -442,7 +442,7 @@ async fn invoke(
             messaging::mark_read(state, user, chat, message)
                 .await
                 .map(|_| None)
-                .map_err(|e| e.public_message())
+                .map_err(ApiError::into_hub_message)
         }
         other => Err(format!("Method '{other}' does not exist.")),
     };

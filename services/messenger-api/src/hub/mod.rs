@@ -153,17 +153,14 @@ struct Inner {
     settings: HubSettings,
     registry: RwLock<Registry>,
     next_id: AtomicU64,
-    shutdown: CancellationToken,
+    /// The hub's own token, cancelled by [`Hub::close`] (the fan-out worker, when the
+    /// service stops): connections still arriving then are told to go at once.
+    closing: CancellationToken,
 }
 
 impl Hub {
     /// Connects the fan-out connection (`nats_url`, the same server as the bus).
-    pub async fn connect(
-        bus: Bus,
-        nats_url: &str,
-        settings: HubSettings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect(bus: Bus, nats_url: &str, settings: HubSettings) -> anyhow::Result<Self> {
         let fanout = async_nats::ConnectOptions::new()
             .name("messenger-api hub fan-out")
             .no_echo()
@@ -179,7 +176,7 @@ impl Hub {
                 settings,
                 registry: RwLock::new(Registry::default()),
                 next_id: AtomicU64::new(1),
-                shutdown,
+                closing: CancellationToken::new(),
             }),
         })
     }
@@ -229,6 +226,11 @@ impl Hub {
         let first = entry.conns.is_empty();
         entry.conns.push(handle.clone());
         metrics::gauge!("hub_connections").increment(1.0);
+        // Checked under the write lock: a connection registered before `close` read the
+        // registry is kicked there, one registered after it sees the token here.
+        if self.inner.closing.is_cancelled() {
+            let _ = handle.kick(KickReason::Shutdown);
+        }
         (
             handle,
             ConnRx {
@@ -454,36 +456,36 @@ impl Hub {
         }
     }
 
+    /// Closes every connection of this replica with a Close message that invites the client
+    /// to reconnect (elsewhere), and every connection that still arrives (at shutdown).
+    pub fn close(&self) {
+        self.inner.closing.cancel();
+        self.kick_all(KickReason::Shutdown);
+    }
+
     // ------------------------------------------------------------------ fan-out from NATS
 
-    /// Subscribes to the other replicas' fan-out; returns once the subscription is in place
-    /// and then serves it until `shutdown`.
-    pub async fn subscribe(
-        &self,
-    ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    /// Subscribes to the other replicas' fan-out; returns once the server has the
+    /// subscription. [`Fanout::run`] then serves it (the `hub fan-out` worker).
+    pub async fn subscribe(&self) -> anyhow::Result<Fanout> {
         let client = self.inner.fanout.clone();
         let all = self
             .inner
             .bus
             .wire_subject(&Subject::all_fanout(Source::Messenger));
-        let mut sub = client.subscribe(all).await?;
+        let sub = client
+            .subscribe(all)
+            .await
+            .context("subscribing to the hub fan-out")?;
         // The server has the subscription once a flush round trip returns.
-        client.flush().await?;
-        let prefix = self.subject("");
-        let hub = self.clone();
-        Ok(async move {
-            let shutdown = hub.inner.shutdown.clone();
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    msg = sub.next() => match msg {
-                        Some(m) => hub.on_fanout(&prefix, m),
-                        None => break,
-                    },
-                }
-            }
-            hub.kick_all(KickReason::Shutdown);
-            let _ = sub.unsubscribe().await;
+        client
+            .flush()
+            .await
+            .context("subscribing to the hub fan-out")?;
+        Ok(Fanout {
+            prefix: self.subject(""),
+            hub: self.clone(),
+            sub,
         })
     }
 
@@ -524,6 +526,36 @@ impl Hub {
                 Err(e) => tracing::debug!(error = %e, "unknown hub control message skipped"),
             }
         }
+    }
+}
+
+/// The other replicas' fan-out, subscribed: what the `hub fan-out` worker serves.
+pub struct Fanout {
+    hub: Hub,
+    prefix: String,
+    sub: async_nats::Subscriber,
+}
+
+impl Fanout {
+    /// Delivers the other replicas' frames to this replica's connections until `stop`; then
+    /// closes the hub ([`Hub::close`]) and unsubscribes.
+    ///
+    /// Errors: the subscription ended before `stop` (the NATS client went away): without it
+    /// this replica no longer hears the others, so the service stops and is restarted.
+    pub async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
+        let ended = loop {
+            tokio::select! {
+                _ = stop.cancelled() => break false,
+                msg = self.sub.next() => match msg {
+                    Some(m) => self.hub.on_fanout(&self.prefix, m),
+                    None => break true,
+                },
+            }
+        };
+        self.hub.close();
+        let _ = self.sub.unsubscribe().await;
+        anyhow::ensure!(!ended, "the hub fan-out subscription ended");
+        Ok(())
     }
 }
 

@@ -157,7 +157,7 @@ async fn login_attempts_are_rate_limited_per_phone() {
 #[tokio::test]
 async fn login_attempts_are_rate_limited_per_ip() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| s.login_rate_per_ip = 3)),
+        env: vec![("LOGIN_RATE_PER_IP_PER_MINUTE", "3".into())],
         ..Default::default()
     })
     .await;
@@ -346,12 +346,10 @@ async fn a_bad_invite_is_refused_before_any_password_is_hashed() {
     // Hashing cannot work at all with these parameters (argon2 wants at least 8 KiB): a
     // registration that hashed before looking at the invite would answer 500, not 400.
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| {
-            s.argon2 = messenger_api::config::Argon2Settings {
-                memory_kib: 1,
-                iterations: 1,
-            }
-        })),
+        env: vec![
+            ("ARGON2_MEMORY_KIB", "1".into()),
+            ("ARGON2_ITERATIONS", "1".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -382,7 +380,7 @@ async fn a_bad_invite_is_refused_before_any_password_is_hashed() {
 #[tokio::test]
 async fn registrations_are_rate_limited_per_ip() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| s.register_rate_per_ip = 2)),
+        env: vec![("REGISTER_RATE_PER_IP_PER_MINUTE", "2".into())],
         ..Default::default()
     })
     .await;
@@ -414,7 +412,7 @@ async fn registrations_are_rate_limited_per_ip() {
 #[tokio::test]
 async fn password_hashing_runs_a_bounded_number_at_once() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| s.password_hash_concurrency = 1)),
+        env: vec![("PASSWORD_HASH_CONCURRENCY", "1".into())],
         ..Default::default()
     })
     .await;

@@ -119,7 +119,7 @@ async fn a_voice_message_is_uploaded_and_downloaded_by_members_only() {
 #[tokio::test]
 async fn uploads_are_checked() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| s.max_audio_bytes = 50_000)),
+        env: vec![("MESSENGER_MAX_AUDIO_BYTES", "50000".into())],
         ..Default::default()
     })
     .await;

@@ -1,13 +1,21 @@
 //! `spawn_app`: the real messenger-api on port 0 with a fresh database, a unique NATS prefix
 //! and its own files directory; REST helpers; a minimal SignalR JSON-protocol hub client.
+//!
+//! Settings go through the binary's own parser ([`testkit::parse_config`] on
+//! `messenger_api::config::Cli`), given by their environment names. The database and the
+//! NATS streams belong to a [`testkit::TestEnv`] that the app (and its replicas) hold: they
+//! are dropped with the last of them, also when a test panics.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use messenger_api::AppState;
-use messenger_api::config::{Argon2Settings, Settings};
+use messenger_api::config::{Cli, Settings};
 use serde_json::{Value, json};
+use testkit::TestEnv;
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -27,27 +35,54 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub state: AppState,
     pub shutdown: CancellationToken,
-    pub db_name: String,
     pub db_url: String,
-    pub prefix: String,
-    pub files_dir: std::path::PathBuf,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    owns_db: bool,
+    pub files_dir: PathBuf,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _files: FilesDir,
+    /// Last: dropped after everything above (shared with replicas).
+    env: Arc<TestEnv>,
 }
 
-/// Changes a test makes to the settings before the app starts.
+/// Changes a test makes to the parsed settings before the app starts, for what the
+/// environment cannot say (sub-second durations).
 pub type Tweak = Box<dyn FnOnce(&mut Settings) + Send>;
 
 /// What a test may change before the app starts.
 #[derive(Default)]
 pub struct Options {
     /// Share another app's database and NATS prefix (two replicas).
-    pub share: Option<(String, String, String)>,
+    pub share: Option<Arc<TestEnv>>,
+    /// Settings by their environment names, over the defaults of [`spawn_app`].
+    pub env: Vec<(&'static str, String)>,
     pub tweak: Option<Tweak>,
+}
+
+/// A files directory removed on drop.
+struct FilesDir(PathBuf);
+
+impl Drop for FilesDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
+}
+
+/// `defaults` with `overrides` put over them (by name; clap takes each flag once).
+fn merged(
+    defaults: Vec<(&'static str, String)>,
+    overrides: Vec<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
+    let mut out = defaults;
+    for (name, value) in overrides {
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => out.push((name, value)),
+        }
+    }
+    out
 }
 
 pub async fn spawn_app_with(opts: Options) -> TestApp {
@@ -57,38 +92,35 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             .with_test_writer()
             .try_init();
     }
-    let (owns_db, db_name, db_url, prefix) = match opts.share {
-        Some((name, url, prefix)) => (false, name, url, prefix),
-        None => {
-            let (name, url) = testkit::fresh_database("messenger_test").await;
-            (true, name, url, testkit::unique_prefix())
-        }
+    let env = match opts.share {
+        Some(env) => env,
+        None => Arc::new(TestEnv::new("messenger_test").await),
     };
     let files_dir = std::env::temp_dir().join(format!("messenger-test-{}", Uuid::new_v4()));
-    let mut settings = Settings::for_tests(db_url.clone(), SECRET);
-    settings.port = 0;
-    settings.runtime.host = "127.0.0.1".into();
-    settings.runtime.nats_url = testkit::nats_url();
-    settings.runtime.nats_subject_prefix = prefix.clone();
-    settings.runtime.log_level = "warn".into();
-    settings.files_dir = files_dir.clone();
-    // Cheap hashes: tests check behaviour, not cost.
-    settings.argon2 = Argon2Settings {
-        memory_kib: 1024,
-        iterations: 1,
-    };
-    // Tests register many users from 127.0.0.1; the per-IP limit has its own test.
-    settings.register_rate_per_ip = 100_000;
+    let mut defaults = env.runtime_overrides();
+    defaults.extend([
+        ("LOG_LEVEL", "warn".to_owned()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("MESSENGER_FILES_DIR", files_dir.display().to_string()),
+        // Cheap hashes: tests check behaviour, not cost.
+        ("ARGON2_MEMORY_KIB", "1024".to_owned()),
+        ("ARGON2_ITERATIONS", "1".to_owned()),
+        // Tests register many users from 127.0.0.1; the per-IP limit has its own test.
+        ("REGISTER_RATE_PER_IP_PER_MINUTE", "100000".to_owned()),
+    ]);
+    let cli: Cli = testkit::parse_config(&merged(defaults, opts.env));
+    let mut settings = Settings::from_config(&cli.config).expect("valid test settings");
     if let Some(t) = opts.tweak {
         t(&mut settings);
     }
-    let shutdown = CancellationToken::new();
-    let app = messenger_api::App::build(settings, shutdown.clone())
+    let db_url = settings.runtime.database_url.clone();
+    let app = messenger_api::App::build(settings)
         .await
         .expect("app builds");
     let port = app.port();
     let state = app.state().clone();
-    let handle = tokio::spawn(app.run_until());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(app.run_until(shutdown.clone()));
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
@@ -98,12 +130,11 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
             .expect("client"),
         state,
         shutdown,
-        db_name,
         db_url,
-        prefix,
+        _files: FilesDir(files_dir.clone()),
         files_dir,
-        handle,
-        owns_db,
+        handle: Some(handle),
+        env,
     }
 }
 
@@ -125,13 +156,14 @@ impl TestApp {
     /// Options for a second replica of this app (same database and NATS prefix).
     pub fn replica_options(&self) -> Options {
         Options {
-            share: Some((
-                self.db_name.clone(),
-                self.db_url.clone(),
-                self.prefix.clone(),
-            )),
-            tweak: None,
+            share: Some(self.env.clone()),
+            ..Default::default()
         }
+    }
+
+    /// The NATS subject prefix of this app's streams.
+    pub fn prefix(&self) -> &str {
+        &self.env.prefix
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -300,25 +332,27 @@ impl TestApp {
         out
     }
 
-    /// Stops the app and removes its streams, database and files.
-    pub async fn cleanup(self) {
+    /// Stops the app and waits for it; its files go now, its database and streams with the
+    /// last app that shares them.
+    pub async fn cleanup(mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
-        if self.owns_db {
-            let _ = self.state.bus.delete_streams().await;
-            self.state.store.pool().close().await;
-            testkit::drop_database(&self.db_name).await;
-        } else {
-            self.state.store.pool().close().await;
+        if let Some(handle) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
         }
-        let _ = std::fs::remove_dir_all(&self.files_dir);
+        self.state.store.pool().close().await;
     }
 
-    /// Stops a replica that shares another app's database (nothing to drop).
+    /// Stops a replica that shares another app's database (dropped with the last of them).
     pub async fn stop(self) {
+        self.cleanup().await;
+    }
+}
+
+impl Drop for TestApp {
+    /// Also when a test panics: the app is told to stop; the files, the database and the
+    /// streams go with the fields.
+    fn drop(&mut self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
-        let _ = std::fs::remove_dir_all(&self.files_dir);
     }
 }
 

@@ -247,10 +247,9 @@ async fn presence_is_announced_to_chat_partners() {
 #[tokio::test]
 async fn handshake_keep_alive_and_client_timeout() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| {
-            s.hub.keepalive = Duration::from_millis(300);
-            s.hub.client_timeout = Duration::from_secs(2);
-        })),
+        env: vec![("HUB_CLIENT_TIMEOUT_SECS", "2".into())],
+        // HUB_KEEPALIVE_SECS is whole seconds; the test wants pings well within the timeout.
+        tweak: Some(Box::new(|s| s.hub.keepalive = Duration::from_millis(300))),
         ..Default::default()
     })
     .await;
@@ -315,7 +314,7 @@ async fn an_unsupported_protocol_fails_the_handshake() {
 #[tokio::test]
 async fn a_slow_client_is_disconnected_and_the_others_keep_up() {
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| s.hub.queue_capacity = 8)),
+        env: vec![("HUB_QUEUE_CAPACITY", "8".into())],
         ..Default::default()
     })
     .await;
@@ -424,10 +423,10 @@ async fn wait_disconnected(app: &TestApp, user: uuid::Uuid) {
 async fn a_client_that_stops_reading_is_dropped_by_the_send_timeout() {
     // A queue long enough never to overflow: only the bounded write can catch the client.
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| {
-            s.hub.queue_capacity = 100_000;
-            s.hub.send_timeout = Duration::from_secs(1);
-        })),
+        env: vec![
+            ("HUB_QUEUE_CAPACITY", "100000".into()),
+            ("HUB_SEND_TIMEOUT_SECS", "1".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -458,11 +457,11 @@ async fn a_kick_reaches_a_connection_blocked_in_a_write() {
     // Neither the write timeout nor the client timeout comes to the rescue within the test:
     // only the kick (here: the account is deleted) can end the blocked write.
     let app = spawn_app_with(Options {
-        tweak: Some(Box::new(|s| {
-            s.hub.queue_capacity = 100_000;
-            s.hub.send_timeout = Duration::from_secs(600);
-            s.hub.client_timeout = Duration::from_secs(600);
-        })),
+        env: vec![
+            ("HUB_QUEUE_CAPACITY", "100000".into()),
+            ("HUB_SEND_TIMEOUT_SECS", "600".into()),
+            ("HUB_CLIENT_TIMEOUT_SECS", "600".into()),
+        ],
         ..Default::default()
     })
     .await;

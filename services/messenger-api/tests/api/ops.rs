@@ -1,5 +1,6 @@
 //! Health, readiness, metrics, OpenAPI and Swagger UI (served from the binary), `/` → Swagger,
-//! and the binary's command line (help, refusing a missing secret, admin and invite commands).
+//! a 5xx that tells nothing internal, and the binary's command line (help, refusing a missing
+//! secret, admin and invite commands, check, dlq).
 
 use std::process::Command;
 
@@ -55,6 +56,36 @@ async fn health_ready_metrics_and_docs() {
         "bearer"
     );
     assert!(doc["components"]["schemas"]["MessageDto"]["properties"]["chatId"].is_object());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_database_error_is_a_5xx_that_tells_nothing_internal() {
+    let app = spawn_app().await;
+    let a = app.user("Анна").await;
+    assert_eq!(app.get("/api/chats", Some(&a.token)).await.status(), 200);
+    // the chats table goes away under the running app
+    sqlx::query("ALTER TABLE messenger.chats RENAME TO chats_gone")
+        .execute(app.state.store.pool())
+        .await
+        .unwrap();
+    let res = app.get("/api/chats", Some(&a.token)).await;
+    assert_eq!(res.status(), 500);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let text = res.text().await.unwrap();
+    for internal in ["relation", "messenger.", "sqlx", "database", "chats_gone"] {
+        assert!(!text.contains(internal), "{internal:?} in the body: {text}");
+    }
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "internal error");
+    assert_eq!(
+        body["requestId"],
+        request_id.as_str(),
+        "the id to quote: {text}"
+    );
+    // a 4xx keeps its shape: no request id, the message the client can act on
+    let v = expect_error(app.get("/api/chats", None).await, 401).await;
+    assert!(v.get("requestId").is_none(), "{v}");
     app.cleanup().await;
 }
 
@@ -243,5 +274,121 @@ async fn commands_print_only_their_result_on_stdout_and_log_to_stderr() {
         "no JSON log lines among the output: {stdout}"
     );
     assert!(stdout.lines().any(|l| l.starts_with("password: ")));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn check_names_what_it_checked_and_fails_on_an_unusable_files_directory() {
+    let app = spawn_app().await;
+    let check = |files_dir: &std::path::Path| {
+        bin()
+            .arg("check")
+            .env("DATABASE_URL", &app.db_url)
+            .env("NATS_URL", testkit::nats_url())
+            .env("NATS_SUBJECT_PREFIX", app.prefix())
+            .env("JWT_SECRET", SECRET)
+            .env("MESSENGER_FILES_DIR", files_dir)
+            .output()
+            .unwrap()
+    };
+    let out = check(&app.files_dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "DATABASE_URL: ok",
+        "NATS_URL: ok",
+        "MESSENGER_FILES_DIR: ok",
+        "JWT_SECRET: ok",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in {stdout}");
+    }
+    assert!(!stdout.contains(SECRET), "the secret is never printed");
+
+    let out = check(&app.files_dir.join("no-such-dir"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("MESSENGER_FILES_DIR: FAILED"), "{stdout}");
+
+    // a short secret is a configuration error, named
+    let out = bin()
+        .arg("check")
+        .env("DATABASE_URL", &app.db_url)
+        .env("JWT_SECRET", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET must be at least 32"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn dlq_lists_the_dead_letters_table() {
+    let app = spawn_app().await;
+    let out = bin()
+        .args(["dlq", "list"])
+        .env("DATABASE_URL", &app.db_url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no dead letters waiting"), "{stdout}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn cors_answers_preflights_for_the_allowed_origins_only() {
+    let app = spawn_app_with(Options {
+        env: vec![(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example, https://b.example".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/api/chats"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let res = preflight("https://app.example").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let res = preflight("https://evil.example").await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    // answers of the API carry it too, errors included
+    let res = app
+        .http
+        .get(app.url("/api/chats"))
+        .header("origin", "https://b.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://b.example"
+    );
     app.cleanup().await;
 }
