@@ -61,10 +61,14 @@ pub enum DlqAction {
         #[arg(long)]
         json: bool,
     },
-    /// Publish a dead letter again to its subject and mark it replayed.
+    /// Publish a dead letter again to its subject and mark it replayed (once; a replayed one
+    /// again only with --force).
     Replay {
         /// The dead letter's id (from `dlq list`).
         id: i64,
+        /// Replay it even though it was replayed before.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -327,10 +331,10 @@ pub async fn run_dlq(
                 }
             }
         }
-        DlqAction::Replay { id } => {
+        DlqAction::Replay { id, force } => {
             let bus =
                 crate::bus::Bus::connect(&rt.nats_url, &rt.nats_subject_prefix, service).await?;
-            let dl = dead.replay(&bus, id).await?;
+            let dl = dead.replay_with(&bus, id, force).await?;
             println!("dead letter {} replayed to {}", dl.id, dl.subject);
         }
     }

@@ -729,6 +729,7 @@ async fn dead_letter<P, F>(
         match shared
             .dead_letters
             .insert_keyed(
+                Some(&shared.spec.durable),
                 msg.subject.as_str(),
                 msg_id,
                 key,

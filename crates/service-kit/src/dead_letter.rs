@@ -8,8 +8,12 @@
 //!     id BIGSERIAL PRIMARY KEY, subject TEXT NOT NULL, msg_id TEXT NOT NULL,
 //!     payload JSONB NOT NULL, reason TEXT NOT NULL, attempts INT NOT NULL,
 //!     created_at TIMESTAMPTZ NOT NULL DEFAULT now(), replayed_at TIMESTAMPTZ,
-//!     ordering_key TEXT);
+//!     ordering_key TEXT, consumer TEXT);
+//! CREATE UNIQUE INDEX dead_letters_consumer_msg_id ON <schema>.dead_letters (consumer, msg_id);
 //! ```
+//!
+//! `(consumer, msg_id)` is unique: a message whose ack was lost after its dead letter was
+//! stored, and that comes again and fails again, is stored once.
 //!
 //! `ordering_key` is the consumer's ordering key of the message (a peer, a conversation …),
 //! so an operator sees which conversation lost a message.
@@ -70,13 +74,16 @@ impl DeadLetters {
         reason: &str,
         attempts: i32,
     ) -> anyhow::Result<i64> {
-        self.insert_keyed(subject, msg_id, None, body, reason, attempts)
+        self.insert_keyed(None, subject, msg_id, None, body, reason, attempts)
             .await
     }
 
-    /// Stores a message given up on, with its ordering key; returns its id.
+    /// Stores a message a consumer gave up on, with its ordering key; returns its id. The same
+    /// `(consumer, msg_id)` stored again updates the first row (reason, attempts) instead of
+    /// adding a second.
     pub async fn insert_keyed(
         &self,
+        consumer: Option<&str>,
         subject: &str,
         msg_id: &str,
         ordering_key: Option<&str>,
@@ -87,8 +94,11 @@ impl DeadLetters {
         let payload: serde_json::Value = serde_json::from_slice(body)
             .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(body) }));
         let id = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {} (subject, msg_id, payload, reason, attempts, ordering_key) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO {} (subject, msg_id, payload, reason, attempts, ordering_key, consumer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (consumer, msg_id) DO UPDATE \
+               SET reason = EXCLUDED.reason, attempts = EXCLUDED.attempts \
+             RETURNING id",
             self.table
         )))
         .bind(subject)
@@ -97,6 +107,7 @@ impl DeadLetters {
         .bind(reason)
         .bind(attempts)
         .bind(ordering_key)
+        .bind(consumer)
         .fetch_one(&self.pool)
         .await
         .context("storing a dead letter")?;
@@ -121,31 +132,57 @@ impl DeadLetters {
         .await?)
     }
 
-    /// Publishes dead letter `id` again to its subject (as a new JetStream message, so the
-    /// duplicate window does not swallow it) and marks it replayed. The consumers'
-    /// idempotency makes a replay of something already done harmless.
+    /// Publishes dead letter `id` again to its subject and marks it replayed, once:
+    /// [`Self::replay_with`] without `force`.
     ///
-    /// Errors: no such id, or the publish failed (then it stays unreplayed).
+    /// Errors: as [`Self::replay_with`].
     pub async fn replay(&self, bus: &Bus, id: i64) -> anyhow::Result<DeadLetter> {
+        self.replay_with(bus, id, false).await
+    }
+
+    /// Publishes dead letter `id` again to its subject and marks it replayed, under a row
+    /// lock, so two operators replaying at once publish it once. A row already replayed is
+    /// refused unless `force`. The republished `Nats-Msg-Id` is derived from the dead letter
+    /// (`<msg_id>:replay:<id>:<generation>`, the generation being the previous replay's time
+    /// or 0), so a replay repeated after a lost answer is deduplicated by JetStream, while a
+    /// forced replay is a new message. The consumers' idempotency makes a replay of something
+    /// already done harmless.
+    ///
+    /// Errors: no such id, already replayed (without `force`), or the publish failed (then it
+    /// stays as it was).
+    pub async fn replay_with(&self, bus: &Bus, id: i64, force: bool) -> anyhow::Result<DeadLetter> {
+        let mut tx = self.pool.begin().await.context("connecting to Postgres")?;
         let dl: DeadLetter = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, subject, msg_id, payload, reason, ordering_key, attempts, created_at, replayed_at \
-             FROM {} WHERE id = $1",
+             FROM {} WHERE id = $1 FOR UPDATE",
             self.table
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .with_context(|| format!("no dead letter with id {id}"))?;
+        let generation = match dl.replayed_at {
+            Some(at) if !force => anyhow::bail!(
+                "dead letter {id} was replayed already ({}); add --force to replay it again",
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+            Some(at) => at.unix_timestamp_nanos(),
+            None => 0,
+        };
         let body = serde_json::to_vec(&dl.payload)?;
-        let msg_id = format!("{}:replay:{}:{}", dl.msg_id, dl.id, uuid::Uuid::now_v7());
+        let msg_id = format!("{}:replay:{}:{generation}", dl.msg_id, dl.id);
         bus.publish_raw(&dl.subject, &msg_id, None, body).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {} SET replayed_at = now() WHERE id = $1",
             self.table
         )))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit()
+            .await
+            .context("marking the dead letter replayed")?;
         Ok(dl)
     }
 }

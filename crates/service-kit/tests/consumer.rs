@@ -500,3 +500,96 @@ async fn a_handler_slower_than_ack_wait_is_not_redelivered_while_it_runs() {
     assert_eq!(info.num_redelivered, 0, "JetStream redelivered: {info:?}");
     p.stop().await;
 }
+
+async fn stream_messages(rt: &Runtime) -> u64 {
+    let mut stream = rt
+        .bus
+        .jetstream()
+        .get_stream(rt.bus.events_stream())
+        .await
+        .expect("stream");
+    stream.info().await.expect("info").state.messages
+}
+
+async fn one_dead_letter(rt: &Runtime) -> i64 {
+    let env = message("a", 1);
+    rt.dead_letters
+        .insert_keyed(
+            Some("kit-relay"),
+            &rt.bus.wire_subject(&env.subject()),
+            env.idempotency_key.as_str(),
+            Some("conversation:a"),
+            &env.to_bytes(),
+            "gave up after 8 attempts: Chatwoot answered 500",
+            8,
+        )
+        .await
+        .expect("stored")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_replayed_once_unless_forced() {
+    let env = TestEnv::new("kit_test").await;
+    let rt = runtime(&env).await;
+    let id = one_dead_letter(&rt).await;
+    assert_eq!(stream_messages(&rt).await, 0);
+    rt.dead_letters
+        .replay(&rt.bus, id)
+        .await
+        .expect("first replay");
+    assert_eq!(stream_messages(&rt).await, 1);
+    let again = rt.dead_letters.replay(&rt.bus, id).await.unwrap_err();
+    assert!(again.to_string().contains("replayed already"), "{again:#}");
+    assert_eq!(
+        stream_messages(&rt).await,
+        1,
+        "a second replay published again"
+    );
+    rt.dead_letters
+        .replay_with(&rt.bus, id, true)
+        .await
+        .expect("forced replay");
+    assert_eq!(
+        stream_messages(&rt).await,
+        2,
+        "a forced replay is a new message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replays_at_once_publish_once_and_a_repeat_after_a_lost_answer_is_deduplicated() {
+    let env = TestEnv::new("kit_test").await;
+    let rt = runtime(&env).await;
+    let id = one_dead_letter(&rt).await;
+    let (a, b) = tokio::join!(
+        rt.dead_letters.replay(&rt.bus, id),
+        rt.dead_letters.replay(&rt.bus, id)
+    );
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one replay succeeds: {a:?} {b:?}"
+    );
+    assert_eq!(stream_messages(&rt).await, 1);
+    // The mark was lost (as if the commit failed after the publish): the operator replays
+    // again, and JetStream recognises the same message.
+    sqlx::query("UPDATE kit.dead_letters SET replayed_at = NULL WHERE id = $1")
+        .bind(id)
+        .execute(&rt.pool)
+        .await
+        .expect("reset mark");
+    rt.dead_letters.replay(&rt.bus, id).await.expect("replay");
+    assert_eq!(stream_messages(&rt).await, 1, "the repeat was stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_dead_lettered_twice_by_one_consumer_is_one_row() {
+    let env = TestEnv::new("kit_test").await;
+    let rt = runtime(&env).await;
+    let first = one_dead_letter(&rt).await;
+    let second = one_dead_letter(&rt).await;
+    assert_eq!(first, second);
+    assert_eq!(
+        rt.dead_letters.list(10, false).await.expect("list").len(),
+        1
+    );
+}
