@@ -728,15 +728,15 @@ async fn dead_letter<P, F>(
     loop {
         match shared
             .dead_letters
-            .insert_keyed(
-                Some(&shared.spec.durable),
-                msg.subject.as_str(),
+            .store(crate::dead_letter::NewDeadLetter {
+                consumer: Some(&shared.spec.durable),
+                subject: msg.subject.as_str(),
                 msg_id,
-                key,
-                &msg.payload,
+                ordering_key: key,
+                body: &msg.payload,
                 reason,
                 attempts,
-            )
+            })
             .await
         {
             Ok(id) => {

@@ -49,6 +49,25 @@ pub struct DeadLetter {
     pub replayed_at: Option<OffsetDateTime>,
 }
 
+/// A dead letter to store ([`DeadLetters::store`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewDeadLetter<'a> {
+    /// The durable consumer that gave up (`None` for one stored at an ingress route).
+    pub consumer: Option<&'a str>,
+    /// Subject on the wire (with prefix), where a replay publishes it.
+    pub subject: &'a str,
+    /// `Nats-Msg-Id` (idempotency key) of the message.
+    pub msg_id: &'a str,
+    /// The consumer's ordering key of the message.
+    pub ordering_key: Option<&'a str>,
+    /// The message body as received.
+    pub body: &'a [u8],
+    /// Why it was given up, in words an operator can act on.
+    pub reason: &'a str,
+    /// Attempts made.
+    pub attempts: i32,
+}
+
 /// Access to `<schema>.dead_letters`.
 #[derive(Clone)]
 pub struct DeadLetters {
@@ -74,23 +93,31 @@ impl DeadLetters {
         reason: &str,
         attempts: i32,
     ) -> anyhow::Result<i64> {
-        self.insert_keyed(None, subject, msg_id, None, body, reason, attempts)
-            .await
+        self.store(NewDeadLetter {
+            consumer: None,
+            subject,
+            msg_id,
+            ordering_key: None,
+            body,
+            reason,
+            attempts,
+        })
+        .await
     }
 
     /// Stores a message a consumer gave up on, with its ordering key; returns its id. The same
     /// `(consumer, msg_id)` stored again updates the first row (reason, attempts) instead of
     /// adding a second.
-    pub async fn insert_keyed(
-        &self,
-        consumer: Option<&str>,
-        subject: &str,
-        msg_id: &str,
-        ordering_key: Option<&str>,
-        body: &[u8],
-        reason: &str,
-        attempts: i32,
-    ) -> anyhow::Result<i64> {
+    pub async fn store(&self, dl: NewDeadLetter<'_>) -> anyhow::Result<i64> {
+        let NewDeadLetter {
+            consumer,
+            subject,
+            msg_id,
+            ordering_key,
+            body,
+            reason,
+            attempts,
+        } = dl;
         let payload: serde_json::Value = serde_json::from_slice(body)
             .unwrap_or_else(|_| serde_json::json!({ "raw": String::from_utf8_lossy(body) }));
         let id = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

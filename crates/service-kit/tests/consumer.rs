@@ -514,15 +514,15 @@ async fn stream_messages(rt: &Runtime) -> u64 {
 async fn one_dead_letter(rt: &Runtime) -> i64 {
     let env = message("a", 1);
     rt.dead_letters
-        .insert_keyed(
-            Some("kit-relay"),
-            &rt.bus.wire_subject(&env.subject()),
-            env.idempotency_key.as_str(),
-            Some("conversation:a"),
-            &env.to_bytes(),
-            "gave up after 8 attempts: Chatwoot answered 500",
-            8,
-        )
+        .store(service_kit::dead_letter::NewDeadLetter {
+            consumer: Some("kit-relay"),
+            subject: &rt.bus.wire_subject(&env.subject()),
+            msg_id: env.idempotency_key.as_str(),
+            ordering_key: Some("conversation:a"),
+            body: &env.to_bytes(),
+            reason: "gave up after 8 attempts: Chatwoot answered 500",
+            attempts: 8,
+        })
         .await
         .expect("stored")
 }

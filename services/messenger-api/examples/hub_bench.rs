@@ -250,7 +250,7 @@ async fn seed_users(
                     id: *id,
                     name: name.clone(),
                     phone: phone.clone(),
-                    role: Role::User,
+                    claimed_role: Role::User,
                 })
                 .map(|t| t.token)
         })

@@ -74,6 +74,29 @@ pub struct Config {
     /// Largest number of members of a group chat.
     #[arg(long, env = "MESSENGER_MAX_GROUP_MEMBERS", default_value_t = 20_000)]
     pub max_group_members: usize,
+    /// Members one request may add to a group (400 above). A group gets its members when it
+    /// is created, so this also bounds the size of a new group.
+    #[arg(
+        long,
+        env = "MESSENGER_GROUP_MEMBERS_PER_REQUEST",
+        default_value_t = 1_000
+    )]
+    pub group_members_per_request: u32,
+    /// Members one user may add to groups per hour, all groups together (429 with Retry-After
+    /// above; the allowance refills evenly over the hour). At least the per-request limit.
+    #[arg(
+        long,
+        env = "MESSENGER_GROUP_MEMBERS_PER_HOUR",
+        default_value_t = 5_000
+    )]
+    pub group_members_per_hour: u32,
+    /// Messages (text and voice, REST and the hub's SendMessage together) one user may send per
+    /// minute on average (429 with Retry-After above; the hub answers an error completion).
+    #[arg(long, env = "MESSENGER_SEND_RATE_PER_MINUTE", default_value_t = 60)]
+    pub send_rate_per_minute: u32,
+    /// Messages one user may send in a row before MESSENGER_SEND_RATE_PER_MINUTE paces them.
+    #[arg(long, env = "MESSENGER_SEND_BURST", default_value_t = 20)]
+    pub send_burst: u32,
 
     /// Login attempts allowed per phone number per minute.
     #[arg(long, env = "LOGIN_RATE_PER_PHONE_PER_MINUTE", default_value_t = 5)]
@@ -153,6 +176,19 @@ pub struct HubSettings {
     pub presence_max_group: i64,
 }
 
+/// Per-user limits on sending and on adding group members (each replica counts its own).
+#[derive(Debug, Clone, Copy)]
+pub struct UserLimitSettings {
+    /// `MESSENGER_GROUP_MEMBERS_PER_REQUEST`: members one request may add to a group.
+    pub group_members_per_request: u32,
+    /// `MESSENGER_GROUP_MEMBERS_PER_HOUR`: members one user may add to groups per hour.
+    pub group_members_per_hour: u32,
+    /// `MESSENGER_SEND_RATE_PER_MINUTE`: messages one user may send per minute on average.
+    pub send_rate_per_minute: u32,
+    /// `MESSENGER_SEND_BURST`: messages one user may send in a row.
+    pub send_burst: u32,
+}
+
 /// Everything `serve` needs, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -168,6 +204,8 @@ pub struct Settings {
     pub max_audio_bytes: usize,
     /// `MESSENGER_MAX_GROUP_MEMBERS`: largest number of members of a group chat.
     pub max_group_members: usize,
+    /// Per-user send and group-member limits.
+    pub user_limits: UserLimitSettings,
     /// `LOGIN_RATE_PER_PHONE_PER_MINUTE`: login attempts per phone number per minute.
     pub login_rate_per_phone: u32,
     /// `LOGIN_RATE_PER_IP_PER_MINUTE`: login attempts per client IP per minute.
@@ -223,10 +261,33 @@ impl Settings {
                 "REGISTER_RATE_PER_IP_PER_MINUTE",
             ),
             (c.max_audio_bytes as u64, "MESSENGER_MAX_AUDIO_BYTES"),
+            (
+                c.group_members_per_request as u64,
+                "MESSENGER_GROUP_MEMBERS_PER_REQUEST",
+            ),
+            (
+                c.group_members_per_hour as u64,
+                "MESSENGER_GROUP_MEMBERS_PER_HOUR",
+            ),
+            (
+                c.send_rate_per_minute as u64,
+                "MESSENGER_SEND_RATE_PER_MINUTE",
+            ),
+            (c.send_burst as u64, "MESSENGER_SEND_BURST"),
         ] {
             if v == 0 {
                 return Err(ConfigError::NotPositive(name));
             }
+        }
+        // A request within its own limit must be able to pass the hourly one at all.
+        if c.group_members_per_request > c.group_members_per_hour {
+            return Err(ConfigError::Invalid {
+                name: "MESSENGER_GROUP_MEMBERS_PER_REQUEST",
+                reason: format!(
+                    "must not exceed MESSENGER_GROUP_MEMBERS_PER_HOUR ({})",
+                    c.group_members_per_hour
+                ),
+            });
         }
         Ok(Self {
             port: c.port,
@@ -241,6 +302,12 @@ impl Settings {
             files_dir: c.files_dir.clone(),
             max_audio_bytes: c.max_audio_bytes,
             max_group_members: c.max_group_members,
+            user_limits: UserLimitSettings {
+                group_members_per_request: c.group_members_per_request,
+                group_members_per_hour: c.group_members_per_hour,
+                send_rate_per_minute: c.send_rate_per_minute,
+                send_burst: c.send_burst,
+            },
             login_rate_per_phone: c.login_rate_per_phone,
             login_rate_per_ip: c.login_rate_per_ip,
             register_rate_per_ip: c.register_rate_per_ip,
@@ -309,6 +376,33 @@ mod tests {
     }
 
     #[test]
+    fn user_limits_have_defaults_and_are_checked() {
+        let s = parse(&["--jwt-secret", SECRET]).expect("valid");
+        assert_eq!(s.user_limits.group_members_per_request, 1_000);
+        assert_eq!(s.user_limits.group_members_per_hour, 5_000);
+        assert_eq!(s.user_limits.send_rate_per_minute, 60);
+        assert_eq!(s.user_limits.send_burst, 20);
+        let e = parse(&["--jwt-secret", SECRET, "--send-burst", "0"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "MESSENGER_SEND_BURST must be positive");
+        let e = parse(&[
+            "--jwt-secret",
+            SECRET,
+            "--group-members-per-request",
+            "10",
+            "--group-members-per-hour",
+            "9",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "MESSENGER_GROUP_MEMBERS_PER_REQUEST: must not exceed MESSENGER_GROUP_MEMBERS_PER_HOUR (9)"
+        );
+    }
+
+    #[test]
     fn the_aspnet_name_wins_over_the_alias() {
         let s = parse(&["--jwt-secret-aspnet", SECRET, "--jwt-secret", "other"]).expect("valid");
         assert_eq!(s.jwt.secret.expose(), SECRET);
@@ -327,5 +421,28 @@ mod tests {
             s.cors_allowed_origins,
             vec!["https://a.example", "https://b.example"]
         );
+    }
+
+    #[test]
+    fn debug_of_settings_shows_no_secret_value() {
+        // issue 9 item 14: the JWT key under both names, the database password in DATABASE_URL
+        let aspnet = "dbgAspnetJwtSecret0123456789abcdef0123";
+        let alias = "dbgAliasJwtSecret0123456789abcdef01234";
+        let cli = Cli::try_parse_from([
+            "messenger-api",
+            "--database-url",
+            "postgres://messenger:dbgDbPassword0123@postgres:5432/gateway",
+            "--jwt-secret-aspnet",
+            aspnet,
+            "--jwt-secret",
+            alias,
+        ])
+        .expect("flags parse");
+        let s = Settings::from_config(&cli.config).expect("valid");
+        let debug = format!("{s:?}");
+        for value in [aspnet, alias, "dbgDbPassword0123"] {
+            assert!(!debug.contains(value), "{value} leaked into Debug: {debug}");
+        }
+        assert!(debug.contains("postgres://messenger:[redacted]@postgres:5432/gateway"));
     }
 }

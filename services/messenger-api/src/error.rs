@@ -40,8 +40,11 @@ pub enum ApiError {
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// Rate limited; retry after this many seconds.
-    #[error("too many attempts; try again in {retry_after_secs} s")]
+    #[error("{reason}; try again in {retry_after_secs} s")]
     TooManyRequests {
+        /// Which limit was reached, for the client (`too many attempts`, or the limit with
+        /// its numbers).
+        reason: String,
         /// Seconds to wait, also sent as `Retry-After`.
         retry_after_secs: u64,
     },
@@ -191,11 +194,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
             }
-            ApiError::TooManyRequests { retry_after_secs } => {
-                HeaderValue::from_str(&retry_after_secs.to_string())
-                    .ok()
-                    .map(|v| (header::RETRY_AFTER, v))
-            }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => HeaderValue::from_str(&retry_after_secs.to_string())
+                .ok()
+                .map(|v| (header::RETRY_AFTER, v)),
             _ => None,
         };
         let mut res = self

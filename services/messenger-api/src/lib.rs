@@ -37,7 +37,7 @@ use crate::auth::tokens::Tokens;
 use crate::config::Settings;
 use crate::files::FileStore;
 use crate::hub::Hub;
-use crate::ratelimit::LoginLimits;
+use crate::ratelimit::{LoginLimits, UserLimits};
 use crate::store::Store;
 
 /// The service's name in logs, metrics and `/health`.
@@ -65,6 +65,8 @@ pub struct AppState {
     pub password_work: PasswordWork,
     /// Login rate limits per phone and per IP.
     pub login_limits: LoginLimits,
+    /// Per-user limits on messages sent and members added to groups.
+    pub user_limits: UserLimits,
     /// Voice message files on disk.
     pub files: FileStore,
 }
@@ -84,6 +86,7 @@ impl AppState {
                 settings.login_rate_per_ip,
                 settings.register_rate_per_ip,
             ),
+            user_limits: UserLimits::new(settings.user_limits),
             store: Store::new(rt.pool.clone()),
             bus: rt.bus.clone(),
             settings: Arc::new(settings),
@@ -118,8 +121,8 @@ impl App {
             move |stop| crate::workers::outbox::run(state, stop)
         });
         workers.spawn("housekeeping", {
-            let limits = state.login_limits.clone();
-            move |stop| crate::workers::housekeeping::run(limits, stop)
+            let (login, users) = (state.login_limits.clone(), state.user_limits.clone());
+            move |stop| crate::workers::housekeeping::run(login, users, stop)
         });
 
         let mut server = rt

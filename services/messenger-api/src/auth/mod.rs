@@ -4,6 +4,10 @@
 //! (`/hubs/…`) and file downloads (`/api/files/…`) the token is also accepted as the
 //! `access_token` query parameter, because browsers can set no header on a WebSocket upgrade
 //! or an `<audio src>`.
+//!
+//! The token says who the caller is, not what they may do: its `role` claim lives as long as
+//! the token (and a hub connection longer), so every permission an administrator has beyond a
+//! user's is checked with [`current_role`], against the database.
 
 pub mod password;
 pub mod tokens;
@@ -28,6 +32,18 @@ impl FromRequestParts<AppState> for AuthUser {
             .verify(&token)
             .ok_or_else(|| ApiError::Unauthorized("access token is invalid or expired".into()))
     }
+}
+
+/// The caller's role now, from the database; `None` when the account no longer exists (deleted
+/// since the token was issued). One primary-key lookup.
+///
+/// Errors: the database failed (500).
+pub async fn current_role(state: &AppState, user: &AuthUser) -> Result<Option<Role>, ApiError> {
+    Ok(state
+        .store
+        .user_role(user.id)
+        .await?
+        .map(|r| Role::parse(&r)))
 }
 
 /// The caller's access token: the Bearer header, or `access_token` where browsers need it.

@@ -74,15 +74,10 @@ pub struct AuthUser {
     pub name: String,
     /// The phone number, E.164 (`phone`).
     pub phone: String,
-    /// The role (`role`).
-    pub role: Role,
-}
-
-impl AuthUser {
-    /// The caller is an administrator.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
+    /// The role the token was issued with (`role`). It may be stale: an administrator demoted
+    /// or deleted since still holds `Admin` here until the token expires. Never authorize with
+    /// it; ask [`crate::auth::current_role`], which reads the database.
+    pub claimed_role: Role,
 }
 
 /// Issues and verifies tokens with the configured secret.
@@ -143,7 +138,7 @@ impl Tokens {
             sub: user.id,
             name: user.name.clone(),
             phone: user.phone.clone(),
-            role: user.role,
+            role: user.claimed_role,
             iat: now,
             exp: now + self.access_ttl.as_secs(),
             iss: self.issuer.clone(),
@@ -165,7 +160,7 @@ impl Tokens {
             id: c.sub,
             name: c.name,
             phone: c.phone,
-            role: c.role,
+            claimed_role: c.role,
         })
     }
 
@@ -261,7 +256,7 @@ mod tests {
             id: Uuid::now_v7(),
             name: "Анна".into(),
             phone: "+79991234567".into(),
-            role: Role::Admin,
+            claimed_role: Role::Admin,
         }
     }
 
@@ -272,7 +267,7 @@ mod tests {
         let issued = t.issue(&u).expect("issued");
         let back = t.verify(&issued.token).expect("valid");
         assert_eq!(back.id, u.id);
-        assert_eq!(back.role, Role::Admin);
+        assert_eq!(back.claimed_role, Role::Admin);
         assert_eq!(back.name, "Анна");
         assert!(
             tokens("another-secret-another-secret-xx")

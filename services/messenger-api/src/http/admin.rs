@@ -7,22 +7,23 @@ use uuid::Uuid;
 
 use super::dto::{CreateInviteRequest, ErrorBody, InviteDto, UserDto, UsersQuery};
 use crate::AppState;
-use crate::auth::AuthUser;
 use crate::auth::tokens::{Role, random_code};
+use crate::auth::{AuthUser, current_role};
 use crate::error::{ApiError, Json, Path, Query};
 
 /// The caller must be an administrator now, not only when its access token was issued: a
-/// deleted account gets 401, a demoted one 403.
+/// deleted account gets 401, a demoted one 403. (A token that does not claim `Admin` is refused
+/// without a lookup: the claim may deny, never grant.)
 async fn require_admin(state: &AppState, user: &AuthUser) -> Result<(), ApiError> {
-    if !user.is_admin() {
+    if user.claimed_role != Role::Admin {
         return Err(ApiError::Forbidden("administrators only".into()));
     }
-    match state.store.user_role(user.id).await? {
+    match current_role(state, user).await? {
         None => Err(ApiError::Unauthorized(
             "the account no longer exists".into(),
         )),
-        Some(role) if Role::parse(&role) == Role::Admin => Ok(()),
-        Some(_) => Err(ApiError::Forbidden("administrators only".into())),
+        Some(Role::Admin) => Ok(()),
+        Some(Role::User) => Err(ApiError::Forbidden("administrators only".into())),
     }
 }
 

@@ -82,7 +82,10 @@ pub async fn register(
     if let Err(retry_after_secs) = state.login_limits.check_register(ip) {
         metrics::counter!("auth_registrations_rejected_total", "reason" => "rate_limited")
             .increment(1);
-        return Err(ApiError::TooManyRequests { retry_after_secs });
+        return Err(ApiError::TooManyRequests {
+            reason: "too many attempts".into(),
+            retry_after_secs,
+        });
     }
     let (phone, name) = validate_register(&req)?;
     let invite_error = |e: RegisterError| match e {
@@ -145,7 +148,10 @@ pub async fn login(
     let ip = client_ip(Some(peer), &headers);
     if let Err(retry_after_secs) = state.login_limits.check(&phone_key, ip) {
         metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
-        return Err(ApiError::TooManyRequests { retry_after_secs });
+        return Err(ApiError::TooManyRequests {
+            reason: "too many attempts".into(),
+            retry_after_secs,
+        });
     }
     let wrong = || ApiError::Unauthorized("invalid phone or password".into());
     let user = state.store.user_by_phone(&phone_key).await?;
@@ -289,7 +295,7 @@ pub fn auth_user(u: &UserRow) -> AuthUser {
         id: u.id,
         name: u.display_name.clone(),
         phone: u.phone.clone(),
-        role: Role::parse(&u.role),
+        claimed_role: Role::parse(&u.role),
     }
 }
 

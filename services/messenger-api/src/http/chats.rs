@@ -78,9 +78,10 @@ pub async fn list(
     responses(
         (status = 201, description = "created", body = ChatDto),
         (status = 200, description = "the private chat with that user existed already", body = ChatDto),
-        (status = 400, description = "invalid request, or unknown members (listed in details)", body = ErrorBody),
+        (status = 400, description = "invalid request, unknown members (listed in details), or more members than MESSENGER_GROUP_MEMBERS_PER_REQUEST", body = ErrorBody),
         (status = 401, description = "no valid access token", body = ErrorBody),
         (status = 404, description = "the user of a private chat does not exist", body = ErrorBody),
+        (status = 429, description = "the caller's hourly allowance of members added to groups is used up (Retry-After says when to retry)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -145,6 +146,7 @@ pub async fn create(
                 .filter(|m| *m != user.id && seen.insert(*m))
                 .collect()
         };
+        state.user_limits.check_members_per_request(wanted.len())?;
         if wanted.len() + 1 > state.settings.max_group_members {
             return Err(ApiError::invalid(
                 format!(
@@ -171,6 +173,9 @@ pub async fn create(
                 json!({ "memberIds": unknown }),
             ));
         }
+        state
+            .user_limits
+            .take_members_added(user.id, wanted.len())?;
         let (chat, created) = state
             .store
             .create_chat(

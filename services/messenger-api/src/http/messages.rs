@@ -94,6 +94,7 @@ pub async fn page(
         (status = 401, description = "no valid access token", body = ErrorBody),
         (status = 404, description = "no such chat, or the caller is not a member", body = ErrorBody),
         (status = 409, description = "the idempotency key was used for a different message", body = ErrorBody),
+        (status = 429, description = "the sender's message limit is used up (Retry-After says when to retry)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -172,6 +173,7 @@ pub struct AudioForm {
         (status = 404, description = "no such chat, or the caller is not a member", body = ErrorBody),
         (status = 413, description = "larger than MESSENGER_MAX_AUDIO_BYTES", body = ErrorBody),
         (status = 415, description = "not multipart, or the file is not audio", body = ErrorBody),
+        (status = 429, description = "the sender's message limit is used up (Retry-After says when to retry)", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -183,6 +185,8 @@ pub async fn upload_audio(
     let mut multipart = multipart.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("expected multipart/form-data: {}", e.body_text()))
     })?;
+    // Before the body is read: a limited sender writes nothing to the files volume.
+    state.user_limits.check_send(user.id)?;
     let file_id = Uuid::now_v7();
     let result = receive_audio(&state, &user, &mut multipart, file_id).await;
     if result.is_err() {

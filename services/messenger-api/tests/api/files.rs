@@ -6,13 +6,13 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 
-fn ogg(len: usize) -> Vec<u8> {
+pub fn ogg(len: usize) -> Vec<u8> {
     let mut v = b"OggS\0\x02".to_vec();
     v.extend((0..len.saturating_sub(6)).map(|i| (i % 251) as u8));
     v
 }
 
-fn form(chat: Uuid, bytes: Vec<u8>, mime: &str) -> Form {
+pub fn form(chat: Uuid, bytes: Vec<u8>, mime: &str) -> Form {
     Form::new()
         .text("chatId", chat.to_string())
         .text("durationMs", "3200")
@@ -25,7 +25,7 @@ fn form(chat: Uuid, bytes: Vec<u8>, mime: &str) -> Form {
         )
 }
 
-async fn upload(app: &TestApp, token: &str, form: Form) -> reqwest::Response {
+pub async fn upload(app: &TestApp, token: &str, form: Form) -> reqwest::Response {
     app.http
         .post(app.url("/api/messages/audio"))
         .bearer_auth(token)

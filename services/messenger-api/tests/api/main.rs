@@ -8,6 +8,7 @@ mod chats;
 mod files;
 mod helpers;
 mod hub;
+mod limits;
 mod messages;
 mod ops;
 mod replicas;

@@ -351,3 +351,66 @@ async fn messages_are_deleted_by_their_author_or_an_admin() {
     assert!(page["items"].as_array().unwrap().is_empty());
     app.cleanup().await;
 }
+
+/// Issue 9, item 2: the right to delete others' messages comes from the role in the database,
+/// not from the access token's `role` claim.
+#[tokio::test]
+async fn a_demoted_or_deleted_admin_cannot_delete_others_messages() {
+    let app = spawn_app().await;
+    let (a, b) = (app.user("Анна").await, app.user("Борис").await);
+    let (boss, demoted, gone) = (app.admin().await, app.admin().await, app.admin().await);
+    let chat = app.private_chat(&a, &b).await;
+    // the demoted admin is a member of this one: inside a chat a non-author gets 403
+    let group = app.group(&a, "Команда", &[&demoted]).await;
+    let m1 = app.send(&a, chat, "не для бывшего админа").await;
+    let m2 = app.send(&a, chat, "не для удалённого админа").await;
+    let m3 = app.send(&a, chat, "удалит настоящий админ").await;
+    let g1 = app.send(&a, group, "в группе").await;
+    let path = |m: &Value| format!("/api/messages/{}", m["id"]);
+    let mut cb = HubClient::connect(&app.base, &b.token, TokenVia::Header).await;
+
+    // Their access tokens still say Admin; the database no longer does.
+    app.state
+        .store
+        .set_role(demoted.id, "User")
+        .await
+        .expect("demoted");
+    assert_eq!(
+        app.delete(&format!("/api/admin/users/{}", gone.id), Some(&boss.token))
+            .await
+            .status(),
+        204
+    );
+    expect_error(app.delete(&path(&m1), Some(&demoted.token)).await, 404).await;
+    let v = expect_error(app.delete(&path(&g1), Some(&demoted.token)).await, 403).await;
+    assert!(v["error"].as_str().unwrap().contains("author"), "{v}");
+    expect_error(app.delete(&path(&m2), Some(&gone.token)).await, 404).await;
+
+    // a current admin still may; and the hub saw no deletion before that one
+    assert_eq!(
+        app.delete(&path(&m3), Some(&boss.token)).await.status(),
+        204
+    );
+    let del = cb.next_invocation("MessageDeleted").await;
+    assert_eq!(del[0], json!({ "chatId": chat, "messageId": m3["id"] }));
+    let page: Value = json(
+        app.get(&format!("/api/messages/{chat}"), Some(&b.token))
+            .await,
+    )
+    .await;
+    let ids: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["id"])
+        .collect();
+    assert_eq!(ids, vec![&m2["id"], &m1["id"]]);
+    let page: Value = json(
+        app.get(&format!("/api/messages/{group}"), Some(&a.token))
+            .await,
+    )
+    .await;
+    assert_eq!(page["items"][0]["id"], g1["id"]);
+    cb.close().await;
+    app.cleanup().await;
+}

@@ -116,6 +116,10 @@ fn help_lists_the_settings_and_a_missing_secret_is_named() {
         "DATABASE_URL",
         "NATS_URL",
         "HUB_KEEPALIVE_SECS",
+        "MESSENGER_GROUP_MEMBERS_PER_REQUEST",
+        "MESSENGER_GROUP_MEMBERS_PER_HOUR",
+        "MESSENGER_SEND_RATE_PER_MINUTE",
+        "MESSENGER_SEND_BURST",
         "admin",
         "invite",
     ] {
