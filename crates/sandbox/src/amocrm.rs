@@ -17,6 +17,12 @@
 //! before storing the new pair can still refresh with the old one; a client that used the new
 //! pair and then falls back to the old refresh token is refused.
 //!
+//! A code granted by *another* account ([`Sandbox::amocrm_authorize_other_account`]: anyone can
+//! consent to an integration for an account of theirs, the client id is in every consent URL)
+//! is exchanged too — amoCRM's docs leave open whether a token endpoint takes another account's
+//! code, and the fake takes the worse case — but its pair opens nothing of this account: API v4
+//! answers 401 to it.
+//!
 //! 429 (amoCRM allows 7 requests per second) is injected with
 //! `fail_next(Target::Amocrm, n, Failure::TooManyRequests { .. })`; every request is recorded.
 
@@ -51,6 +57,10 @@ pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(86_400);
 pub(crate) struct AmoState {
     /// Authorization codes handed out and not yet exchanged.
     codes: HashSet<String>,
+    /// Codes another account granted, not yet exchanged.
+    foreign_codes: HashSet<String>,
+    /// Pairs issued for another account (from a foreign code, or refreshed from such a pair).
+    foreign_pairs: HashSet<u64>,
     /// access token → (pair, expires at unix seconds).
     access: HashMap<String, (u64, i64)>,
     /// refresh token → its pair, and the pair that superseded it when it was exchanged.
@@ -76,6 +86,8 @@ impl Default for AmoState {
     fn default() -> Self {
         Self {
             codes: HashSet::new(),
+            foreign_codes: HashSet::new(),
+            foreign_pairs: HashSet::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
             used: HashSet::new(),
@@ -195,10 +207,15 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         match req.grant_type.as_deref() {
             Some("authorization_code") => {
                 let code = req.code.unwrap_or_default();
-                if !st.codes.remove(&code) {
-                    return Err("Authorization code has been revoked");
+                if st.codes.remove(&code) {
+                    return Ok(st.issue());
                 }
-                Ok(st.issue())
+                if st.foreign_codes.remove(&code) {
+                    let issued = st.issue();
+                    st.foreign_pairs.insert(issued.0);
+                    return Ok(issued);
+                }
+                Err("Authorization code has been revoked")
             }
             Some("refresh_token") => {
                 let presented = req.refresh_token.unwrap_or_default();
@@ -211,6 +228,9 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
                 // Exchanging a refresh token is a use of its pair.
                 st.mark_used(rt.pair);
                 let issued = st.issue();
+                if st.foreign_pairs.contains(&rt.pair) {
+                    st.foreign_pairs.insert(issued.0);
+                }
                 if let Some(r) = st.refresh.get_mut(&presented) {
                     r.superseded_by = Some(issued.0);
                 }
@@ -244,6 +264,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> bool {
         .unwrap_or_default()
         .to_owned();
     shared.mutate(|s| match s.amocrm.access.get(&token).copied() {
+        Some((pair, _)) if s.amocrm.foreign_pairs.contains(&pair) => false,
         Some((pair, expires)) if expires > now() => {
             s.amocrm.mark_used(pair);
             true
@@ -390,6 +411,15 @@ impl Sandbox {
     pub fn amocrm_authorize(&self) -> String {
         let code = format!("def50200{}", uuid::Uuid::new_v4().simple());
         self.shared.mutate(|s| s.amocrm.codes.insert(code.clone()));
+        code
+    }
+
+    /// The same for an admin of *another* amoCRM account who consented to this integration: the
+    /// code is exchanged, but its pair opens no API of this account (401).
+    pub fn amocrm_authorize_other_account(&self) -> String {
+        let code = format!("def50200{}", uuid::Uuid::new_v4().simple());
+        self.shared
+            .mutate(|s| s.amocrm.foreign_codes.insert(code.clone()));
         code
     }
 

@@ -35,12 +35,44 @@ pub struct Cli {
 
 /// What to do: the standard commands (`serve` runs the HTTP server, the store consumer and
 /// the token refresher; `check` also tries the stored OAuth token against amoCRM with
-/// GET /api/v4/account). amocrm-sync has no commands of its own.
+/// GET /api/v4/account), and `oauth-url`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// `serve | migrate | check | dlq list|replay | healthcheck`.
     #[command(flatten)]
     Standard(StandardCommand),
+    /// Print amoCRM's consent URL for this integration with a fresh `state` (stored in schema
+    /// amocrm, valid once, for --valid-minutes). Open it, choose the account, press "Allow";
+    /// the callback checks the state before it exchanges the code.
+    OauthUrl {
+        /// How amoCRM's consent window behaves: `post_message` (open the URL in a browser tab:
+        /// after "Allow" the tab goes to the redirect URI) or `popup` (for a page that opens it
+        /// in a popup window).
+        #[arg(long, value_enum, default_value_t = ConsentMode::PostMessage)]
+        mode: ConsentMode,
+        /// Minutes the state is accepted (1 to 1440).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1440))]
+        valid_minutes: u32,
+    },
+}
+
+/// The `mode` parameter of amoCRM's consent URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsentMode {
+    /// `mode=post_message`.
+    PostMessage,
+    /// `mode=popup`.
+    Popup,
+}
+
+impl ConsentMode {
+    /// The wire value, `post_message` or `popup`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentMode::PostMessage => "post_message",
+            ConsentMode::Popup => "popup",
+        }
+    }
 }
 
 /// Every setting; checked by [`Settings::from_config`].
@@ -61,7 +93,8 @@ pub struct Config {
     /// Integration id (Settings → Integrations → your integration → Keys and scopes).
     #[arg(long, env = "AMOCRM_CLIENT_ID", hide_env_values = true)]
     pub amocrm_client_id: Option<String>,
-    /// Integration secret key; also the HMAC key of the JSON webhook's X-Signature. Never logged.
+    /// Integration secret key; also the HMAC key of the legacy JSON webhook's X-Signature. Never
+    /// logged.
     #[arg(long, env = "AMOCRM_CLIENT_SECRET", hide_env_values = true)]
     pub amocrm_client_secret: Option<String>,
     /// Redirect URI registered in the integration:
@@ -73,6 +106,16 @@ pub struct Config {
     /// 16). amoCRM signs nothing, so this is the credential. Never logged.
     #[arg(long, env = "AMOCRM_WEBHOOK_TOKEN", hide_env_values = true)]
     pub amocrm_webhook_token: Option<String>,
+    /// Accept the earlier deployment's JSON webhook on POST /api/webhooks/amo (X-Signature over
+    /// the client UUID and account id only: it covers no body and no time, so whoever saw one
+    /// request can post any body). Off: that route answers 404. Only while migrating to
+    /// amoCRM's own webhook (docs/amocrm.md).
+    #[arg(long, env = "AMOCRM_LEGACY_JSON_WEBHOOK", default_value_t = false, action = clap::ArgAction::Set)]
+    pub amocrm_legacy_json_webhook: bool,
+    /// Most lead and contact entries one webhook may carry; a body with more is answered 413
+    /// and nothing of it is published.
+    #[arg(long, env = "AMOCRM_MAX_ENTRIES_PER_WEBHOOK", default_value_t = 500)]
+    pub amocrm_max_entries_per_webhook: usize,
 
     /// JSON file with the status map and field ids:
     /// {"statuses":{"142":"won"},"fields":{"utm_source":123458,…},"phone_region":"RU"}.
@@ -162,12 +205,17 @@ pub struct Settings {
     pub base_url: String,
     /// `AMOCRM_CLIENT_ID`: the integration id.
     pub client_id: Secret,
-    /// `AMOCRM_CLIENT_SECRET`: the integration secret; also the HMAC key of the JSON webhook.
+    /// `AMOCRM_CLIENT_SECRET`: the integration secret; also the HMAC key of the legacy JSON
+    /// webhook.
     pub client_secret: Secret,
     /// `AMOCRM_REDIRECT_URI`: the absolute redirect URI registered in the integration.
     pub redirect_uri: String,
     /// `AMOCRM_WEBHOOK_TOKEN`: the path segment of `POST /api/webhooks/amo/{token}`.
     pub webhook_token: Secret,
+    /// `AMOCRM_LEGACY_JSON_WEBHOOK`: `POST /api/webhooks/amo` (the JSON format) is served.
+    pub legacy_json_webhook: bool,
+    /// `AMOCRM_MAX_ENTRIES_PER_WEBHOOK`: most entries one webhook may carry (at least 1).
+    pub max_entries_per_webhook: usize,
     /// Status map and custom-field ids.
     pub mapping: std::sync::Arc<Mapping>,
     /// `AMOCRM_FETCH_LEADS`: fetch the whole lead from API v4 after a lead event.
@@ -268,6 +316,8 @@ impl Settings {
             client_secret,
             redirect_uri,
             webhook_token,
+            legacy_json_webhook: c.amocrm_legacy_json_webhook,
+            max_entries_per_webhook: c.amocrm_max_entries_per_webhook.max(1),
             mapping: std::sync::Arc::new(mapping),
             fetch_leads: c.amocrm_fetch_leads,
             api_rps: c.amocrm_api_rps.max(1),
@@ -325,6 +375,11 @@ mod tests {
         assert_eq!(s.subdomain, "example");
         assert_eq!(s.base_url, "https://example.amocrm.ru");
         assert_eq!(s.port, 8084);
+        assert!(
+            !s.legacy_json_webhook,
+            "the legacy JSON route is off unless asked for"
+        );
+        assert_eq!(s.max_entries_per_webhook, 500);
         assert_eq!(
             s.retry_delays,
             vec![
@@ -381,5 +436,34 @@ mod tests {
             (s.subdomain.as_str(), s.domain.as_str()),
             ("sandbox", "sandbox.amocrm.ru")
         );
+    }
+
+    #[test]
+    fn debug_of_settings_shows_no_secret_value() {
+        // issue 9 item 14: every secret set, the database password in DATABASE_URL too
+        const SECRETS: &[(&str, &str)] = &[
+            ("AMOCRM_CLIENT_ID", "dbgClientId0123456789abcdef"),
+            ("AMOCRM_CLIENT_SECRET", "dbgClientSecret0123456789abcdef"),
+            ("AMOCRM_WEBHOOK_TOKEN", "dbgWebhookToken0123456789abcdef"),
+        ];
+        let mut env: Vec<_> = FULL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "DATABASE_URL" && !SECRETS.iter().any(|(s, _)| s == k))
+            .collect();
+        env.extend_from_slice(SECRETS);
+        env.push((
+            "DATABASE_URL",
+            "postgres://amocrm:dbgDbPassword0123@postgres:5432/gateway",
+        ));
+        let s = parse(&env).expect("valid");
+        let debug = format!("{s:?}");
+        for (name, value) in SECRETS
+            .iter()
+            .chain(&[("the DATABASE_URL password", "dbgDbPassword0123")])
+        {
+            assert!(!debug.contains(value), "{name} leaked into Debug: {debug}");
+        }
+        assert!(debug.contains("postgres://amocrm:[redacted]@postgres:5432/gateway"));
     }
 }

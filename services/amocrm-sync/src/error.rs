@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Malformed body; says what was wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// A webhook with more entries than `AMOCRM_MAX_ENTRIES_PER_WEBHOOK` (413); names the limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// amoCRM did not answer the OAuth exchange usefully (502; its answer only in the log).
     #[error("{0}")]
     BadGateway(String),
@@ -43,6 +46,7 @@ impl From<ApiError> for HttpError {
             ApiError::Unauthorized(m) => HttpError::client(StatusCode::UNAUTHORIZED, m),
             ApiError::Forbidden(m) => HttpError::client(StatusCode::FORBIDDEN, m),
             ApiError::BadRequest(m) => HttpError::client(StatusCode::BAD_REQUEST, m),
+            ApiError::TooLarge(m) => HttpError::client(StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::BadGateway(m) => {
                 HttpError::server(StatusCode::BAD_GATEWAY, anyhow::anyhow!(m))
             }

@@ -3,7 +3,7 @@
 //! ```text
 //! amoCRM ──form webhook /api/webhooks/amo/{token}──┐
 //! client ──JSON webhook /api/webhooks/amo (HMAC)───┴─▶ ingest ──▶ events.amocrm.{lead,contact}.*
-//!                                                                        │
+//!          (only with AMOCRM_LEGACY_JSON_WEBHOOK=true)                   │
 //!            Postgres schema amocrm ◀── store consumer ◀─────────────────┘
 //!                                        └── API v4 (OAuth 2.0, 7 req/s): the full lead
 //! ```
@@ -43,6 +43,12 @@ pub const SERVICE: &str = "amocrm-sync";
 
 /// Migrations of schema `amocrm`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Logged once at start when `AMOCRM_LEGACY_JSON_WEBHOOK=true`.
+pub const LEGACY_JSON_WARNING: &str = "AMOCRM_LEGACY_JSON_WEBHOOK=true: POST /api/webhooks/amo \
+     accepts the earlier deployment's JSON webhook, whose X-Signature covers neither the body \
+     nor a time: anyone who saw one request can post any body for the configured account. Move \
+     to amoCRM's own webhook (docs/amocrm.md, «Moving off the JSON route») and turn it off.";
 
 /// The running service: its server, workers and [`AppState`].
 pub type App = service_kit::App<AppState>;
@@ -92,6 +98,9 @@ impl AppState {
 /// Errors: Postgres or NATS unreachable, a migration failing, the port taken.
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let rt = Runtime::connect(SERVICE, store::SCHEMA, &MIGRATOR, &settings.runtime).await?;
+    if settings.legacy_json_webhook {
+        tracing::warn!("{LEGACY_JSON_WARNING}");
+    }
     let port = settings.port;
     let state = AppState::new(&rt, settings);
     let mut workers = rt.workers();

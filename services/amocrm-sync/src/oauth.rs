@@ -1,5 +1,12 @@
 //! The account's OAuth pair: exchanged from the authorization code once, refreshed before it
-//! expires, never logged.
+//! expires, never logged; and the consent links (`amocrm-sync oauth-url`) whose `state` the
+//! callback checks.
+//!
+//! Before a new pair is stored it must answer `GET /api/v4/account` at `AMOCRM_BASE_URL` with the
+//! configured subdomain: a code granted by another account (anyone can consent to our
+//! integration for their own account: the client id is in every consent URL) never replaces the
+//! stored pair. The exchange itself goes to our account's domain with our client secret and
+//! redirect URI, never to the `referer` the redirect names.
 //!
 //! A refresh runs inside one Postgres transaction that locks the token row: read the pair, ask
 //! amoCRM for a new one, store it, commit. If storing fails (or the process dies) the
@@ -14,8 +21,12 @@ use amocrm_api::{AmoClient, AmoError, TokenResponse};
 use anyhow::Context;
 use time::OffsetDateTime;
 
-use crate::config::Settings;
-use crate::store::{Store, TokenRow};
+use crate::config::{ConsentMode, Settings};
+use crate::store::{StateRefused, Store, TokenRow};
+
+/// amoCRM's consent page (<https://www.amocrm.ru/developers/content/oauth/step-by-step>, «Получение
+/// Authorization code»): `?client_id=…&state=…&mode=post_message|popup`.
+pub const CONSENT_URL: &str = "https://www.amocrm.ru/oauth";
 
 /// Access to the pair.
 #[derive(Clone)]
@@ -42,6 +53,10 @@ pub enum TokenError {
     /// amoCRM did not answer usefully; try later.
     #[error("amoCRM unavailable: {0}")]
     Upstream(AmoError),
+    /// The new pair does not belong to the configured account (its `GET /api/v4/account` was
+    /// refused, or names another subdomain); nothing was stored.
+    #[error("the code was granted by another amoCRM account ({})", .0.as_deref().unwrap_or("its token does not open this account"))]
+    OtherAccount(Option<String>),
     /// Postgres failed; the stored pair is unchanged.
     #[error("storing the token failed: {0}")]
     Store(#[from] sqlx::Error),
@@ -105,7 +120,8 @@ impl Tokens {
         row.expires_at - self.settings.refresh_margin > OffsetDateTime::now_utc()
     }
 
-    /// Exchanges the code from `/api/auth/amo/callback` and stores the pair.
+    /// Exchanges the code from `/api/auth/amo/callback`, checks that the new pair opens the
+    /// configured account, and stores it.
     pub async fn exchange_code(&self, code: &str) -> Result<OffsetDateTime, TokenError> {
         let s = &self.settings;
         let resp = self
@@ -118,6 +134,14 @@ impl Tokens {
             )
             .await
             .map_err(TokenError::from_amo)?;
+        match self.amo.account(&resp.access_token).await {
+            Ok(a) if a.subdomain.eq_ignore_ascii_case(&s.subdomain) => {}
+            Ok(a) => return Err(self.other_account(Some(a.subdomain))),
+            Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                return Err(self.other_account(None));
+            }
+            Err(e) => return Err(TokenError::from_amo(e)),
+        }
         let row = row_from(&resp);
         let mut tx = self.store.pool().begin().await?;
         Store::save_token(&mut tx, &s.domain, &row).await?;
@@ -128,6 +152,16 @@ impl Tokens {
             .increment(1);
         tracing::info!(domain = %s.domain, %expires_at, "amoCRM authorized");
         Ok(expires_at)
+    }
+
+    fn other_account(&self, subdomain: Option<String>) -> TokenError {
+        metrics::counter!("amocrm_oauth_total", "grant" => "authorization_code", "outcome" => "other_account")
+            .increment(1);
+        tracing::warn!(
+            other = subdomain.as_deref().unwrap_or("unknown"),
+            "an OAuth code of another amoCRM account was refused; the stored pair is unchanged"
+        );
+        TokenError::OtherAccount(subdomain)
     }
 
     /// The access token to call API v4 with, refreshed first when it expires within the margin;
@@ -227,4 +261,55 @@ impl Tokens {
             account.name, account.subdomain, account.id
         ))
     }
+}
+
+/// A consent link and until when its `state` is accepted.
+#[derive(Debug, Clone)]
+pub struct ConsentLink {
+    /// `https://www.amocrm.ru/oauth?client_id=…&state=…&mode=…`.
+    pub url: String,
+    /// When the state stops being accepted.
+    pub expires_at: OffsetDateTime,
+}
+
+/// A new consent link: a random `state` (128 bits, hex) whose SHA-256 is stored, valid once
+/// until `valid_for` from now.
+///
+/// Errors: no randomness from the OS, or Postgres failed.
+pub async fn consent_link(
+    store: &Store,
+    settings: &Settings,
+    mode: ConsentMode,
+    valid_for: Duration,
+) -> anyhow::Result<ConsentLink> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    let state = hex::encode(raw);
+    let expires_at = OffsetDateTime::now_utc() + valid_for;
+    store
+        .save_oauth_state(&state_sha256(&state), expires_at)
+        .await
+        .context("storing the state")?;
+    let mut url = url::Url::parse(CONSENT_URL).context("the consent URL")?;
+    url.query_pairs_mut()
+        .append_pair("client_id", settings.client_id.expose())
+        .append_pair("state", &state)
+        .append_pair("mode", mode.as_str());
+    Ok(ConsentLink {
+        url: url.into(),
+        expires_at,
+    })
+}
+
+/// Accepts the callback's `state` once: it must come from a link [`consent_link`] made, be
+/// unused and unexpired.
+///
+/// Errors: the outer one is Postgres; the inner one says why the state is refused.
+pub async fn use_state(store: &Store, state: &str) -> sqlx::Result<Result<(), StateRefused>> {
+    store.use_oauth_state(&state_sha256(state)).await
+}
+
+fn state_sha256(state: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(state.trim().as_bytes()))
 }

@@ -1,5 +1,5 @@
 //! SQL for schema `amocrm`: ordered, idempotent upserts of leads and contacts, soft deletes,
-//! lead ↔ contact links, the stage history and the OAuth pair.
+//! lead ↔ contact links, the stage history, the OAuth pair and the consent links' `state`s.
 //!
 //! Ordering: every write is one `INSERT … ON CONFLICT DO UPDATE … WHERE stored.updated_at <=
 //! event's` (deletions: `<= deleted_at`), so redeliveries, out-of-order deliveries and
@@ -54,6 +54,17 @@ impl std::fmt::Debug for TokenRow {
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
+}
+
+/// Why the OAuth callback's `state` is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRefused {
+    /// No consent link with this state was printed (or it was removed a day after expiring).
+    Unknown,
+    /// The state was accepted once already.
+    Used,
+    /// The state is older than its `--valid-minutes`.
+    Expired,
 }
 
 /// Access to schema `amocrm`.
@@ -351,5 +362,62 @@ impl Store {
         .execute(&mut **tx)
         .await
         .map(|_| ())
+    }
+
+    /// Stores the SHA-256 (hex) of a consent link's `state`, accepted until `expires_at`; states
+    /// expired for more than a day are removed on the way.
+    pub async fn save_oauth_state(
+        &self,
+        state_sha256: &str,
+        expires_at: OffsetDateTime,
+    ) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM amocrm.oauth_states WHERE expires_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("INSERT INTO amocrm.oauth_states (state_sha256, expires_at) VALUES ($1, $2)")
+            .bind(state_sha256)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks the state with this SHA-256 used, if it is known, unused and not expired; one
+    /// statement, so two callbacks with the same state cannot both pass.
+    pub async fn use_oauth_state(
+        &self,
+        state_sha256: &str,
+    ) -> sqlx::Result<Result<(), StateRefused>> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "UPDATE amocrm.oauth_states SET used_at = now() \
+             WHERE state_sha256 = $1 AND used_at IS NULL AND expires_at > now() RETURNING 1",
+        )
+        .bind(state_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let row: Option<(Option<OffsetDateTime>,)> =
+            sqlx::query_as("SELECT used_at FROM amocrm.oauth_states WHERE state_sha256 = $1")
+                .bind(state_sha256)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(Err(match row {
+            None => StateRefused::Unknown,
+            Some((Some(_),)) => StateRefused::Used,
+            Some((None,)) => StateRefused::Expired,
+        }))
+    }
+
+    /// `true` when a dead letter with this `msg_id` is stored and not replayed yet (a webhook
+    /// amoCRM delivers again is kept once).
+    pub async fn dead_letter_pending(&self, msg_id: &str) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM amocrm.dead_letters WHERE msg_id = $1 AND replayed_at IS NULL)",
+        )
+        .bind(msg_id)
+        .fetch_one(&self.pool)
+        .await
     }
 }

@@ -9,8 +9,9 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
-/// The webhook routes (form with the token in the path, JSON with a signature), their health and
-/// test answers, and the OAuth redirect.
+/// The webhook routes (amoCRM's form with the token in the path; the earlier deployment's JSON
+/// with a signature, 404 unless `AMOCRM_LEGACY_JSON_WEBHOOK=true`), their health and test
+/// answers, and the OAuth redirect.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/webhooks/amo", post(webhook::json))

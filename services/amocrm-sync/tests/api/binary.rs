@@ -24,12 +24,14 @@ fn help_lists_the_configuration() {
         "AMOCRM_STATUS_MAP",
         "AMOCRM_MAPPING_FILE",
         "AMOCRM_RETRY_DELAYS_SECS",
+        "AMOCRM_LEGACY_JSON_WEBHOOK",
+        "AMOCRM_MAX_ENTRIES_PER_WEBHOOK",
         "DATABASE_URL",
         "NATS_URL",
     ] {
         assert!(help.contains(var), "{var} missing from --help");
     }
-    for cmd in ["serve", "migrate", "check", "dlq"] {
+    for cmd in ["serve", "migrate", "check", "dlq", "oauth-url"] {
         assert!(help.contains(cmd), "{cmd} missing from --help");
     }
 }

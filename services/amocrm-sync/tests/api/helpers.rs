@@ -43,6 +43,10 @@ pub struct Options {
     pub db_retry: Duration,
     pub fetch_leads: bool,
     pub concurrency: usize,
+    /// `AMOCRM_LEGACY_JSON_WEBHOOK`.
+    pub legacy_json: bool,
+    /// `AMOCRM_MAX_ENTRIES_PER_WEBHOOK`; `None` leaves the default.
+    pub max_entries: Option<usize>,
 }
 
 impl Default for Options {
@@ -56,6 +60,8 @@ impl Default for Options {
             db_retry: Duration::from_millis(200),
             fetch_leads: true,
             concurrency: 2,
+            legacy_json: false,
+            max_entries: None,
         }
     }
 }
@@ -96,7 +102,11 @@ pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Setting
         ),
         ("AMOCRM_DB_RETRY_SECS", secs(opts.db_retry)),
         ("AMOCRM_CONSUMER_CONCURRENCY", opts.concurrency.to_string()),
+        ("AMOCRM_LEGACY_JSON_WEBHOOK", opts.legacy_json.to_string()),
     ]);
+    if let Some(max) = opts.max_entries {
+        vars.push(("AMOCRM_MAX_ENTRIES_PER_WEBHOOK", max.to_string()));
+    }
     let cli: Cli = testkit::parse_config(&vars);
     Settings::from_config(&cli.config).expect("test settings are valid")
 }
@@ -286,8 +296,14 @@ impl TestApp {
             .expect("webhook request")
     }
 
-    /// The JSON route, signed as the existing clients sign.
+    /// The JSON route, signed as the existing clients sign; a body without `account` gets the
+    /// sandbox account's (the route refuses bodies that do not name it).
     pub async fn post_json(&self, body: &Value) -> reqwest::Response {
+        let mut body = body.clone();
+        if body.get("account").is_none() {
+            body["account"] = serde_json::json!({"subdomain": SUBDOMAIN, "id": ACCOUNT_ID});
+        }
+        let body = &body;
         let sig = amocrm_sync::http::webhook::sign(
             sandbox::amocrm::CLIENT_SECRET,
             CLIENT_UUID,
@@ -323,6 +339,35 @@ impl TestApp {
             }
         }
         req.send().await.expect("webhook request")
+    }
+
+    /// A consent link's `state`, made as `amocrm-sync oauth-url` makes it.
+    pub async fn oauth_state(&self, valid_for: Duration) -> String {
+        let link = amocrm_sync::oauth::consent_link(
+            &self.state.store,
+            &self.state.settings,
+            amocrm_sync::config::ConsentMode::PostMessage,
+            valid_for,
+        )
+        .await
+        .expect("a consent link");
+        url::Url::parse(&link.url)
+            .expect("an absolute URL")
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .expect("a state in the link")
+    }
+
+    /// The webhook bodies kept as dead letters: (reason, payload).
+    pub async fn kept_bodies(&self) -> Vec<(String, Value)> {
+        sqlx::query_as(
+            "SELECT reason, payload FROM amocrm.dead_letters WHERE subject = $1 ORDER BY id",
+        )
+        .bind(amocrm_sync::http::webhook::DEAD_LETTER_SUBJECT)
+        .fetch_all(self.pool())
+        .await
+        .expect("query dead letters")
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {

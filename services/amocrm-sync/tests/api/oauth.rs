@@ -1,4 +1,7 @@
-//! OAuth 2.0 with amoCRM's rotating refresh tokens, and API v4 completing a lead (429 included).
+//! OAuth 2.0 with amoCRM's rotating refresh tokens, the consent link's `state`, and API v4
+//! completing a lead (429 included).
+
+use std::time::Duration;
 
 use sandbox::{Failure, Target};
 use serde_json::{Value, json};
@@ -36,11 +39,12 @@ async fn expire_soon(app: &TestApp) {
         .unwrap();
 }
 
+/// The Install path: amoCRM sends `code`, `referer` and `from_widget`, no state.
 pub async fn authorize(app: &TestApp) {
     let code = app.sandbox.amocrm_authorize();
     let (status, body) = callback(
         app,
-        &format!("code={code}&state=x&referer={SUBDOMAIN}.amocrm.ru&from_widget=0"),
+        &format!("code={code}&referer={SUBDOMAIN}.amocrm.ru&from_widget=1"),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -50,8 +54,8 @@ pub async fn authorize(app: &TestApp) {
 async fn the_callback_exchanges_the_code_and_keeps_the_tokens_to_itself() {
     let app = spawn_app().await;
     let code = app.sandbox.amocrm_authorize();
-    let (status, body) =
-        callback(&app, &format!("code={code}&referer={SUBDOMAIN}.amocrm.ru")).await;
+    // `referer` is the caller's word: naming another account changes nothing.
+    let (status, body) = callback(&app, &format!("code={code}&referer=other.amocrm.ru")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "success");
     let pair = stored(&app).await;
@@ -65,13 +69,18 @@ async fn the_callback_exchanges_the_code_and_keeps_the_tokens_to_itself() {
         body["message"].as_str().unwrap().contains("revoked"),
         "{body}"
     );
-    // Another account's consent, and a refusal.
-    let code = app.sandbox.amocrm_authorize();
-    assert_eq!(
-        callback(&app, &format!("code={code}&referer=other.amocrm.ru"))
-            .await
-            .0,
-        403
+    // Another account's consent (its code is exchanged, but the pair does not open this
+    // account), also when it claims to be ours, and a refusal: the stored pair stays.
+    let code = app.sandbox.amocrm_authorize_other_account();
+    let (status, body) =
+        callback(&app, &format!("code={code}&referer={SUBDOMAIN}.amocrm.ru")).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("another amoCRM account"),
+        "{body}"
     );
     assert_eq!(callback(&app, "error=access_denied").await.0, 400);
     assert_eq!(stored(&app).await, pair);
@@ -81,7 +90,145 @@ async fn the_callback_exchanges_the_code_and_keeps_the_tokens_to_itself() {
         .iter()
         .filter(|r| r.path.ends_with("/oauth2/access_token"))
         .count();
-    assert_eq!(token_calls, 2);
+    assert_eq!(token_calls, 3);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_consent_links_state_is_accepted_once_and_unknown_or_expired_ones_are_400() {
+    let app = spawn_app().await;
+    let state = app.oauth_state(Duration::from_secs(1800)).await;
+    assert_eq!(state.len(), 32, "128 random bits in hex: {state}");
+    let stored_states: Vec<String> =
+        sqlx::query_scalar("SELECT state_sha256 FROM amocrm.oauth_states")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(stored_states.len(), 1);
+    assert_ne!(stored_states[0], state, "only a digest is stored");
+
+    let code = app.sandbox.amocrm_authorize();
+    let (status, body) = callback(
+        &app,
+        &format!("code={code}&state={state}&referer={SUBDOMAIN}.amocrm.ru"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pair = stored(&app).await;
+
+    let message = |body: &Value| body["message"].as_str().unwrap().to_owned();
+    // The same state again, with a fresh code: refused before amoCRM is asked.
+    let (status, body) = callback(
+        &app,
+        &format!("code={}&state={state}", app.sandbox.amocrm_authorize()),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("already used"), "{body}");
+    // A state we never issued.
+    let (status, body) = callback(
+        &app,
+        &format!(
+            "code={}&state=0123456789abcdef0123456789abcdef",
+            app.sandbox.amocrm_authorize()
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("unknown"), "{body}");
+    assert!(message(&body).contains("amocrm-sync oauth-url"), "{body}");
+    // An expired one.
+    let late = app.oauth_state(Duration::from_secs(1800)).await;
+    sqlx::query("UPDATE amocrm.oauth_states SET expires_at = now() - interval '1 second' WHERE used_at IS NULL")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let (status, body) = callback(
+        &app,
+        &format!("code={}&state={late}", app.sandbox.amocrm_authorize()),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(message(&body).contains("expired"), "{body}");
+
+    assert_eq!(
+        stored(&app).await,
+        pair,
+        "no refused callback touched the pair"
+    );
+    let token_calls = app
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/oauth2/access_token"))
+        .count();
+    assert_eq!(token_calls, 1, "refused states never reach amoCRM");
+    app.cleanup().await;
+}
+
+/// `amocrm-sync oauth-url` prints the consent link, and only it, on stdout (its logs go to
+/// stderr); the link's state then passes the callback once.
+#[tokio::test]
+async fn oauth_url_prints_amocrms_consent_link_with_a_fresh_state() {
+    let app = spawn_app().await;
+    let run = |args: &[&str]| {
+        let rt = &app.state.settings.runtime;
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_amocrm-sync"))
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .env_clear()
+            .env("DATABASE_URL", &app.db_url)
+            .env("NATS_URL", &rt.nats_url)
+            .env("LOG_LEVEL", "debug")
+            .env("AMOCRM_DOMAIN", format!("{SUBDOMAIN}.amocrm.ru"))
+            .env("AMOCRM_CLIENT_ID", sandbox::amocrm::CLIENT_ID)
+            .env("AMOCRM_CLIENT_SECRET", sandbox::amocrm::CLIENT_SECRET)
+            .env(
+                "AMOCRM_REDIRECT_URI",
+                "https://amocrm.example.com/api/auth/amo/callback",
+            )
+            .env("AMOCRM_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+    let (stdout, stderr) = run(&["oauth-url"]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the link on stdout:\n{stdout}");
+    let link = url::Url::parse(lines[0]).expect("a URL");
+    assert_eq!(
+        link.as_str().split('?').next(),
+        Some("https://www.amocrm.ru/oauth")
+    );
+    let q: Vec<(String, String)> = link.query_pairs().into_owned().collect();
+    let state = q[1].1.clone();
+    assert_eq!(
+        q,
+        vec![
+            (
+                "client_id".to_owned(),
+                sandbox::amocrm::CLIENT_ID.to_owned()
+            ),
+            ("state".to_owned(), state.clone()),
+            ("mode".to_owned(), "post_message".to_owned()),
+        ]
+    );
+    assert!(stderr.contains("works once"), "{stderr}");
+    let (popup, _) = run(&["oauth-url", "--mode", "popup", "--valid-minutes", "5"]);
+    assert!(popup.trim_end().ends_with("&mode=popup"), "{popup}");
+    assert!(!popup.contains(&state), "every link has its own state");
+
+    let code = app.sandbox.amocrm_authorize();
+    let (status, body) = callback(&app, &format!("code={code}&state={state}")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = callback(
+        &app,
+        &format!("code={}&state={state}", app.sandbox.amocrm_authorize()),
+    )
+    .await;
+    assert_eq!(status, 400);
     app.cleanup().await;
 }
 

@@ -1,8 +1,20 @@
-//! Both webhook formats, every event type, into NATS and Postgres.
+//! Both webhook formats, every event type, into NATS and Postgres; what is refused, kept or
+//! capped.
 
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+
+fn legacy() -> Options {
+    Options {
+        legacy_json: true,
+        ..Options::default()
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
 
 #[tokio::test]
 async fn form_lead_is_stored_with_status_utm_and_deal_figures() {
@@ -148,7 +160,7 @@ async fn every_form_event_type_becomes_its_event() {
 
 #[tokio::test]
 async fn every_json_event_type_becomes_its_event() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(legacy()).await;
     let lead = |id: i64, name: &str, status: i64| {
         json!({
             "id": id, "name": name, "status_id": status, "pipeline_id": 7331, "price": 990000,
@@ -248,8 +260,8 @@ async fn a_lead_with_50_custom_fields_keeps_them_all() {
 }
 
 #[tokio::test]
-async fn a_body_with_bad_entries_is_400_and_its_good_entries_are_stored() {
-    let app = spawn_app().await;
+async fn a_json_body_with_bad_entries_is_400_and_its_good_entries_are_stored() {
+    let app = spawn_app_with(legacy()).await;
     let res = app
         .post_json(&json!({
             "leads": {"add": [
@@ -279,16 +291,78 @@ async fn a_body_with_bad_entries_is_400_and_its_good_entries_are_stored() {
     app.cleanup().await;
 }
 
+/// amoCRM re-sends whatever is not answered 2xx and disables the hook after more than 100 failed
+/// answers in 2 hours, so a delivery it cannot improve is answered 200 and kept for an
+/// operator, once however often it comes.
 #[tokio::test]
-async fn malformed_bodies_are_400_and_nothing_is_stored() {
+async fn an_unreadable_form_body_is_answered_200_and_kept_once_as_a_dead_letter() {
     let app = spawn_app().await;
-    let res = app
-        .post_form("leads%5Badd%5D%5B0%5D%5Bid=1".to_owned())
-        .await;
-    assert_eq!(res.status(), 400);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], "error");
-    assert!(body["message"].as_str().unwrap().contains("form"), "{body}");
+    let garbage = "leads%5Badd%5D%5B0%5D%5Bid=1".to_owned();
+    for _ in 0..2 {
+        let res = app.post_form(garbage.clone()).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "error");
+        assert_eq!(body["events_processed"], 0);
+        assert!(
+            body["errors"][0].as_str().unwrap().contains("form"),
+            "{body}"
+        );
+    }
+    let kept = app.kept_bodies().await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let (reason, payload) = &kept[0];
+    assert!(reason.contains("not a PHP-style form"), "{reason}");
+    assert_eq!(payload["body"], garbage.as_str(), "the body as it came");
+    assert_eq!(payload["content_type"], "application/x-www-form-urlencoded");
+    assert_eq!(app.events_stored().await, 0);
+    // Listed for the operator like any dead letter.
+    let listed = app.state.dead_letters.list(10, true).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // A wrong token is still 404 and keeps nothing.
+    assert_eq!(
+        app.post_form_to("amo-hook-guess-0000", garbage)
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.kept_bodies().await.len(), 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_form_delivery_with_an_unreadable_entry_is_200_and_the_rest_is_stored() {
+    let app = spawn_app().await;
+    let good = lead_entry("add", 0, 611, "Хорошая", 1, T0);
+    let mut bad = EntityForm::new("leads", "add", 1, 0);
+    bad.pairs.clear();
+    bad.set("id", "шестьсот двенадцать").set("name", "Плохая");
+    let body = body_of(&[&good, &bad]);
+    for _ in 0..2 {
+        let res = app.post_form(body.clone()).await;
+        assert_eq!(res.status(), 200);
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(answer["status"], "partial_success");
+        assert_eq!(answer["events_processed"], 1);
+        assert!(
+            answer["errors"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("leads[add][1]: id:"),
+            "{answer}"
+        );
+    }
+    app.wait_lead(611, |_| true).await;
+    let kept = app.kept_bodies().await;
+    assert_eq!(kept.len(), 1, "kept once: {kept:?}");
+    assert!(kept[0].0.starts_with("leads[add][1]: id:"), "{}", kept[0].0);
+    assert_eq!(kept[0].1["body"], body.as_str());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_malformed_json_body_on_the_json_route_is_400_and_nothing_is_kept() {
+    let app = spawn_app_with(legacy()).await;
     let res = app
         .http
         .post(format!("{}/api/webhooks/amo", app.base))
@@ -312,6 +386,115 @@ async fn malformed_bodies_are_400_and_nothing_is_stored() {
     let huge = format!("leads[add][0][name]={}", "я".repeat(700_000));
     assert_eq!(app.post_form(huge).await.status(), 413);
     assert_eq!(app.events_stored().await, 0);
+    assert!(app.kept_bodies().await.is_empty());
+    app.cleanup().await;
+}
+
+/// A forged date would pin the row: the store keeps the newest `updated_at`.
+#[tokio::test]
+async fn an_update_dated_more_than_an_hour_ahead_is_400_in_both_formats() {
+    let app = spawn_app_with(legacy()).await;
+    let ahead = now() + 2 * 3600;
+    let good = lead_entry("update", 0, 621, "Настоящая", 2, T0);
+    let forged = lead_entry("update", 1, 622, "Из будущего", 3, ahead);
+    let res = app.post_form(body_of(&[&good, &forged])).await;
+    assert_eq!(res.status(), 400);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["status"], "partial_success");
+    assert_eq!(answer["events_processed"], 1);
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{answer}");
+    let e = errors[0].as_str().unwrap();
+    assert!(e.starts_with("leads[update][1]: updated_at"), "{e}");
+    assert!(e.contains("in the future"), "{e}");
+
+    let res = app
+        .post_json(&json!({"contacts": {"update": [
+            {"id": 623, "name": "Настоящий", "updated_at": T0},
+            {"id": 624, "name": "Из будущего", "updated_at": ahead}
+        ]}}))
+        .await;
+    assert_eq!(res.status(), 400);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["events_processed"], 1);
+    assert!(
+        answer["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("contacts[update][1]: updated_at"),
+        "{answer}"
+    );
+    // Within the hour is fine (clocks differ a little).
+    let soon = lead_entry("update", 0, 625, "Чуть впереди", 2, now() + 600);
+    assert_eq!(app.post_form(body_of(&[&soon])).await.status(), 200);
+
+    app.wait_lead(621, |_| true).await;
+    app.wait_contact(623, |_| true).await;
+    app.wait_lead(625, |_| true).await;
+    app.wait_consumed().await;
+    assert!(app.lead(622).await.is_none());
+    assert!(app.contact(624).await.is_none());
+    // Refused, not kept: the sender was told.
+    assert!(app.kept_bodies().await.is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn more_entries_than_the_limit_is_413_and_nothing_is_published() {
+    let app = spawn_app_with(Options {
+        legacy_json: true,
+        max_entries: Some(3),
+        ..Options::default()
+    })
+    .await;
+    let four: Vec<EntityForm> = (0..4)
+        .map(|n| lead_entry("add", n, 631 + n as i64, "Массовая", 1, T0))
+        .collect();
+    let res = app
+        .post_form(body_of(&four.iter().collect::<Vec<_>>()))
+        .await;
+    assert_eq!(res.status(), 413);
+    let answer: Value = res.json().await.unwrap();
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("4 entries"), "{message}");
+    assert!(message.contains("at most 3"), "{message}");
+    assert!(
+        message.contains("AMOCRM_MAX_ENTRIES_PER_WEBHOOK"),
+        "{message}"
+    );
+    let leads: Vec<Value> = (0..4)
+        .map(|i| json!({"id": 641 + i, "updated_at": T0}))
+        .collect();
+    let res = app.post_json(&json!({"leads": {"add": leads}})).await;
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        app.events_stored().await,
+        0,
+        "nothing of either was published"
+    );
+    assert!(app.kept_bodies().await.is_empty());
+    // At the limit: accepted.
+    let res = app
+        .post_form(body_of(&four[..3].iter().collect::<Vec<_>>()))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.events_stored().await, 3);
+    app.cleanup().await;
+}
+
+/// Published a bounded number at a time, and still answered only after every one is stored.
+#[tokio::test]
+async fn a_webhook_of_200_entries_is_answered_after_all_of_them_are_stored() {
+    let app = spawn_app().await;
+    let entries: Vec<EntityForm> = (0..200)
+        .map(|n| lead_entry("update", n, 10_000 + n as i64, "Пакет", 2, T0))
+        .collect();
+    let res = app
+        .post_form(body_of(&entries.iter().collect::<Vec<_>>()))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["events_processed"], 200);
+    assert_eq!(app.events_stored().await, 200);
     app.cleanup().await;
 }
 
