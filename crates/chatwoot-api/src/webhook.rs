@@ -139,9 +139,10 @@ pub enum SignatureError {
     /// `X-Chatwoot-Timestamp` is not an integer.
     #[error("X-Chatwoot-Timestamp is not a unix time")]
     BadTimestamp,
-    /// The timestamp is too far from now: (distance, allowed), in seconds.
+    /// The timestamp is too far from now: (distance, allowed), in seconds. The distance is
+    /// exact for any pair of `i64` (a caller-chosen timestamp cannot overflow it).
     #[error("X-Chatwoot-Timestamp is {0} s away from now (at most {1} s allowed)")]
-    Stale(i64, i64),
+    Stale(u64, i64),
     /// The signature is not hex, or not the HMAC of this body with this secret.
     #[error("X-Chatwoot-Signature does not match")]
     Mismatch,
@@ -149,7 +150,7 @@ pub enum SignatureError {
 
 /// Verifies `X-Chatwoot-Signature: sha256=<hex HMAC-SHA256(secret, "{timestamp}.{raw body}")>`
 /// in constant time, and that `X-Chatwoot-Timestamp` (unix seconds) is within `tolerance_s`
-/// of `now_unix`.
+/// of `now_unix` (a negative tolerance accepts nothing).
 pub fn verify_signature(
     secret: &[u8],
     signature: Option<&str>,
@@ -165,8 +166,12 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    let skew = (now_unix - ts).abs();
-    if skew > tolerance_s {
+    // The timestamp is the caller's: `now - ts` overflows for ts near i64::MIN/MAX (a panic
+    // with overflow checks, a wrapped small skew that passes without). `abs_diff` is the exact
+    // distance as u64, which no pair of i64 overflows.
+    let skew = now_unix.abs_diff(ts);
+    let allowed = u64::try_from(tolerance_s).ok();
+    if allowed.is_none_or(|allowed| skew > allowed) {
         return Err(SignatureError::Stale(skew, tolerance_s));
     }
     let hex_sig = signature
@@ -240,6 +245,42 @@ mod tests {
         assert_eq!(
             verify_signature(b"s3cret", None, Some("1"), body, 1, 300),
             Err(SignatureError::Missing)
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_an_overflow() {
+        let body = br#"{"event":"message_created"}"#;
+        let now = 1_700_000_000_i64;
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1] {
+            // Signed with the real secret: only the time check may refuse it.
+            let sig = sign(b"s3cret", ts, body);
+            let got =
+                verify_signature(b"s3cret", Some(&sig), Some(&ts.to_string()), body, now, 300);
+            assert_eq!(
+                got,
+                Err(SignatureError::Stale(now.abs_diff(ts), 300)),
+                "{ts}"
+            );
+        }
+        // The clock at an extreme too: the distance is the full u64 range, still no panic.
+        let sig = sign(b"s3cret", i64::MAX, body);
+        assert_eq!(
+            verify_signature(
+                b"s3cret",
+                Some(&sig),
+                Some(&i64::MAX.to_string()),
+                body,
+                i64::MIN,
+                300
+            ),
+            Err(SignatureError::Stale(u64::MAX, 300))
+        );
+        // A negative tolerance accepts nothing, even a timestamp of exactly now.
+        let sig = sign(b"s3cret", now, body);
+        assert_eq!(
+            verify_signature(b"s3cret", Some(&sig), Some(&now.to_string()), body, now, -1),
+            Err(SignatureError::Stale(0, -1))
         );
     }
 

@@ -110,7 +110,7 @@ impl App {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let rt = Runtime::connect(SERVICE, store::SCHEMA, &MIGRATOR, &settings.runtime).await?;
         let files = FileStore::open(&settings.files_dir).await?;
-        let hub = Hub::connect(rt.bus.clone(), &rt.args.nats_url, settings.hub.clone()).await?;
+        let hub = Hub::connect(rt.bus.clone(), settings.hub.clone()).await?;
         let fanout = hub.subscribe().await?;
         let state = AppState::new(&rt, settings, hub, files);
 

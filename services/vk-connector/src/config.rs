@@ -4,10 +4,15 @@
 use std::time::Duration;
 
 use clap::Parser;
-use service_kit::config::{optional_secret, positive, required_str, secret};
+use service_kit::config::{long_secret, optional_secret, positive, required_str, secret};
 use service_kit::{ConfigError, RuntimeArgs, Secret};
 
 use crate::cli::Command;
+
+/// Shortest accepted `VK_CALLBACK_ID` and `CHATWOOT_WEBHOOK_ID_VK`, in characters: the path
+/// segment is the route's only credential besides VK's `secret` (and the optional Chatwoot
+/// signature), so it must not be guessable (`openssl rand -hex 16` gives 32).
+pub const MIN_PATH_SECRET_CHARS: usize = 16;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -51,7 +56,8 @@ pub struct Config {
     /// VK API version used for calls and expected in callbacks.
     #[arg(long, env = "VK_API_VERSION", default_value = "5.199")]
     pub vk_api_version: String,
-    /// Unguessable path segment of the callback URL: POST /vk/callback/{VK_CALLBACK_ID}.
+    /// Unguessable path segment of the callback URL: POST /vk/callback/{VK_CALLBACK_ID}, at
+    /// least 16 characters (openssl rand -hex 16). Never logged.
     #[arg(long, env = "VK_CALLBACK_ID", hide_env_values = true)]
     pub vk_callback_id: Option<String>,
     /// VK API base URL; tests point it at the sandbox.
@@ -78,7 +84,8 @@ pub struct Config {
     /// Id of the Chatwoot inbox (an API channel inbox) VK conversations live in.
     #[arg(long, env = "CHATWOOT_INBOX_ID")]
     pub chatwoot_inbox_id: Option<i64>,
-    /// Unguessable path segment of the webhook URL: POST /chatwoot/webhook/{CHATWOOT_WEBHOOK_ID_VK}.
+    /// Unguessable path segment of the webhook URL: POST /chatwoot/webhook/{CHATWOOT_WEBHOOK_ID_VK},
+    /// at least 16 characters (openssl rand -hex 16). Never logged.
     #[arg(long, env = "CHATWOOT_WEBHOOK_ID_VK", hide_env_values = true)]
     pub chatwoot_webhook_id_vk: Option<String>,
     /// Webhook secret (Chatwoot ≥ 4.11 signs webhooks): when set, X-Chatwoot-Signature is
@@ -181,7 +188,11 @@ impl Settings {
             Some(CallbackSettings {
                 secret: secret(&c.vk_secret, "VK_SECRET")?,
                 confirmation: secret(&c.vk_confirmation, "VK_CONFIRMATION")?,
-                callback_id: secret(&c.vk_callback_id, "VK_CALLBACK_ID")?,
+                callback_id: long_secret(
+                    &c.vk_callback_id,
+                    "VK_CALLBACK_ID",
+                    MIN_PATH_SECRET_CHARS,
+                )?,
             })
         };
         let vk = VkSettings {
@@ -199,7 +210,11 @@ impl Settings {
             api_token: secret(&c.chatwoot_api_access_token, "CHATWOOT_API_ACCESS_TOKEN")?,
             account_id: positive(c.chatwoot_account_id, "CHATWOOT_ACCOUNT_ID")?,
             inbox_id: positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?,
-            webhook_id: secret(&c.chatwoot_webhook_id_vk, "CHATWOOT_WEBHOOK_ID_VK")?,
+            webhook_id: long_secret(
+                &c.chatwoot_webhook_id_vk,
+                "CHATWOOT_WEBHOOK_ID_VK",
+                MIN_PATH_SECRET_CHARS,
+            )?,
             webhook_secret: optional_secret(&c.chatwoot_webhook_secret, "CHATWOOT_WEBHOOK_SECRET")?,
             allowed_agent_bots: c.chatwoot_allowed_agent_bots.clone(),
         };
@@ -236,12 +251,12 @@ mod tests {
         ("VK_ACCESS_TOKEN", "vk1.a.token"),
         ("VK_SECRET", "s3cr3t"),
         ("VK_CONFIRMATION", "abc123"),
-        ("VK_CALLBACK_ID", "cb"),
+        ("VK_CALLBACK_ID", "cb-4f0e9a7d2c61b8e3"),
         ("CHATWOOT_BASE_URL", "https://cw.example.com"),
         ("CHATWOOT_API_ACCESS_TOKEN", "cwtoken"),
         ("CHATWOOT_ACCOUNT_ID", "1"),
         ("CHATWOOT_INBOX_ID", "2"),
-        ("CHATWOOT_WEBHOOK_ID_VK", "hook"),
+        ("CHATWOOT_WEBHOOK_ID_VK", "hook-8d3b1f6a0e52c947"),
     ];
 
     fn without(name: &str) -> Vec<(&'static str, &'static str)> {
@@ -290,6 +305,29 @@ mod tests {
     }
 
     #[test]
+    fn path_secrets_must_be_at_least_16_characters() {
+        for name in ["VK_CALLBACK_ID", "CHATWOOT_WEBHOOK_ID_VK"] {
+            let e = parse(&with(name, "cb-7f3a")).unwrap_err().to_string();
+            assert_eq!(e, format!("{name} must be at least 16 characters long"));
+            assert!(!e.contains("cb-7f3a"), "the value leaked: {e}");
+            // 15 characters refused, 16 accepted.
+            assert!(parse(&with(name, "0123456789abcde")).is_err(), "{name}");
+            assert!(parse(&with(name, "0123456789abcdef")).is_ok(), "{name}");
+            // A placeholder is still named as one, however long.
+            let e = parse(&with(name, "change_me_please_now")).unwrap_err();
+            assert!(e.to_string().contains("placeholder"), "{name}: {e}");
+        }
+        // With Long Poll and no callback id, the callback route is off and nothing is checked;
+        // a short id that is set is refused all the same.
+        let mut env = with("VK_CALLBACK_ID", "short");
+        env.push(("VK_LONG_POLL", "true"));
+        assert_eq!(
+            parse(&env).unwrap_err().to_string(),
+            "VK_CALLBACK_ID must be at least 16 characters long"
+        );
+    }
+
+    #[test]
     fn long_poll_makes_the_callback_optional() {
         let mut env: Vec<_> = FULL
             .iter()
@@ -304,5 +342,38 @@ mod tests {
         let s = parse(&env).expect("valid with Long Poll");
         assert!(s.vk.callback.is_none());
         assert_eq!(s.vk.long_poll, Some(Duration::from_secs(25)));
+    }
+
+    #[test]
+    fn debug_of_settings_shows_no_secret_value() {
+        // issue 9 item 14: every secret set, the database password in DATABASE_URL too
+        const SECRETS: &[(&str, &str)] = &[
+            ("VK_ACCESS_TOKEN", "vk1.a.dbgAccessToken0123456789"),
+            ("VK_SECRET", "dbgVkSecret0123456789abcdef"),
+            ("VK_CONFIRMATION", "dbgConfirmation0123456789"),
+            ("VK_CALLBACK_ID", "dbgCallbackId0123456789abcdef"),
+            ("CHATWOOT_API_ACCESS_TOKEN", "dbgChatwootToken0123456789"),
+            ("CHATWOOT_WEBHOOK_ID_VK", "dbgWebhookId0123456789abcdef"),
+            ("CHATWOOT_WEBHOOK_SECRET", "dbgWebhookSecret0123456789"),
+        ];
+        let mut env: Vec<_> = FULL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "DATABASE_URL" && !SECRETS.iter().any(|(s, _)| s == k))
+            .collect();
+        env.extend_from_slice(SECRETS);
+        env.push((
+            "DATABASE_URL",
+            "postgres://vk:dbgDbPassword0123@postgres:5432/gateway",
+        ));
+        let s = parse(&env).expect("valid");
+        let debug = format!("{s:?}");
+        for (name, value) in SECRETS
+            .iter()
+            .chain(&[("the DATABASE_URL password", "dbgDbPassword0123")])
+        {
+            assert!(!debug.contains(value), "{name} leaked into Debug: {debug}");
+        }
+        assert!(debug.contains("postgres://vk:[redacted]@postgres:5432/gateway"));
     }
 }

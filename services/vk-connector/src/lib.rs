@@ -4,6 +4,8 @@
 //! VK ──callback / long poll──▶ ingest ──▶ events.vk.message.received ──▶ relay ──▶ Chatwoot API
 //! Chatwoot ──webhook──▶ /chatwoot/webhook ──▶ cmd.vk.message.send ──▶ sender ──▶ VK messages.send
 //!                       reconciliation sweep ──┘ (replies the webhook missed)
+//! dlq replay ──▶ cmd.vk.inbound.reingest ──▶ reingest ──▶ the routes' code again
+//!                (authenticated bodies that did not decode, kept as dead letters)
 //! ```
 //!
 //! [`build`] puts this service's own parts — [`AppState`], the routes ([`http`]), the
@@ -105,6 +107,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         consumers::sender::spec(),
         state.clone(),
         consumers::sender::handle,
+    );
+    run.consumer(
+        consumers::reingest::spec(),
+        state.clone(),
+        consumers::reingest::handle,
     );
     let s = state.clone();
     run.spawn("reconcile", move |stop| workers::reconcile::run(s, stop));

@@ -237,3 +237,177 @@ impl Store {
         .await
     }
 }
+
+/// How long a relay waits for another's find-or-create of the same dialogue before it gives up
+/// (and retries): longer than the Chatwoot calls made under the lock take.
+const DIALOGUE_LOCK_TIMEOUT: &str = "60s";
+
+/// The advisory lock key of VK dialogue `peer_id`, hashed by `hashtextextended(…, 0)`.
+fn dialogue_lock_name(peer_id: i64) -> String {
+    format!("vk:dialogue:{peer_id}")
+}
+
+/// The find-or-create lock of one VK dialogue, held by every replica's relay: a transaction
+/// holding `pg_advisory_xact_lock(hashtextextended('vk:dialogue:<peer_id>', 0))` and then the
+/// same of `'vk:contact:<chatwoot contact id>'` (the contact's open conversations are the
+/// candidates every dialogue of that contact looks at; always taken in this order, so two
+/// relays never wait on each other in a cycle). Dropping it rolls the transaction back and
+/// releases both (also when the process dies: Postgres ends the session). Its queries run on
+/// the lock's own connection, so a relay under the lock needs no second connection from the
+/// pool.
+pub struct DialogueLock {
+    peer_id: i64,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+impl DialogueLock {
+    /// The dialogue's conversation, read under the lock: set when the holder this relay waited
+    /// for created it.
+    pub async fn conversation(&mut self) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT chatwoot_conversation_id FROM vk.conversations WHERE peer_id = $1",
+        )
+        .bind(self.peer_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+    }
+
+    /// `true` when Chatwoot conversation `conversation_id` is mapped to another VK dialogue (a
+    /// user's private chat and a group chat share one contact, not one conversation).
+    pub async fn mapped_elsewhere(&mut self, conversation_id: i64) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM vk.conversations \
+             WHERE chatwoot_conversation_id = $1 AND peer_id <> $2)",
+        )
+        .bind(conversation_id)
+        .bind(self.peer_id)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    /// Records the dialogue's conversation (as [`Store::save_conversation`] does) and commits,
+    /// releasing the lock.
+    pub async fn save_conversation(
+        mut self,
+        conversation_id: i64,
+        contact_id: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO vk.conversations (peer_id, chatwoot_conversation_id, chatwoot_contact_id) \
+             VALUES ($1, $2, $3) ON CONFLICT (peer_id) DO UPDATE SET \
+             chatwoot_conversation_id = EXCLUDED.chatwoot_conversation_id, \
+             chatwoot_contact_id = EXCLUDED.chatwoot_contact_id, created_at = now(), last_activity_at = now()",
+        )
+        .bind(self.peer_id)
+        .bind(conversation_id)
+        .bind(contact_id)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await
+    }
+}
+
+/// An earlier attempt to post an inbound message to Chatwoot that was never marked processed:
+/// it may have reached Chatwoot.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EarlierAttempt {
+    /// The conversation that attempt posted into.
+    pub chatwoot_conversation_id: i64,
+    /// Attempts started before this one.
+    pub attempts: i32,
+    /// Unix seconds when the first attempt started.
+    pub first_started_unix: i64,
+}
+
+impl Store {
+    /// Takes the find-or-create lock of VK dialogue `peer_id` whose writer is Chatwoot contact
+    /// `contact_id`, waiting while another relay (of any replica) holds either — at most 60 s
+    /// each (`lock_timeout`), then an error.
+    pub async fn lock_dialogue(&self, peer_id: i64, contact_id: i64) -> sqlx::Result<DialogueLock> {
+        let mut tx = self.pool.begin().await?;
+        // `SET LOCAL`: for this transaction only.
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(DIALOGUE_LOCK_TIMEOUT)
+            .execute(&mut *tx)
+            .await?;
+        for name in [
+            dialogue_lock_name(peer_id),
+            format!("vk:contact:{contact_id}"),
+        ] {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(DialogueLock { peer_id, tx })
+    }
+
+    /// Records that an attempt to post the inbound message `key` into `conversation_id` starts
+    /// now, before the post. Returns the earlier attempt when one was recorded and never
+    /// finished by [`Store::mark_relayed`]: that post may be in Chatwoot already.
+    pub async fn start_relay_attempt(
+        &self,
+        key: &str,
+        conversation_id: i64,
+    ) -> sqlx::Result<Option<EarlierAttempt>> {
+        // A data-modifying CTE runs whether or not the outer query reads it; `earlier` sees
+        // the row as it was before this statement.
+        sqlx::query_as(
+            "WITH earlier AS ( \
+               SELECT chatwoot_conversation_id, attempts, \
+                      EXTRACT(EPOCH FROM first_started_at)::BIGINT AS first_started_unix \
+               FROM vk.relay_attempts WHERE idempotency_key = $1 \
+             ), started AS ( \
+               INSERT INTO vk.relay_attempts (idempotency_key, chatwoot_conversation_id) \
+               VALUES ($1, $2) ON CONFLICT (idempotency_key) DO UPDATE SET \
+               chatwoot_conversation_id = EXCLUDED.chatwoot_conversation_id, \
+               attempts = vk.relay_attempts.attempts + 1, last_started_at = now() \
+             ) \
+             SELECT chatwoot_conversation_id, attempts, first_started_unix FROM earlier",
+        )
+        .bind(key)
+        .bind(conversation_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Marks the inbound message `key` processed as Chatwoot message `chatwoot_message_id` and
+    /// drops its attempt record, in one statement (a repeat is a no-op).
+    pub async fn mark_relayed(&self, key: &str, chatwoot_message_id: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "WITH finished AS (DELETE FROM vk.relay_attempts WHERE idempotency_key = $1) \
+             INSERT INTO vk.inbound_processed (idempotency_key, chatwoot_message_id) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(chatwoot_message_id)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+}
+
+/// The Bots Long Poll position (`vk.long_poll_state`), per community.
+impl Store {
+    /// The `ts` the long poll worker last reached for `group_id`, if it ever ran.
+    pub async fn long_poll_ts(&self, group_id: i64) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT ts FROM vk.long_poll_state WHERE group_id = $1")
+            .bind(group_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records that every event of `group_id` up to `ts` is published (or replaced by a
+    /// `failed` answer's `ts`).
+    pub async fn save_long_poll_ts(&self, group_id: i64, ts: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO vk.long_poll_state (group_id, ts) VALUES ($1, $2) \
+             ON CONFLICT (group_id) DO UPDATE SET ts = EXCLUDED.ts, updated_at = now()",
+        )
+        .bind(group_id)
+        .bind(ts)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+    }
+}

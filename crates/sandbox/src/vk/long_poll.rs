@@ -19,7 +19,9 @@
 //! is checked before `ts`; a poll waiting while its key is replaced or expired answers
 //! `{"failed":2}` at once. An injected [`Failure::VkError`](crate::Failure::VkError) with code 1,
 //! 2 or 3 answers `{"failed":code}` (with `ts` for 1); 2 and 3 also expire the key, as a real
-//! `failed` does. Other codes are HTTP 500.
+//! `failed` does. Other codes are HTTP 500. [`Sandbox::vk_long_poll_fail_next`] does the same
+//! for the long poll server alone (an injected `Failure` hits whichever VK request comes next,
+//! API methods included).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{DEFAULT_GROUP, MethodResult, Params};
-use crate::Shared;
+use crate::{Sandbox, Shared};
 
 /// How many events the server keeps; polling with an older `ts` answers `{"failed":1,…}`.
 pub const HISTORY: usize = 1000;
@@ -57,6 +59,9 @@ pub(crate) struct LongPollState {
     pub(crate) answered: usize,
     /// `a_check` requests being held right now.
     pub(crate) waiting: usize,
+    /// `failed` codes the next `a_check` requests answer, first first (see
+    /// [`Sandbox::vk_long_poll_fail_next`]).
+    queued_failures: VecDeque<i64>,
 }
 
 #[derive(Debug)]
@@ -226,6 +231,11 @@ pub(super) async fn a_check(
         .min(MAX_WAIT_SECS);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
 
+    let queued = change(&shared, |lp| lp.queued_failures.pop_front());
+    if let Some(answer) = queued.and_then(|code| injected_failure(&shared, code)) {
+        return Json(answer).into_response();
+    }
+
     let mut wake = shared.long_poll_wake.subscribe();
     let mut waiting = None;
     let answer = loop {
@@ -263,5 +273,83 @@ pub(crate) fn injected_failure(shared: &Shared, code: i64) -> Option<Value> {
             Some(json!({"failed": code}))
         }
         _ => None,
+    }
+}
+
+impl Sandbox {
+    /// The next `a_check` request answers `{"failed": code}` as VK does (`1` with the current
+    /// `ts`; `2` and `3` also expire the key, so `groups.getLongPollServer` is needed again);
+    /// several calls queue several answers. Only the long poll server is affected, and only
+    /// codes 1, 2 and 3 (others are ignored). Such answers are not counted in
+    /// [`Sandbox::vk_long_poll_requests`].
+    pub fn vk_long_poll_fail_next(&self, code: i64) {
+        if matches!(code, 1..=3) {
+            change(&self.shared, |lp| lp.queued_failures.push_back(code));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::Sandbox;
+
+    async fn get(url: &str, query: &[(&str, &str)]) -> Value {
+        reqwest::Client::new()
+            .get(url)
+            .query(query)
+            .send()
+            .await
+            .expect("the fake answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    async fn server(sandbox: &Sandbox) -> (String, String) {
+        let answer = get(
+            &format!("{}/groups.getLongPollServer", sandbox.vk_api_url()),
+            &[
+                ("access_token", &sandbox.options().vk_access_token),
+                ("v", "5.199"),
+                ("group_id", "1"),
+            ],
+        )
+        .await;
+        let field = |name: &str| answer["response"][name].as_str().expect(name).to_owned();
+        (field("server"), field("key"))
+    }
+
+    async fn poll(server: &str, key: &str, ts: &str) -> Value {
+        get(
+            server,
+            &[("act", "a_check"), ("key", key), ("ts", ts), ("wait", "0")],
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn queued_failures_answer_the_next_polls_in_order() {
+        let sandbox = Sandbox::start().await.expect("starts");
+        let (srv, key) = server(&sandbox).await;
+        sandbox.vk_push_long_poll_event(json!({"type": "message_new", "group_id": 1}));
+        sandbox.vk_long_poll_fail_next(1);
+        sandbox.vk_long_poll_fail_next(9); // not a VK code: ignored
+        sandbox.vk_long_poll_fail_next(3);
+        // 1: the current ts, the key still valid.
+        assert_eq!(poll(&srv, &key, "0").await, json!({"failed": 1, "ts": 1}));
+        // 3: and the key is gone, as after a real failed 2/3.
+        assert_eq!(poll(&srv, &key, "0").await, json!({"failed": 3}));
+        assert_eq!(poll(&srv, &key, "0").await, json!({"failed": 2}));
+        let (srv, key) = server(&sandbox).await;
+        sandbox.vk_long_poll_fail_next(2);
+        assert_eq!(poll(&srv, &key, "0").await, json!({"failed": 2}));
+        let (srv, key) = server(&sandbox).await;
+        let answer = poll(&srv, &key, "0").await;
+        assert_eq!(answer["ts"], "1", "{answer}");
+        assert_eq!(answer["updates"].as_array().map(Vec::len), Some(1));
+        // Only the answered polls count, as for injected failures.
+        assert_eq!(sandbox.vk_long_poll_requests(), 2);
     }
 }

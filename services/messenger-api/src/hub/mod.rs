@@ -159,15 +159,20 @@ struct Inner {
 }
 
 impl Hub {
-    /// Connects the fan-out connection (`nats_url`, the same server as the bus).
-    pub async fn connect(bus: Bus, nats_url: &str, settings: HubSettings) -> anyhow::Result<Self> {
-        let fanout = async_nats::ConnectOptions::new()
+    /// Connects the fan-out connection: the same server and NATS user as `bus`.
+    pub async fn connect(bus: Bus, settings: HubSettings) -> anyhow::Result<Self> {
+        // The second connection is the same NATS user as the bus (its credentials came from
+        // NATS_URL); the URL in messages is the one without the password.
+        let fanout = bus
+            .connect_options()
             .name("messenger-api hub fan-out")
             .no_echo()
             .connection_timeout(std::time::Duration::from_secs(5))
-            .connect(nats_url)
+            .connect(bus.server_url())
             .await
-            .with_context(|| format!("connecting the hub fan-out to NATS at {nats_url}"))?;
+            .with_context(|| {
+                format!("connecting the hub fan-out to NATS at {}", bus.server_url())
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
                 replica: Uuid::new_v4().simple().to_string(),

@@ -1,7 +1,9 @@
 //! Durable consumers of vk-connector: VK messages → Chatwoot ([`relay`]), agent replies → VK
-//! ([`sender`]). Each module declares its [`spec`](relay::spec) (durable name, filter,
-//! ordering key) beside its handler.
+//! ([`sender`]), replayed inbound bodies that did not decode → the routes' code ([`reingest`]).
+//! Each module declares its [`spec`](relay::spec) (durable name, filter, ordering key) beside
+//! its handler.
 
+pub mod reingest;
 pub mod relay;
 pub mod sender;
 

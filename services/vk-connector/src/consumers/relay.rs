@@ -5,8 +5,21 @@
 //! Ordered per VK conversation ([`Event::ordering_key`]: `conversation:<peer_id>`): one
 //! dialogue's messages reach Chatwoot in the order VK sent them, other dialogues flow on
 //! meanwhile.
+//!
+//! Two relays (two replicas overlapping at a takeover, or one user's private and group chats)
+//! must not make two conversations of one dialogue, nor two contacts of one user:
+//! * the conversation is found or created under the dialogue's advisory lock
+//!   ([`Store::lock_dialogue`](crate::store::Store::lock_dialogue)), and the relay that waited
+//!   finds the mapping the other made;
+//! * the contact is unique in Chatwoot by its identifier `vk:<user id>`: a 422 on creation means
+//!   another relay made it a moment ago, and it is looked up.
+//!
+//! A crash between Chatwoot accepting the message and the processed mark must not post it
+//! twice: the message carries the key as its Chatwoot `source_id`, an attempt is recorded
+//! (`vk.relay_attempts`) before the post, and a handling that finds an unfinished earlier
+//! attempt first looks for the message among the conversation's latest messages.
 
-use chatwoot_api::MessageType;
+use chatwoot_api::{CONTACTS_PER_PAGE, ChatwootClient, Contact, MESSAGES_PER_PAGE, MessageType};
 use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use serde_json::json;
 use service_kit::consumer::{ConsumerSpec, HandleError};
@@ -49,31 +62,67 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
         HandleError::Fatal(format!("sender id `{}` is not a number", msg.sender.id))
     })?;
     let conversation_id = conversation(&state, peer_id, from_id, &msg).await?;
-    let content = normalize::chatwoot_content(&msg);
-    let attrs = json!({ "external_id": key });
-    let created = match state
-        .chatwoot
-        .create_message(conversation_id, &content, MessageType::Incoming, attrs)
+    // Recorded before the post: if this attempt dies after Chatwoot accepted the message, the
+    // next one knows to look for it.
+    let earlier = state
+        .store
+        .start_relay_attempt(key, conversation_id)
         .await
-    {
-        Ok(m) => m,
-        Err(e) if e.status() == Some(404) => {
-            // The conversation was deleted in Chatwoot: forget it; the retry makes a new one.
-            state
-                .store
-                .forget_conversation(peer_id)
-                .await
-                .map_err(db_failure)?;
-            return Err(HandleError::Retry {
-                reason: format!("conversation {conversation_id} is gone in Chatwoot"),
-                after: Some(std::time::Duration::from_millis(100)),
-            });
+        .map_err(db_failure)?;
+    let already = match &earlier {
+        Some(earlier) => {
+            tracing::debug!(
+                peer_id,
+                attempts_before = earlier.attempts,
+                earlier_conversation_id = earlier.chatwoot_conversation_id,
+                "an earlier attempt did not finish; looking for its post first"
+            );
+            let since = earlier.first_started_unix - LOOKUP_MARGIN_SECS;
+            match posted_earlier(&state.chatwoot, conversation_id, key, since).await {
+                Ok(found) => found,
+                Err(e) if e.status() == Some(404) => {
+                    return Err(conversation_gone(&state, peer_id, conversation_id).await);
+                }
+                Err(e) => return Err(chatwoot_failure("looking for an earlier post", e)),
+            }
         }
-        Err(e) => return Err(chatwoot_failure("posting the message", e)),
+        None => None,
+    };
+    let message_id = match already {
+        Some(id) => {
+            tracing::info!(
+                peer_id,
+                chatwoot_conversation_id = conversation_id,
+                chatwoot_message_id = id,
+                "an earlier attempt had posted this VK message; not posting it again"
+            );
+            id
+        }
+        None => {
+            let content = normalize::chatwoot_content(&msg);
+            let attrs = json!({ "external_id": key });
+            match state
+                .chatwoot
+                .create_message(
+                    conversation_id,
+                    &content,
+                    MessageType::Incoming,
+                    attrs,
+                    Some(key),
+                )
+                .await
+            {
+                Ok(m) => m.id,
+                Err(e) if e.status() == Some(404) => {
+                    return Err(conversation_gone(&state, peer_id, conversation_id).await);
+                }
+                Err(e) => return Err(chatwoot_failure("posting the message", e)),
+            }
+        }
     };
     state
         .store
-        .mark_inbound_done(key, created.id)
+        .mark_relayed(key, message_id)
         .await
         .map_err(db_failure)?;
     state
@@ -81,18 +130,74 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
         .touch_conversation(peer_id)
         .await
         .map_err(db_failure)?;
-    tracing::info!(
-        peer_id,
-        chatwoot_conversation_id = conversation_id,
-        chatwoot_message_id = created.id,
-        "VK message posted to Chatwoot"
-    );
-    metrics::counter!("relayed_to_chatwoot_total").increment(1);
+    if already.is_none() {
+        tracing::info!(
+            peer_id,
+            chatwoot_conversation_id = conversation_id,
+            chatwoot_message_id = message_id,
+            retried = earlier.is_some(),
+            "VK message posted to Chatwoot"
+        );
+        metrics::counter!("relayed_to_chatwoot_total").increment(1);
+    }
     Ok(())
 }
 
+/// How much earlier than the first attempt the lookup still reads: Chatwoot's clock and
+/// Postgres' may differ.
+const LOOKUP_MARGIN_SECS: i64 = 300;
+
+/// At most this many pages of [`MESSAGES_PER_PAGE`] are read looking for an earlier post.
+const LOOKUP_MAX_PAGES: usize = 10;
+
+/// The id of the Chatwoot message an earlier attempt posted for `key`, if it is among the
+/// conversation's messages created since `since_unix` (newest first, at most
+/// [`LOOKUP_MAX_PAGES`] pages). Matched by `source_id` or, for a Chatwoot that dropped it, the
+/// `external_id` content attribute.
+async fn posted_earlier(
+    chatwoot: &ChatwootClient,
+    conversation_id: i64,
+    key: &str,
+    since_unix: i64,
+) -> Result<Option<i64>, chatwoot_api::ChatwootError> {
+    let mut before = None;
+    for _ in 0..LOOKUP_MAX_PAGES {
+        let page = chatwoot.messages_before(conversation_id, before).await?;
+        if let Some(m) = page.iter().rev().find(|m| {
+            m.source_id.as_deref() == Some(key)
+                || m.content_attributes
+                    .as_ref()
+                    .and_then(|a| a.get("external_id"))
+                    .and_then(serde_json::Value::as_str)
+                    == Some(key)
+        }) {
+            return Ok(Some(m.id));
+        }
+        // Oldest first: the page's first message is where the next page ends.
+        let Some(oldest) = page.first() else { break };
+        if page.len() < MESSAGES_PER_PAGE || oldest.created_unix().is_some_and(|t| t < since_unix) {
+            break;
+        }
+        before = Some(oldest.id);
+    }
+    Ok(None)
+}
+
+/// The conversation was deleted in Chatwoot: forget it; the retry makes a new one.
+async fn conversation_gone(state: &AppState, peer_id: i64, conversation_id: i64) -> HandleError {
+    if let Err(e) = state.store.forget_conversation(peer_id).await {
+        return db_failure(e);
+    }
+    HandleError::Retry {
+        reason: format!("conversation {conversation_id} is gone in Chatwoot"),
+        after: Some(std::time::Duration::from_millis(100)),
+    }
+}
+
 /// The Chatwoot conversation of a VK dialogue: mapped, else an open one of the contact in our
-/// inbox, else a new one.
+/// inbox made for this dialogue or by an agent and not used by another dialogue, else a new
+/// one. Found or created under the dialogue's and the contact's lock, so two relays of one new
+/// dialogue make one conversation, and two dialogues of one contact never share one.
 async fn conversation(
     state: &AppState,
     peer_id: i64,
@@ -107,17 +212,50 @@ async fn conversation(
     {
         return Ok(id);
     }
+    // The contact is per user, not per dialogue: made before the lock (two relays converge
+    // on Chatwoot's unique identifier), so the lock is held only for the conversation.
     let (contact_id, source_id) = contact(state, from_id, msg).await?;
+    let mut lock = state
+        .store
+        .lock_dialogue(peer_id, contact_id)
+        .await
+        .map_err(db_failure)?;
+    if let Some(id) = lock.conversation().await.map_err(db_failure)? {
+        // Made by the relay this one waited for.
+        return Ok(id);
+    }
     let inbox_id = state.settings.chatwoot.inbox_id;
-    let existing = state
+    let open = state
         .chatwoot
         .contact_conversations(contact_id)
         .await
         .map_err(|e| chatwoot_failure("listing the contact's conversations", e))?
         .into_iter()
-        .find(|c| c.inbox_id == Some(inbox_id) && c.status.as_deref() != Some("resolved"));
+        .filter(|c| c.inbox_id == Some(inbox_id) && c.status.as_deref() != Some("resolved"));
+    // Ours for this dialogue (mapping lost, e.g. a restored database) first; then one an agent
+    // started (no `vk_peer_id`) that no other dialogue uses; never another dialogue's.
+    let mut existing = None;
+    for c in open {
+        let made_for = c
+            .additional_attributes
+            .as_ref()
+            .and_then(|a| a.get("vk_peer_id"))
+            .and_then(serde_json::Value::as_i64);
+        match made_for {
+            Some(p) if p == peer_id => {
+                existing = Some(c.id);
+                break;
+            }
+            Some(_) => {}
+            None => {
+                if existing.is_none() && !lock.mapped_elsewhere(c.id).await.map_err(db_failure)? {
+                    existing = Some(c.id);
+                }
+            }
+        }
+    }
     let id = match existing {
-        Some(c) => c.id,
+        Some(id) => id,
         None => {
             state
                 .chatwoot
@@ -132,9 +270,7 @@ async fn conversation(
                 .id
         }
     };
-    state
-        .store
-        .save_conversation(peer_id, id, contact_id)
+    lock.save_conversation(id, contact_id)
         .await
         .map_err(db_failure)?;
     Ok(id)
@@ -156,37 +292,49 @@ async fn contact(
     let identifier = format!("vk:{from_id}");
     let source_id = format!("vk:{from_id}");
     let inbox_id = state.settings.chatwoot.inbox_id;
-    let found = state
-        .chatwoot
-        .search_contacts(&identifier)
+    let found = contact_by_identifier(&state.chatwoot, &identifier)
         .await
-        .map_err(|e| chatwoot_failure("searching the contact", e))?
-        .into_iter()
-        .find(|c| c.identifier.as_deref() == Some(identifier.as_str()));
+        .map_err(|e| chatwoot_failure("searching the contact", e))?;
     let contact_id = match found {
         Some(c) => c.id,
-        None => {
-            state
-                .chatwoot
-                .create_contact(
-                    inbox_id,
-                    &name,
-                    &identifier,
-                    json!({ "vk_user_id": from_id, "vk_profile": format!("https://vk.com/id{from_id}") }),
-                )
-                .await
-                .map_err(|e| match e.status() {
-                    // The identifier is taken: most likely the relay of another dialogue of
-                    // the same user (a group chat and a private one) created the contact a
-                    // moment ago. The next attempt finds it by searching.
-                    Some(422) => HandleError::Retry {
-                        reason: format!("creating the contact: {e}"),
-                        after: Some(std::time::Duration::from_millis(200)),
-                    },
-                    _ => chatwoot_failure("creating the contact", e),
-                })?
-                .id
-        }
+        None => match state
+            .chatwoot
+            .create_contact(
+                inbox_id,
+                &name,
+                &identifier,
+                json!({ "vk_user_id": from_id, "vk_profile": format!("https://vk.com/id{from_id}") }),
+            )
+            .await
+        {
+            Ok(c) => c.id,
+            // The identifier is taken: another relay (another replica, or another dialogue
+            // of the same user) created the contact since our search. Use that one.
+            Err(e) if e.status() == Some(422) => {
+                match contact_by_identifier(&state.chatwoot, &identifier)
+                    .await
+                    .map_err(|e| chatwoot_failure("searching the contact", e))?
+                {
+                    Some(c) => {
+                        tracing::info!(
+                            from_id,
+                            chatwoot_contact_id = c.id,
+                            "the contact was created meanwhile; using it"
+                        );
+                        c.id
+                    }
+                    // Not the identifier, then: some other validation. Retried, and
+                    // dead-lettered with Chatwoot's reason if it stays.
+                    None => {
+                        return Err(HandleError::Retry {
+                            reason: format!("creating the contact: {e}"),
+                            after: Some(std::time::Duration::from_millis(200)),
+                        });
+                    }
+                }
+            }
+            Err(e) => return Err(chatwoot_failure("creating the contact", e)),
+        },
     };
     match state
         .chatwoot
@@ -204,6 +352,32 @@ async fn contact(
         .await
         .map_err(db_failure)?;
     Ok((contact_id, source_id))
+}
+
+/// At most this many search pages of [`CONTACTS_PER_PAGE`] are read for one identifier.
+const CONTACT_SEARCH_MAX_PAGES: u32 = 5;
+
+/// The contact whose identifier is exactly `identifier`. Chatwoot's search matches substrings
+/// (`vk:1001` also finds `vk:10010`…), so the exact one may be on a later page: pages are read
+/// until it is found or a page is not full (at most [`CONTACT_SEARCH_MAX_PAGES`]).
+async fn contact_by_identifier(
+    chatwoot: &ChatwootClient,
+    identifier: &str,
+) -> Result<Option<Contact>, chatwoot_api::ChatwootError> {
+    for page in 1..=CONTACT_SEARCH_MAX_PAGES {
+        let found = chatwoot.search_contacts_page(identifier, page).await?;
+        let full = found.len() >= CONTACTS_PER_PAGE;
+        if let Some(c) = found
+            .into_iter()
+            .find(|c| c.identifier.as_deref() == Some(identifier))
+        {
+            return Ok(Some(c));
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(None)
 }
 
 /// `users.get` name, cached in `vk.users`; falls back to "VK user <id>" when VK does not

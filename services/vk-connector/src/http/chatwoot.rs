@@ -4,10 +4,14 @@
 //! type `user`) or an allowed agent bot, in a conversation mapped to a VK dialogue becomes a
 //! `cmd.vk.message.send`. Everything else — our own `incoming` echo, private notes (Chatwoot
 //! does deliver them), activity, template, other events, conversations that are not ours —
-//! is answered 200 and logged at debug. Chatwoot sends each webhook once and never retries;
-//! what is lost here is picked up by the reconciliation sweep.
+//! is answered 200 and logged at debug; so is a payload that names no `account` (Chatwoot names
+//! it in every message webhook). Chatwoot sends an account webhook once and never retries it,
+//! whatever the answer (`WebhookJob` has no retry; only agent-bot webhooks are retried, on 429
+//! and 500 — `lib/webhooks/trigger.rb` in chatwoot/chatwoot), and it does not disable a
+//! failing webhook. So a body that passed the path id and signature but does not fit is
+//! answered 200 and kept as a dead letter ([`reingest`]) rather than refused: a 400 would lose
+//! it for good. What is lost before reaching us is picked up by the reconciliation sweep.
 
-use anyhow::Context;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -21,13 +25,42 @@ use domain::{
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::consumers::reingest;
 use crate::error::ApiError;
 use service_kit::secure_eq;
 
 /// Largest clock difference accepted on `X-Chatwoot-Timestamp`, in seconds.
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
-/// Handles one webhook; see the module docs.
+/// What became of a webhook that could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// An agent's reply, published as `cmd.vk.message.send` (`duplicate`: JetStream had it).
+    Queued {
+        /// JetStream had seen the idempotency key inside its duplicate window.
+        duplicate: bool,
+    },
+    /// Nothing to relay; the reason is for the log and the answer.
+    Ignored(String),
+}
+
+/// Why a webhook was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The body does not fit what Chatwoot documents: kept as a dead letter.
+    #[error("{0}")]
+    Unreadable(String),
+    /// JetStream did not store the command: 503.
+    #[error(transparent)]
+    Bus(#[from] service_kit::bus::PublishError),
+    /// The mapping could not be read: 500.
+    #[error("looking up the VK dialogue of the conversation")]
+    Store(#[source] sqlx::Error),
+}
+
+/// Handles one webhook; see the module docs. A wrong path id is 404 and a bad signature 401
+/// before anything is read; an authenticated body that does not fit is answered 200
+/// `{"ok":true,"dead_letter":<id>}` and kept (see [`reingest`](crate::consumers::reingest)).
 #[tracing::instrument(skip_all, fields(event, chatwoot_message_id, chatwoot_conversation_id))]
 pub async fn handle(
     State(state): State<AppState>,
@@ -54,51 +87,83 @@ pub async fn handle(
             ApiError::Unauthorized(e.to_string())
         })?;
     }
-    let event: WebhookEvent = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a Chatwoot webhook: {e}")))?;
-    tracing::Span::current().record("event", event.event.as_str());
-    if event.event != "message_created" {
-        return Ok(ignored(&format!("event {}", event.event)));
+    match process(&state, &body).await {
+        Ok(Processed::Queued { .. }) => {
+            metrics::counter!("chatwoot_webhooks_total", "outcome" => "queued").increment(1);
+            Ok(Json(json!({ "ok": true, "queued": true })))
+        }
+        Ok(Processed::Ignored(reason)) => Ok(ignored(&reason)),
+        // Chatwoot delivers an account webhook once and never again, whatever we answer: a 400
+        // would lose the reply for good. Kept, it can be replayed once a release reads it.
+        Err(WebhookError::Unreadable(reason)) => {
+            let id = reingest::keep_chatwoot_webhook(&state, &body, &reason).await?;
+            metrics::counter!("chatwoot_webhooks_total", "outcome" => "dead_lettered").increment(1);
+            Ok(Json(json!({ "ok": true, "dead_letter": id })))
+        }
+        Err(WebhookError::Bus(e)) => Err(ApiError::BusDown(e)),
+        Err(e @ WebhookError::Store(_)) => Err(ApiError::Unexpected(e.into())),
     }
-    let msg: MessagePayload = serde_json::from_value(Value::Object(event.rest))
-        .map_err(|e| ApiError::BadRequest(format!("message_created payload is malformed: {e}")))?;
+}
+
+/// Everything after authentication: reads the body and, for an agent's reply in a conversation
+/// mapped to a VK dialogue, publishes the `cmd.vk.message.send`. Shared by the route and the
+/// replay of a kept body.
+///
+/// Errors: [`WebhookError::Unreadable`] when the body does not fit (not JSON, no `event`, a
+/// `message_created` whose fields have other types, an agent reply without `conversation`);
+/// the bus or the database failing.
+pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, WebhookError> {
+    let cw = &state.settings.chatwoot;
+    let event: WebhookEvent = serde_json::from_slice(body)
+        .map_err(|e| WebhookError::Unreadable(format!("body is not a Chatwoot webhook: {e}")))?;
     let span = tracing::Span::current();
+    span.record("event", event.event.as_str());
+    if event.event != "message_created" {
+        return Ok(Processed::Ignored(format!("event {}", event.event)));
+    }
+    let msg: MessagePayload = serde_json::from_value(Value::Object(event.rest)).map_err(|e| {
+        WebhookError::Unreadable(format!("message_created payload is malformed: {e}"))
+    })?;
     span.record("chatwoot_message_id", msg.id);
     if let Some(reason) = skip_reason(&msg, &cw.allowed_agent_bots) {
-        return Ok(ignored(reason));
+        return Ok(Processed::Ignored(reason.into()));
+    }
+    // Chatwoot names the account in every message webhook; a payload without one is not
+    // Chatwoot's, or not of the account this connector serves.
+    match &msg.account {
+        None => {
+            tracing::warn!("message_created names no account; not relayed");
+            return Ok(Processed::Ignored("no account in the payload".into()));
+        }
+        Some(account) if account.id != cw.account_id => {
+            return Ok(Processed::Ignored("another account".into()));
+        }
+        Some(_) => {}
     }
     let Some(conversation) = msg.conversation.as_ref() else {
-        return Err(ApiError::BadRequest(
+        return Err(WebhookError::Unreadable(
             "message_created without conversation".into(),
         ));
     };
     span.record("chatwoot_conversation_id", conversation.id);
-    if let Some(account) = &msg.account
-        && account.id != cw.account_id
-    {
-        return Ok(ignored("another account"));
-    }
     let Some(peer_id) = state
         .store
         .peer_for_conversation(conversation.id)
         .await
-        .context("looking up the VK dialogue of the conversation")?
+        .map_err(WebhookError::Store)?
     else {
-        return Ok(ignored("conversation not mapped to VK"));
+        return Ok(Processed::Ignored("conversation not mapped to VK".into()));
     };
     let command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
-    let published = state
-        .bus
-        .publish(&command)
-        .await
-        .map_err(ApiError::BusDown)?;
+    let published = state.bus.publish(&command).await?;
     tracing::info!(
         peer_id,
         duplicate = published.duplicate,
         "agent reply queued for VK"
     );
-    metrics::counter!("chatwoot_webhooks_total", "outcome" => "queued").increment(1);
-    Ok(Json(json!({ "ok": true, "queued": true })))
+    Ok(Processed::Queued {
+        duplicate: published.duplicate,
+    })
 }
 
 fn ignored(reason: &str) -> Json<Value> {

@@ -16,8 +16,8 @@ use vk_connector::config::{Cli, Settings};
 pub const GROUP_ID: i64 = 227_000_001;
 pub const VK_SECRET: &str = "vk-callback-secret";
 pub const CONFIRMATION: &str = "a1b2c3d4";
-pub const CALLBACK_ID: &str = "cb-7f3a";
-pub const WEBHOOK_ID: &str = "cw-91e2";
+pub const CALLBACK_ID: &str = "cb-7f3a9d21e84b6c05";
+pub const WEBHOOK_ID: &str = "cw-91e2b7c40d8a3f16";
 pub const USER_ID: i64 = 1001;
 
 pub struct TestApp {
