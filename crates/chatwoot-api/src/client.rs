@@ -84,6 +84,9 @@ pub struct Conversation {
     /// The inbox the conversation belongs to.
     #[serde(default)]
     pub inbox_id: Option<i64>,
+    /// Attributes given at creation as raw JSON (the gateway puts `vk_peer_id` there).
+    #[serde(default)]
+    pub additional_attributes: Option<serde_json::Value>,
 }
 
 /// A message as the API returns it (list and create).
@@ -115,7 +118,27 @@ pub struct Message {
     /// Extra attributes as raw JSON, e.g. `in_reply_to`.
     #[serde(default)]
     pub content_attributes: Option<serde_json::Value>,
+    /// The message's id in its channel, as given at creation (`source_id` of
+    /// `POST …/messages`; the gateway uses the VK message's idempotency key). Chatwoot does not
+    /// make it unique.
+    #[serde(default)]
+    pub source_id: Option<String>,
 }
+
+impl Message {
+    /// Unix seconds of `created_at` (a number in API responses; `None` when absent or not one).
+    pub fn created_unix(&self) -> Option<i64> {
+        self.created_at.as_ref().and_then(serde_json::Value::as_i64)
+    }
+}
+
+/// Contacts per page of `GET /contacts/search` (`RESULTS_PER_PAGE` of Chatwoot's
+/// `ContactsController`).
+pub const CONTACTS_PER_PAGE: usize = 15;
+
+/// Messages per page of `GET /conversations/{id}/messages` without `after`
+/// (`MessageFinder`: the latest 20, or the 20 before `before`).
+pub const MESSAGES_PER_PAGE: usize = 20;
 
 /// `GET /api/v1/profile`: who the token belongs to.
 #[derive(Debug, Clone, Deserialize)]
@@ -201,17 +224,30 @@ impl ChatwootClient {
             .await
     }
 
-    /// `GET /contacts/search?q=` → `{"meta":…,"payload":[contact…]}`.
+    /// `GET /contacts/search?q=` → `{"meta":…,"payload":[contact…]}`: the first page (at most
+    /// [`CONTACTS_PER_PAGE`]).
     pub async fn search_contacts(&self, q: &str) -> Result<Vec<Contact>, ChatwootError> {
+        self.search_contacts_page(q, 1).await
+    }
+
+    /// `GET /contacts/search?q=&page=` (pages from 1, [`CONTACTS_PER_PAGE`] each). `q` is a
+    /// substring match, so an identifier such as `vk:1001` also matches `vk:10010…`: an exact
+    /// match may be on a later page.
+    pub async fn search_contacts_page(
+        &self,
+        q: &str,
+        page: u32,
+    ) -> Result<Vec<Contact>, ChatwootError> {
         #[derive(Deserialize)]
         struct R {
             payload: Vec<Contact>,
         }
+        let page = page.max(1).to_string();
         let r: R = self
             .send(
                 self.http
                     .get(self.account_url("/contacts/search"))
-                    .query(&[("q", q)]),
+                    .query(&[("q", q), ("page", page.as_str())]),
             )
             .await?;
         Ok(r.payload)
@@ -310,23 +346,31 @@ impl ChatwootClient {
     }
 
     /// `POST /conversations/{id}/messages`: an `incoming` message (from the contact) or an
-    /// `outgoing` one; `content_attributes` may carry e.g. `in_reply_to`.
+    /// `outgoing` one; `content_attributes` may carry e.g. `in_reply_to`. `source_id`, when
+    /// given, is stored on the message and returned by the messages list — the message's
+    /// identity in its channel (`Messages::MessageBuilder` takes it from the request; the API
+    /// reference does not list it). Chatwoot does not refuse a repeated `source_id`.
     pub async fn create_message(
         &self,
         conversation_id: i64,
         content: &str,
         message_type: crate::MessageType,
         content_attributes: serde_json::Value,
+        source_id: Option<&str>,
     ) -> Result<Message, ChatwootError> {
+        let mut body = json!({
+            "content": content,
+            "message_type": message_type.as_str(),
+            "private": false,
+            "content_attributes": content_attributes,
+        });
+        if let Some(source_id) = source_id {
+            body["source_id"] = json!(source_id);
+        }
         self.send(
             self.http
                 .post(self.account_url(&format!("/conversations/{conversation_id}/messages")))
-                .json(&json!({
-                    "content": content,
-                    "message_type": message_type.as_str(),
-                    "private": false,
-                    "content_attributes": content_attributes,
-                })),
+                .json(&body),
         )
         .await
     }
@@ -334,16 +378,28 @@ impl ChatwootClient {
     /// `GET /conversations/{id}/messages` → `{"meta":…,"payload":[message…]}`, oldest first
     /// (the newest page; Chatwoot pages with `before`).
     pub async fn messages(&self, conversation_id: i64) -> Result<Vec<Message>, ChatwootError> {
+        self.messages_before(conversation_id, None).await
+    }
+
+    /// `GET /conversations/{id}/messages?before=<message id>`: the [`MESSAGES_PER_PAGE`]
+    /// messages just older than `before` (`None`: the latest ones), oldest first; empty when
+    /// there are none.
+    pub async fn messages_before(
+        &self,
+        conversation_id: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<Message>, ChatwootError> {
         #[derive(Deserialize)]
         struct R {
             payload: Vec<Message>,
         }
-        let r: R = self
-            .send(
-                self.http
-                    .get(self.account_url(&format!("/conversations/{conversation_id}/messages"))),
-            )
-            .await?;
+        let mut req = self
+            .http
+            .get(self.account_url(&format!("/conversations/{conversation_id}/messages")));
+        if let Some(before) = before {
+            req = req.query(&[("before", before)]);
+        }
+        let r: R = self.send(req).await?;
         Ok(r.payload)
     }
 }

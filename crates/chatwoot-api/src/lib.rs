@@ -11,7 +11,8 @@ mod client;
 pub mod webhook;
 
 pub use client::{
-    ChatwootClient, ChatwootError, Contact, ContactInbox, Conversation, Message, Profile,
+    CONTACTS_PER_PAGE, ChatwootClient, ChatwootError, Contact, ContactInbox, Conversation,
+    MESSAGES_PER_PAGE, Message, Profile,
 };
 
 /// Chatwoot's `message_type`: a string in webhook payloads, a number inside

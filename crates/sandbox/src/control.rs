@@ -10,6 +10,7 @@
 //! | `GET /_sandbox/chatwoot/contacts` | contacts as the API renders them |
 //! | `GET /_sandbox/chatwoot/conversations` | conversations as the API renders them |
 //! | `GET /_sandbox/chatwoot/conversations/{id}/messages` | its messages, oldest first |
+//! | `GET /_sandbox/chatwoot/received?after=ID&limit=N` | messages of every conversation with an id above `after` (default 0), oldest first, at most `limit` (default and maximum 10 000): `[{"id","conversation_id","message_type","content","received_at_us"}]`, `received_at_us` = when the request that created it arrived, unix microseconds (for latency benchmarks) |
 //! | `POST /_sandbox/chatwoot/conversations/{id}/agent_reply` `{"content":"…","private":false}` | agent reply, fires the webhook; answers `{"id":…}` |
 //! | `GET /_sandbox/chatwoot/webhooks` | webhook deliveries ([`WebhookDelivery`](crate::WebhookDelivery)[]) |
 //! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
@@ -17,7 +18,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,6 +37,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/chatwoot/contacts", get(contacts))
         .route("/chatwoot/conversations", get(conversations))
         .route("/chatwoot/conversations/{id}/messages", get(messages))
+        .route("/chatwoot/received", get(received))
         .route(
             "/chatwoot/conversations/{id}/agent_reply",
             post(agent_reply),
@@ -113,6 +115,44 @@ async fn messages(State(shared): State<Arc<Shared>>, Path(id): Path<i64>) -> Jso
             .cw
             .messages_of(id)
             .map(|m| state.cw.message_json(m))
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct ReceivedQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Most messages one `received` answer lists.
+const RECEIVED_LIMIT: usize = 10_000;
+
+async fn received(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<ReceivedQuery>,
+) -> Json<Value> {
+    let state = shared.read();
+    let messages = &state.cw.messages;
+    // Stored in id order (ids are taken and messages pushed under one lock).
+    let start = messages.partition_point(|m| m.id <= q.after);
+    let limit = q.limit.unwrap_or(RECEIVED_LIMIT).min(RECEIVED_LIMIT);
+    Json(
+        messages[start..]
+            .iter()
+            .take(limit)
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "conversation_id": m.conversation_id,
+                    "message_type": m.message_type,
+                    "content": m.content,
+                    "received_at_us": i64::try_from(m.received_at.unix_timestamp_nanos() / 1000)
+                        .unwrap_or(i64::MAX),
+                })
+            })
             .collect(),
     )
 }

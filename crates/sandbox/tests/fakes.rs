@@ -552,6 +552,51 @@ async fn control_api_injects_failures_and_lists_state() {
 }
 
 #[tokio::test]
+async fn control_api_lists_received_messages_with_their_arrival_time() {
+    let sandbox = Sandbox::start().await.unwrap();
+    let (_, conversation_id) = open_conversation(&sandbox, "vk:9").await;
+    let messages_path = format!("/api/v1/accounts/1/conversations/{conversation_id}/messages");
+    let unix_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
+    let before = unix_us();
+    for text in ["первое", "второе"] {
+        let (status, _) = json_of(
+            chatwoot(&sandbox, reqwest::Method::POST, &messages_path)
+                .json(&json!({"content": text, "message_type": "incoming"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let after = unix_us();
+    let received = |query: &str| {
+        let url = format!("{}/_sandbox/chatwoot/received{query}", sandbox.url());
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+        }
+    };
+    let all = received("").await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["content"], "первое");
+    assert_eq!(all[0]["conversation_id"], conversation_id);
+    assert_eq!(all[0]["message_type"], 0);
+    let at = all[0]["received_at_us"].as_i64().unwrap();
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+    let rest = received(&format!("?after={}", all[0]["id"])).await;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["content"], "второе");
+    assert_eq!(received("?limit=1").await.len(), 1);
+}
+
+#[tokio::test]
 async fn wait_until_times_out_with_an_error() {
     let sandbox = Sandbox::start().await.unwrap();
     let waited = sandbox

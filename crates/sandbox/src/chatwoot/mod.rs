@@ -209,10 +209,11 @@ async fn profile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> ApiRe
     ))
 }
 
-/// `GET /contacts/search?q=` — <https://developers.chatwoot.com/api-reference/contacts/search-contacts>.
+/// `GET /contacts/search?q=&page=` — <https://developers.chatwoot.com/api-reference/contacts/search-contacts>.
 /// `{"meta":{"count","current_page"},"payload":[contact…]}`; `q` matches name, email and phone
 /// number case-insensitively as a substring, identifier case-sensitively, or the id exactly.
-/// Blank `q`: 422 `{"error":"Specify search string with parameter q"}`.
+/// 15 contacts a page (`RESULTS_PER_PAGE`), `page` from 1 (default 1); `count` is the number of
+/// matches on all pages. Blank `q`: 422 `{"error":"Specify search string with parameter q"}`.
 async fn search_contacts(
     State(shared): State<Arc<Shared>>,
     Path(account_id): Path<String>,
@@ -232,8 +233,14 @@ async fn search_contacts(
             .as_ref()
             .is_some_and(|f| f.to_lowercase().contains(&needle))
     };
+    const RESULTS_PER_PAGE: usize = 15;
+    let page = query
+        .get("page")
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(1);
     let state = shared.read();
-    let found: Vec<Value> = state
+    let matches: Vec<&Contact> = state
         .cw
         .contacts
         .iter()
@@ -244,11 +251,15 @@ async fn search_contacts(
                 || c.identifier.as_ref().is_some_and(|i| i.contains(q))
                 || q.parse::<i64>().is_ok_and(|id| id == c.id)
         })
-        .take(15) // RESULTS_PER_PAGE
+        .collect();
+    let found: Vec<Value> = matches
+        .iter()
+        .skip((page - 1).saturating_mul(RESULTS_PER_PAGE))
+        .take(RESULTS_PER_PAGE)
         .map(|c| state.cw.contact_json(c, true))
         .collect();
     Ok(Json(
-        json!({"meta": {"count": found.len(), "current_page": 1}, "payload": found}),
+        json!({"meta": {"count": matches.len(), "current_page": page}, "payload": found}),
     ))
 }
 
@@ -580,6 +591,7 @@ async fn create_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
+    let received_at = OffsetDateTime::now_utc();
     authorize(&shared, &headers, &account_id)?;
     let id = path_id(&id)?;
     let params = body_params(&headers, &body)?;
@@ -613,13 +625,16 @@ async fn create_message(
         content_type,
         content_attributes: object(&params, "content_attributes"),
         source_id: string(&params, "source_id"),
+        received_at: Some(received_at),
     };
     let message_id = store_message(&shared, id, new)?;
     let state = shared.read();
+    // From the end: it was just stored, and a scan from the front costs O(messages) per call.
     let message = state
         .cw
         .messages
         .iter()
+        .rev()
         .find(|m| m.id == message_id)
         .ok_or(ApiError::Internal)?;
     Ok(Json(state.cw.message_json(message)))
@@ -639,6 +654,8 @@ struct NewMessage {
     content_type: String,
     content_attributes: Value,
     source_id: Option<String>,
+    /// When its request arrived; `None`: when it is stored.
+    received_at: Option<OffsetDateTime>,
 }
 
 impl Default for NewMessage {
@@ -650,6 +667,7 @@ impl Default for NewMessage {
             content_type: "text".into(),
             content_attributes: json!({}),
             source_id: None,
+            received_at: None,
         }
     }
 }
@@ -685,6 +703,7 @@ fn store_message(
             source_id: new.source_id,
             sender,
             created_at: now,
+            received_at: new.received_at.unwrap_or(now),
         };
         if let Some(conversation) = cw.conversation_mut(conversation_id) {
             if message.message_type == 0 && conversation.status == "resolved" {

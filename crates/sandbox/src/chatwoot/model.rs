@@ -98,6 +98,10 @@ pub(crate) struct Message {
     pub(crate) source_id: Option<String>,
     pub(crate) sender: Sender,
     pub(crate) created_at: OffsetDateTime,
+    /// When the request that created it reached the fake (the handler started), full
+    /// precision; for the control API's `received` list (latency benchmarks), never rendered
+    /// by the Chatwoot API.
+    pub(crate) received_at: OffsetDateTime,
 }
 
 /// All Chatwoot records: one account, one API inbox, one agent, and what the API creates.

@@ -8,9 +8,10 @@
 //!
 //! Two relays (two replicas overlapping at a takeover, or one user's private and group chats)
 //! must not make two conversations of one dialogue, nor two contacts of one user:
-//! * the conversation is found or created under the dialogue's advisory lock
-//!   ([`Store::lock_dialogue`](crate::store::Store::lock_dialogue)), and the relay that waited
-//!   finds the mapping the other made;
+//! * the conversation is found or created under advisory locks of the dialogue and of its
+//!   contact ([`Store::lock_dialogue`](crate::store::Store::lock_dialogue)): the relay that
+//!   waited finds the mapping the other made, and a dialogue never takes a conversation another
+//!   dialogue of the same contact has just made;
 //! * the contact is unique in Chatwoot by its identifier `vk:<user id>`: a 422 on creation means
 //!   another relay made it a moment ago, and it is looked up.
 //!
