@@ -76,7 +76,7 @@ impl ConsentMode {
 }
 
 /// Every setting; checked by [`Settings::from_config`].
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Config {
     /// HTTP port.
     #[arg(long, env = "PORT", default_value_t = 8084)]
@@ -190,6 +190,16 @@ pub struct Config {
     /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// Only the shared runtime flags (their URLs with passwords redacted): the service's own fields
+/// hold raw secrets until [`Settings::from_config`] wraps them, so they are never printed.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("runtime", &self.runtime)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything `serve` needs, checked.
@@ -457,7 +467,13 @@ mod tests {
             "postgres://amocrm:dbgDbPassword0123@postgres:5432/gateway",
         ));
         let s = parse(&env).expect("valid");
-        let debug = format!("{s:?}");
+        // The raw flags too (`Cli`/`Config` Debug), before they are wrapped in `Secret`.
+        let args = std::iter::once("amocrm-sync".to_owned()).chain(
+            env.iter()
+                .map(|(k, v)| format!("--{}={v}", k.to_ascii_lowercase().replace('_', "-"))),
+        );
+        let cli = Cli::try_parse_from(args).expect("flags parse");
+        let debug = format!("{s:?} {cli:?}");
         for (name, value) in SECRETS
             .iter()
             .chain(&[("the DATABASE_URL password", "dbgDbPassword0123")])

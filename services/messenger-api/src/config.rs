@@ -35,7 +35,7 @@ pub struct Cli {
 pub const MIN_JWT_SECRET_CHARS: usize = 32;
 
 /// Every setting; the secret is checked by [`Settings::from_config`].
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct Config {
     /// HTTP port.
     #[arg(long, env = "PORT", default_value_t = 8085)]
@@ -144,6 +144,16 @@ pub struct Config {
     /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// Only the shared runtime flags (their URLs with passwords redacted): the service's own fields
+/// hold raw secrets until [`Settings::from_config`] wraps them, so they are never printed.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("runtime", &self.runtime)
+            .finish_non_exhaustive()
+    }
 }
 
 /// JWT settings.
@@ -439,7 +449,7 @@ mod tests {
         ])
         .expect("flags parse");
         let s = Settings::from_config(&cli.config).expect("valid");
-        let debug = format!("{s:?}");
+        let debug = format!("{s:?} {cli:?}");
         for value in [aspnet, alias, "dbgDbPassword0123"] {
             assert!(!debug.contains(value), "{value} leaked into Debug: {debug}");
         }
