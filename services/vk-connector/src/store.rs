@@ -144,15 +144,6 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Marks the dialogue active now (for the reconciliation lookback).
-    pub async fn touch_conversation(&self, peer_id: i64) -> sqlx::Result<()> {
-        sqlx::query("UPDATE vk.conversations SET last_activity_at = now() WHERE peer_id = $1")
-            .bind(peer_id)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-    }
-
     /// Conversations with activity in the last `lookback_secs`, for the reconciliation sweep.
     pub async fn recent_conversations(
         &self,
@@ -371,16 +362,24 @@ impl Store {
         .await
     }
 
-    /// Marks the inbound message `key` processed as Chatwoot message `chatwoot_message_id` and
-    /// drops its attempt record, in one statement (a repeat is a no-op).
-    pub async fn mark_relayed(&self, key: &str, chatwoot_message_id: i64) -> sqlx::Result<()> {
+    /// Marks the inbound message `key` done (Chatwoot message `chatwoot_message_id`), ends its
+    /// relay attempt and touches the conversation of `peer_id` (for the reconciliation sweep),
+    /// in one statement: one commit per relayed message instead of two.
+    pub async fn mark_relayed(
+        &self,
+        key: &str,
+        chatwoot_message_id: i64,
+        peer_id: i64,
+    ) -> sqlx::Result<()> {
         sqlx::query(
-            "WITH finished AS (DELETE FROM vk.relay_attempts WHERE idempotency_key = $1) \
+            "WITH finished AS (DELETE FROM vk.relay_attempts WHERE idempotency_key = $1), \
+             touched AS (UPDATE vk.conversations SET last_activity_at = now() WHERE peer_id = $3) \
              INSERT INTO vk.inbound_processed (idempotency_key, chatwoot_message_id) VALUES ($1, $2) \
              ON CONFLICT DO NOTHING",
         )
         .bind(key)
         .bind(chatwoot_message_id)
+        .bind(peer_id)
         .execute(&self.pool)
         .await
         .map(|_| ())

@@ -123,12 +123,7 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
     };
     state
         .store
-        .mark_relayed(key, message_id)
-        .await
-        .map_err(db_failure)?;
-    state
-        .store
-        .touch_conversation(peer_id)
+        .mark_relayed(key, message_id, peer_id)
         .await
         .map_err(db_failure)?;
     if already.is_none() {
