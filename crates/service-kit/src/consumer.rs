@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use domain::{DecodeError, Envelope, Payload, Subject};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -211,6 +211,9 @@ where
     let mut said_standby = false;
     // A stand-by keeps one connection and asks again on it every second.
     let mut standby: Option<sqlx::PgConnection> = None;
+    // A rewind whose delete went through but whose re-creation failed: the next attempt
+    // re-creates from here, never from the start of the stream.
+    let rewind_from: Mutex<Option<u64>> = Mutex::new(None);
     while !shutdown.is_cancelled() {
         let lease = match Lease::try_acquire(&deps.pool, standby.take(), &lease_name).await {
             Ok(Ok(lease)) => lease,
@@ -235,8 +238,12 @@ where
         };
         said_standby = false;
         tracing::info!(durable = %spec.durable, "holding the consumer");
+        // `held` stops the sessions (shutdown, or the lease lost); `release` gives the lock
+        // up, and only once the sessions drained: a stand-by must not take over while an
+        // attempt of ours still runs.
         let held = shutdown.child_token();
-        let watch = tokio::spawn(lease.hold(held.clone(), spec.durable.clone()));
+        let release = CancellationToken::new();
+        let watch = tokio::spawn(lease.hold(held.clone(), release.clone(), spec.durable.clone()));
         while !held.is_cancelled() {
             let session = Session {
                 deps: &deps,
@@ -244,6 +251,7 @@ where
                 concurrency,
                 handler: handler.clone(),
                 stop: held.child_token(),
+                rewind_from: &rewind_from,
             };
             if let Err(e) = session.run().await {
                 tracing::warn!(durable = %spec.durable, error = format!("{e:#}"), "consumer session ended; starting again in 1 s");
@@ -253,6 +261,7 @@ where
             }
         }
         held.cancel();
+        release.cancel();
         let _ = watch.await;
     }
     tracing::info!(durable = %spec.durable, "consumer stopped");
@@ -305,10 +314,11 @@ impl Lease {
     }
 
     /// Checks the lock's connection every second; cancels `held` when it is lost (another
-    /// replica may take over then) and releases the lock once `held` is cancelled.
-    async fn hold(mut self, held: CancellationToken, durable: String) {
+    /// replica may take over then) and releases the lock once `release` is cancelled (after
+    /// the sessions drained).
+    async fn hold(mut self, held: CancellationToken, release: CancellationToken, durable: String) {
         loop {
-            if sleep_or_cancel(LEASE_CHECK, &held).await {
+            if sleep_or_cancel(LEASE_CHECK, &release).await {
                 break;
             }
             let alive = tokio::time::timeout(
@@ -322,11 +332,17 @@ impl Lease {
                 return;
             }
         }
-        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-            .bind(&self.name)
-            .execute(&mut self.conn)
-            .await;
-        let _ = sqlx::Connection::close(self.conn).await;
+        // Bounded: a Postgres that vanished must not hold the shutdown (closing the session
+        // releases the lock anyway).
+        let _ = tokio::time::timeout(
+            Duration::from_secs(3),
+            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                .bind(&self.name)
+                .execute(&mut self.conn),
+        )
+        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(3), sqlx::Connection::close(self.conn)).await;
     }
 }
 
@@ -361,6 +377,7 @@ struct Session<'a, P, F> {
     concurrency: usize,
     handler: Arc<F>,
     stop: CancellationToken,
+    rewind_from: &'a Mutex<Option<u64>>,
 }
 
 enum Done {
@@ -377,7 +394,7 @@ where
     /// Pulls and dispatches until stopped (Ok) or pulling fails (Err); in both cases waits
     /// for the attempts in progress first.
     async fn run(self) -> anyhow::Result<()> {
-        let consumer = prepare(&self.deps.bus, self.spec).await?;
+        let consumer = prepare(&self.deps.bus, self.spec, self.rewind_from).await?;
         // Messages in hand at once: enough to keep every handler busy with queues behind a
         // few slow keys, few enough to touch them all well within ack_wait.
         let max_in_hand = (self.concurrency * 8).clamp(64, 4096);
@@ -473,12 +490,15 @@ where
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+        // Without a Nats-Msg-Id (a foreign producer), the stream position names the message:
+        // dead letters are unique per (consumer, msg_id), and a rewind brings the same seq.
         let msg_id = msg
             .headers
             .as_ref()
             .and_then(|h| h.get("Nats-Msg-Id"))
             .map(|v| v.as_str().to_owned())
-            .unwrap_or_default();
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("{}:seq:{seq}", self.spec.stream_name(&self.deps.bus)));
         if lock(&shared.in_hand).contains_key(&seq) {
             // A redelivery of a message we still hold (a touch got lost): the one in hand
             // will be acked; this copy is dropped.
@@ -536,6 +556,7 @@ fn count(durable: &str, outcome: &'static str) {
 async fn prepare<P>(
     bus: &Bus,
     spec: &ConsumerSpec<P>,
+    rewind_from: &Mutex<Option<u64>>,
 ) -> anyhow::Result<jetstream::consumer::PullConsumer> {
     let stream_name = spec.stream_name(bus);
     let stream = bus
@@ -566,26 +587,32 @@ async fn prepare<P>(
             from_stream_sequence = from,
             "messages were in flight at the previous holder; rewinding to the ack floor to keep their order"
         );
+        *lock(rewind_from) = Some(from);
         stream
             .delete_consumer(&spec.durable)
             .await
             .with_context(|| format!("deleting consumer {} to rewind it", spec.durable))?;
-        return stream
+    }
+    let pending_rewind = *lock(rewind_from);
+    let created = match pending_rewind {
+        Some(from) => stream
             .create_consumer(config(
                 jetstream::consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from,
                 },
             ))
             .await
-            .with_context(|| format!("re-creating consumer {}", spec.durable));
-    }
-    stream
-        .get_or_create_consumer(
-            &spec.durable,
-            config(jetstream::consumer::DeliverPolicy::All),
-        )
-        .await
-        .with_context(|| format!("creating consumer {}", spec.durable))
+            .with_context(|| format!("re-creating consumer {} from {from}", spec.durable))?,
+        None => stream
+            .get_or_create_consumer(
+                &spec.durable,
+                config(jetstream::consumer::DeliverPolicy::All),
+            )
+            .await
+            .with_context(|| format!("creating consumer {}", spec.durable))?,
+    };
+    *lock(rewind_from) = None;
+    Ok(created)
 }
 
 /// Extends the ack deadline of every message in hand, every third of `ack_wait`.
@@ -673,7 +700,24 @@ where
                     Err(_) => return Done::Abandoned,
                 },
             };
-            let result = (shared.handler)(held.env.clone()).await;
+            // A panicking handler must not leave its key owned and its message in hand
+            // forever: it is a final failure of this message.
+            let env = held.env.clone();
+            let handler = shared.handler.clone();
+            let result = match std::panic::AssertUnwindSafe(async move { handler(env).await })
+                .catch_unwind()
+                .await
+            {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".to_owned());
+                    Err(HandleError::Fatal(format!("handler panicked: {what}")))
+                }
+            };
             drop(permit);
             let delay = match result {
                 Ok(()) => {

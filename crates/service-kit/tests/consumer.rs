@@ -593,3 +593,96 @@ async fn the_same_message_dead_lettered_twice_by_one_consumer_is_one_row() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_dead_letters_its_message_and_the_key_moves_on() {
+    let env = TestEnv::new("kit_test").await;
+    let rt = runtime(&env).await;
+    let fx = Effects::default();
+    publish_all(&rt, &["a"], 3).await;
+    let f = fx.clone();
+    let p = Process::start(args(&env), spec(), move |env| {
+        let f = f.clone();
+        async move {
+            let (c, n) = parts(&env);
+            f.call(&c, n);
+            if n == 1 {
+                panic!("index out of bounds in a handler");
+            }
+            f.effect(&c, n, "p");
+            Ok(())
+        }
+    });
+    fx.wait_for("a-2 and a-3 after the panic", |f| f.count() == 2)
+        .await;
+    assert_eq!(fx.order_of("a"), vec![2, 3]);
+    let rows = rt.dead_letters.list(10, true).await.expect("dead letters");
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].reason.contains("handler panicked"),
+        "{}",
+        rows[0].reason
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_holder_keeps_the_consumer_until_its_running_attempt_finished() {
+    let env = TestEnv::new("kit_test").await;
+    let rt = runtime(&env).await;
+    let fx = Effects::default();
+    let release = Arc::new(Notify::new());
+    let handler = |name: &'static str, fx: Effects, release: Arc<Notify>| {
+        move |env: Envelope<Event>| {
+            let (f, r) = (fx.clone(), release.clone());
+            async move {
+                let (c, n) = parts(&env);
+                f.call(&c, n);
+                if name == "one" && c == "a" && n == 2 {
+                    // A slow upstream: answers when the test says so (bounded).
+                    let _ = tokio::time::timeout(WAIT, r.notified()).await;
+                }
+                f.effect(&c, n, name);
+                Ok(())
+            }
+        }
+    };
+    let one = Process::start(
+        args(&env),
+        spec(),
+        handler("one", fx.clone(), release.clone()),
+    );
+    publish_all(&rt, &["a"], 1).await;
+    fx.wait_for("replica one holds the consumer", |f| f.count() == 1)
+        .await;
+    let two = Process::start(
+        args(&env),
+        spec(),
+        handler("two", fx.clone(), release.clone()),
+    );
+    publish_all(&rt, &["a"], 4).await;
+    fx.wait_for("a-2 running at replica one", |f| {
+        f.calls
+            .lock()
+            .expect("lock")
+            .contains_key(&("a".to_owned(), 2))
+    })
+    .await;
+    // SIGTERM to the holder while a-2 runs: it drains; the stand-by must wait for it. The
+    // window below is how long a wrong takeover would need (lease check 1 s), not a wait for
+    // an effect.
+    let stopping = tokio::spawn(one.stop());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        fx.calls.lock().expect("lock")[&("a".to_owned(), 2)],
+        1,
+        "the stand-by took a-2 over while it still ran at the stopping holder"
+    );
+    release.notify_waiters();
+    stopping.await.expect("stopped");
+    fx.wait_for("a-3 and a-4 at replica two", |f| f.count() == 4)
+        .await;
+    assert!(in_order(&fx.order_of("a"), 4), "{:?}", fx.order_of("a"));
+    assert_eq!(fx.calls.lock().expect("lock")[&("a".to_owned(), 2)], 1);
+    two.stop().await;
+}
