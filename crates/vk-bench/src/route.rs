@@ -7,9 +7,9 @@
 //! [`vk_connector::normalize::inbound`]. Keep it in step with them when they change.
 
 use async_nats::HeaderMap;
-use domain::{Envelope, Event, IdempotencyKey, Source, Subject};
+use domain::{Envelope, Event, Subject};
 use serde_json::Value;
-use vk_api::callback::{CallbackEvent, MessageNew};
+use vk_api::callback::CallbackEvent;
 
 /// What the route checks a callback against (the service's `VK_*` settings).
 #[derive(Debug, Clone)]
@@ -128,37 +128,13 @@ pub fn handle(
     Ok(accepted)
 }
 
-/// `ingest::message_new` without the publish: the normalized envelope of a `message_new`
-/// (`None` for other types and for the community's own messages).
+/// `ingest::message_new` without the publish: vk-connector's own
+/// [`vk_connector::ingest::envelope`] (`None` for other types and for the community's own
+/// messages).
 ///
 /// Errors: the object is not the API ≥ 5.103 shape.
 pub fn envelope(group_id: i64, event: &CallbackEvent) -> Result<Option<Envelope<Event>>, String> {
-    if event.kind != "message_new" {
-        return Ok(None);
-    }
-    let object: MessageNew = serde_json::from_value(event.object.clone()).map_err(|e| {
-        format!("message_new object is not the API ≥ 5.103 shape {{message, client_info}}: {e}")
-    })?;
-    if object.message.from_id <= 0 || object.message.out == Some(1) {
-        return Ok(None);
-    }
-    let key = match event.event_id.as_deref().filter(|s| !s.is_empty()) {
-        Some(id) => IdempotencyKey::vk_event(group_id, id),
-        None => IdempotencyKey::from_parts(&[
-            "vk",
-            &group_id.to_string(),
-            "msg",
-            &object.message.peer_id.to_string(),
-            &object.message.id.to_string(),
-        ]),
-    };
-    let msg = vk_connector::normalize::inbound(&object.message);
-    Ok(Some(Envelope::new(
-        Source::Vk,
-        msg.sent_at,
-        key,
-        Event::MessageReceived(msg),
-    )))
+    vk_connector::ingest::envelope(group_id, event).map_err(|e| e.to_string())
 }
 
 /// `Bus::publish` up to the network: trace context, prefixed subject, headers, JSON body.

@@ -49,15 +49,25 @@ pub async fn ingest(state: &AppState, event: &CallbackEvent) -> Result<Ingested,
     Ok(outcome)
 }
 
-async fn message_new(state: &AppState, event: &CallbackEvent) -> Result<Ingested, IngestError> {
-    let group_id = state.settings.vk.group_id;
+/// The normalized envelope of a `message_new` (`events.vk.message.received`, key
+/// `vk:<group_id>:<event_id>`), without publishing it: `None` for other types and for the
+/// community's own messages. Shared by [`ingest`] and the benchmark's ceiling binary.
+///
+/// Errors: [`IngestError::Malformed`] when the object is not the API ≥ 5.103 shape.
+pub fn envelope(
+    group_id: i64,
+    event: &CallbackEvent,
+) -> Result<Option<Envelope<Event>>, IngestError> {
+    if event.kind != "message_new" {
+        return Ok(None);
+    }
     let object: MessageNew = serde_json::from_value(event.object.clone()).map_err(|e| {
         IngestError::Malformed(format!(
             "message_new object is not the API ≥ 5.103 shape {{message, client_info}}: {e}"
         ))
     })?;
     if object.message.from_id <= 0 || object.message.out == Some(1) {
-        return Ok(Ingested::Skipped("written by the community itself"));
+        return Ok(None);
     }
     let key = match event.event_id.as_deref().filter(|s| !s.is_empty()) {
         Some(id) => IdempotencyKey::vk_event(group_id, id),
@@ -71,14 +81,27 @@ async fn message_new(state: &AppState, event: &CallbackEvent) -> Result<Ingested
         ]),
     };
     let msg = normalize::inbound(&object.message);
-    let env = Envelope::new(Source::Vk, msg.sent_at, key, Event::MessageReceived(msg));
+    Ok(Some(Envelope::new(
+        Source::Vk,
+        msg.sent_at,
+        key,
+        Event::MessageReceived(msg),
+    )))
+}
+
+async fn message_new(state: &AppState, event: &CallbackEvent) -> Result<Ingested, IngestError> {
+    let Some(env) = envelope(state.settings.vk.group_id, event)? else {
+        return Ok(Ingested::Skipped("written by the community itself"));
+    };
     let published = state.bus.publish(&env).await?;
-    tracing::info!(
-        peer_id = object.message.peer_id,
-        vk_message_id = object.message.id,
-        duplicate = published.duplicate,
-        "VK message accepted"
-    );
+    if let Event::MessageReceived(m) = &env.payload {
+        tracing::info!(
+            peer_id = %m.conversation.id,
+            vk_message_id = %m.message_id,
+            duplicate = published.duplicate,
+            "VK message accepted"
+        );
+    }
     Ok(Ingested::Published {
         duplicate: published.duplicate,
     })
