@@ -103,6 +103,14 @@ wire_enum! {
     pub enum Event {
         /// A customer wrote to us (VK community message, Telegram message …).
         MessageReceived(MESSAGE_RECEIVED = "message.received") => InboundMessage,
+        /// A customer changed the text or caption of a message they sent earlier (Telegram
+        /// `edited_message`); `message_id` is the edited message's, the content the new one.
+        MessageEdited(MESSAGE_EDITED = "message.edited") => InboundMessage,
+        /// An operator wrote in a customer's forum topic of the operators' Telegram group
+        /// (source `telegram`): `conversation` is the group with `thread_id` = the topic.
+        TopicMessageReceived(TOPIC_MESSAGE_RECEIVED = "topic_message.received") => InboundMessage,
+        /// An operator edited a message in a customer's forum topic.
+        TopicMessageEdited(TOPIC_MESSAGE_EDITED = "topic_message.edited") => InboundMessage,
         /// A user of our own messenger posted a message in a chat (source `messenger`); the
         /// same normalized shape as a message received from another messenger:
         /// `conversation.id` is the chat id, `sender.id` the user id, a voice message is an
@@ -130,10 +138,12 @@ impl Event {
     /// handled one after another, in the order published; events with different keys may be
     /// handled concurrently.
     ///
-    /// - `message.received`, `message.posted`: `conversation:<conversation.id>` (the
+    /// - `message.received`, `message.edited`, `message.posted`: `conversation:<conversation.id>` (the
     ///   source-side conversation: VK `peer_id`, Telegram chat id, messenger chat id). The
     ///   event does not carry its source, so equal ids from two sources share a key: they are
     ///   ordered together, which is stricter than needed but never wrong.
+    /// - `topic_message.*`: `conversation:<conversation.id>:<thread_id>`: one forum topic
+    ///   (one customer) is one lane.
     /// - `lead.*`: `lead:<id>`; `lead.deleted` included, so a delete is ordered with the
     ///   lead's updates.
     /// - `contact.*`: `contact:<id>`, `contact.deleted` included.
@@ -142,9 +152,14 @@ impl Event {
     /// the event needs no order; every event has a key today.
     pub fn ordering_key(&self) -> Option<String> {
         match self {
-            Event::MessageReceived(m) | Event::MessagePosted(m) => {
+            Event::MessageReceived(m) | Event::MessageEdited(m) | Event::MessagePosted(m) => {
                 Some(format!("conversation:{}", m.conversation.id))
             }
+            Event::TopicMessageReceived(m) | Event::TopicMessageEdited(m) => Some(format!(
+                "conversation:{}:{}",
+                m.conversation.id,
+                m.conversation.thread_id.as_deref().unwrap_or("-")
+            )),
             Event::LeadCreated(l) | Event::LeadUpdated(l) | Event::LeadStatusChanged(l) => {
                 Some(format!("lead:{}", l.id))
             }
@@ -305,15 +320,18 @@ mod tests {
                 id: "42".to_owned(),
                 display_name: None,
                 username: None,
+                language: None,
             },
             conversation: ConversationRef {
                 id: conversation_id.to_owned(),
                 kind: ConversationKind::Private,
+                thread_id: None,
             },
             text: Some("hi".to_owned()),
             attachments: Vec::new(),
             reply_to: None,
             sent_at: at(),
+            formatting: Vec::new(),
         }
     }
 
@@ -369,6 +387,7 @@ mod tests {
             conversation: ConversationRef {
                 id: peer_id.to_owned(),
                 kind: ConversationKind::Private,
+                thread_id: None,
             },
             text: Some("hello".to_owned()),
             attachments: Vec::new(),

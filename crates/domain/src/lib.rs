@@ -25,6 +25,6 @@ pub use crm::{Contact, CustomField, CustomFieldValue, Deletion, Lead, LinkedCont
 pub use envelope::{Command, DecodeError, Envelope, Event, Payload, Source};
 pub use message::{
     Attachment, AttachmentKind, ConversationKind, ConversationRef, InboundMessage, MessageOrigin,
-    OutboundMessage, Sender,
+    OutboundMessage, Sender, TextSpan,
 };
 pub use subject::{IdempotencyKey, Subject};

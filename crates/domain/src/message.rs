@@ -15,6 +15,10 @@ pub struct Sender {
     /// Handle without `@`, when the source has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The user's interface language as an IETF tag (`ru`, `en-US`: Telegram
+    /// `language_code`), when the source tells it; service texts are chosen by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// Private dialogue with one user, or a group chat.
@@ -34,6 +38,10 @@ pub struct ConversationRef {
     pub id: String,
     /// Private dialogue or group chat.
     pub kind: ConversationKind,
+    /// The thread inside a group chat the message belongs to (Telegram forum topic
+    /// `message_thread_id`, only when `is_topic_message` is true), as a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<String>,
 }
 
 /// What an attachment is, coarse enough to be rendered anywhere.
@@ -79,6 +87,31 @@ pub struct Attachment {
     pub size: Option<u64>,
 }
 
+/// A formatted stretch of a message's text: Telegram's
+/// [MessageEntity](https://core.telegram.org/bots/api#messageentity), kept as its type name
+/// so that a message can be re-sent with its formatting.
+///
+/// `offset` and `length` count **UTF-16 code units** (Telegram's and JavaScript's convention:
+/// a character outside the Basic Multilingual Plane, such as most emoji, counts 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextSpan {
+    /// Telegram entity type: `bold`, `italic`, `code`, `pre`, `text_link`, `custom_emoji` …
+    pub kind: String,
+    /// Start, in UTF-16 code units from the start of the text.
+    pub offset: u32,
+    /// Length, in UTF-16 code units.
+    pub length: u32,
+    /// `text_link`: the URL opened on click.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `pre`: the programming language of the block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// `custom_emoji`: the custom emoji's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_emoji_id: Option<String>,
+}
+
 /// A message a customer sent us through a messenger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundMessage {
@@ -94,6 +127,9 @@ pub struct InboundMessage {
     /// Files and links attached, in the order given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Formatting of `text` (bold, links, code …), when the source has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formatting: Vec<TextSpan>,
     /// Source-side id of the message this one answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,

@@ -91,6 +91,12 @@ impl IdempotencyKey {
         Self(format!("vk:{group_id}:{event_id}"))
     }
 
+    /// A Telegram update received by one bot: `tg:<bot_id>:<update_id>` (update ids are
+    /// per bot, so the bot id keeps two bots sharing a stream apart).
+    pub fn telegram_update(bot_id: i64, update_id: i64) -> Self {
+        Self(format!("tg:{bot_id}:{update_id}"))
+    }
+
     /// A Chatwoot message: `chatwoot:<account_id>:<message_id>`.
     pub fn chatwoot_message(account_id: i64, message_id: i64) -> Self {
         Self(format!("chatwoot:{account_id}:{message_id}"))

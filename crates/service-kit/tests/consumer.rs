@@ -48,15 +48,18 @@ fn message(conv: &str, n: u32) -> Envelope<Event> {
                 id: conv.to_owned(),
                 display_name: None,
                 username: None,
+                language: None,
             },
             conversation: ConversationRef {
                 id: conv.to_owned(),
                 kind: ConversationKind::Private,
+                thread_id: None,
             },
             text: Some(n.to_string()),
             attachments: vec![],
             reply_to: None,
             sent_at: time::OffsetDateTime::now_utc(),
+            formatting: Vec::new(),
         }),
     )
 }

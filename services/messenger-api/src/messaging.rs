@@ -132,6 +132,7 @@ pub fn envelope(row: &MessageRow) -> Envelope<Event> {
             id: row.sender_id.map(|u| u.to_string()).unwrap_or_default(),
             display_name: row.sender_name.clone(),
             username: None,
+            language: None,
         },
         conversation: ConversationRef {
             id: row.chat_id.to_string(),
@@ -140,11 +141,13 @@ pub fn envelope(row: &MessageRow) -> Envelope<Event> {
             } else {
                 ConversationKind::Private
             },
+            thread_id: None,
         },
         text: row.text.clone(),
         attachments,
         reply_to: None,
         sent_at: row.created_at,
+        formatting: Vec::new(),
     };
     Envelope::new(
         Source::Messenger,

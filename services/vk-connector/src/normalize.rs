@@ -22,6 +22,7 @@ pub fn inbound(msg: &Message) -> InboundMessage {
             id: msg.from_id.to_string(),
             display_name: None,
             username: None,
+            language: None,
         },
         conversation: ConversationRef {
             id: msg.peer_id.to_string(),
@@ -30,6 +31,7 @@ pub fn inbound(msg: &Message) -> InboundMessage {
             } else {
                 ConversationKind::Private
             },
+            thread_id: None,
         },
         text: Some(msg.text.clone()).filter(|t| !t.is_empty()),
         attachments: msg.attachments.iter().map(attachment).collect(),
@@ -42,6 +44,7 @@ pub fn inbound(msg: &Message) -> InboundMessage {
         }),
         sent_at: OffsetDateTime::from_unix_timestamp(msg.date)
             .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+        formatting: Vec::new(),
     }
 }
 

@@ -254,6 +254,7 @@ pub fn command_for(
             } else {
                 ConversationKind::Private
             },
+            thread_id: None,
         },
         text: text.filter(|t| !t.trim().is_empty()),
         attachments,

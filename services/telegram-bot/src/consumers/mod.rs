@@ -1,0 +1,124 @@
+//! Durable consumers of telegram-bot: customers' messages into their topics ([`to_topic`]),
+//! operators' messages back to the customers ([`to_customer`]). Each module declares its
+//! [`spec`](to_topic::spec) (durable name, filter, ordering key) beside its handler.
+//!
+//! How a Bot API failure is handled ([`tg_failure`]):
+//!
+//! | failure | reaction |
+//! |---|---|
+//! | 429 (after [`FLOOD_RETRIES`](crate::telegram::FLOOD_RETRIES) waits in the client) | retried after `retry_after`, never dead-lettered |
+//! | 5xx, no answer | retried with the consumer's backoff, then dead letter |
+//! | bot removed from the group, no right to manage topics | operator notice once; waits (`TELEGRAM_FIX_RETRY_SECS`) until fixed, never dead-lettered |
+//! | other 4xx | dead letter with Telegram's description |
+
+pub mod to_customer;
+pub mod to_topic;
+
+use std::time::Duration;
+
+use service_kit::consumer::HandleError;
+
+use crate::AppState;
+use crate::notices::{self, Kind};
+use crate::telegram::TgError;
+
+pub(crate) fn tg_failure(what: &str, e: TgError) -> HandleError {
+    if let Some(after) = e.retry_after() {
+        HandleError::Unavailable {
+            reason: format!("{what}: {e}"),
+            after,
+        }
+    } else if e.is_retriable() {
+        HandleError::retry(format!("{what}: {e}"))
+    } else {
+        HandleError::Fatal(format!("{what}: {e}"))
+    }
+}
+
+/// A failure of a call to the operators' group: the two that need a person raise their
+/// notice and wait; the rest as [`tg_failure`].
+pub(crate) async fn group_failure(state: &AppState, what: &str, e: TgError) -> HandleError {
+    let kind = if e.is_missing_rights() {
+        Some(Kind::NoTopicRights)
+    } else if e.is_removed_from_group() {
+        Some(Kind::RemovedFromGroup)
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) => {
+            notices::raise(state, kind).await;
+            HandleError::Unavailable {
+                reason: format!("{what}: {e} (waiting for an operator to fix the group)"),
+                after: state.settings.fix_retry,
+            }
+        }
+        None => tg_failure(what, e),
+    }
+}
+
+pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => HandleError::Unavailable {
+            reason: format!("database unreachable: {e}"),
+            after: Duration::from_secs(2),
+        },
+        other => HandleError::retry(format!("database: {other}")),
+    }
+}
+
+/// A numeric id of the normalized message (they are strings there).
+pub(crate) fn id(what: &str, v: &str) -> Result<i64, HandleError> {
+    v.parse()
+        .map_err(|_| HandleError::Fatal(format!("{what} `{v}` is not a number")))
+}
+
+/// The bot command a text starts with, without `/` and `@botname`: `/ban@support_bot x` →
+/// `ban`.
+pub(crate) fn command(text: Option<&str>) -> Option<String> {
+    let first = text?.trim_start().split_whitespace().next()?;
+    let name = first.strip_prefix('/')?;
+    let name = name.split('@').next().unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_read_with_and_without_the_bot_name() {
+        assert_eq!(command(Some("/ban")).as_deref(), Some("ban"));
+        assert_eq!(
+            command(Some("  /Close@support_bot now")).as_deref(),
+            Some("close")
+        );
+        assert_eq!(command(Some("ban")), None);
+        assert_eq!(command(Some("/")), None);
+        assert_eq!(command(None), None);
+    }
+
+    #[test]
+    fn telegram_failures_map_to_the_documented_reaction() {
+        let api = |code, d: &str, ra| TgError::Api {
+            code,
+            description: d.into(),
+            retry_after: ra,
+        };
+        assert!(matches!(
+            tg_failure("x", api(429, "Too Many Requests: retry after 3", Some(3))),
+            HandleError::Unavailable { after, .. } if after == Duration::from_secs(3)
+        ));
+        assert!(matches!(
+            tg_failure("x", api(502, "Bad Gateway", None)),
+            HandleError::Retry { .. }
+        ));
+        assert!(matches!(
+            tg_failure("x", api(400, "Bad Request: chat not found", None)),
+            HandleError::Fatal(r) if r.contains("chat not found")
+        ));
+    }
+}

@@ -1,0 +1,165 @@
+//! Long polling ([getUpdates](https://core.telegram.org/bots/api#getupdates)), the default:
+//! works behind NAT, without a domain.
+//!
+//! At start `deleteWebhook` (getUpdates answers 409 while a webhook is set), then the stored
+//! offset. Each batch is published update by update, in update_id order, each after the
+//! previous one's JetStream ack; only then is the next offset stored in
+//! `telegram.poll_offsets` and asked for, which is what tells Telegram to forget the batch.
+//! A restart therefore neither loses an update (it was not confirmed before it was stored)
+//! nor relays one twice (a re-published update has the same `Nats-Msg-Id`, and the relay
+//! skips messages it relayed already).
+
+use std::time::Duration;
+
+use service_kit::dead_letter::NewDeadLetter;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::config::Mode;
+use crate::ingest::{IngestError, ingest};
+use crate::normalize;
+use crate::notices;
+use crate::workers::{Backoff, pause};
+
+/// Polls until `stop`.
+///
+/// Errors: none; every failure is logged and retried.
+pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
+    let Mode::Polling { timeout } = state.settings.mode else {
+        return Ok(());
+    };
+    let mut backoff = Backoff::default();
+    // getUpdates refuses to work while a webhook is set.
+    loop {
+        let r = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = state.telegram.delete_webhook() => r,
+        };
+        match r {
+            Ok(()) => break,
+            Err(e) => {
+                let wait = e.retry_after().unwrap_or_else(|| backoff.next());
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "deleteWebhook failed");
+                if !pause(&stop, wait).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    backoff.reset();
+    let mut offset = loop {
+        match state.store.poll_offset().await {
+            Ok(o) => break o,
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(error = %e, "reading the long-poll offset failed");
+                if !pause(&stop, wait).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::info!(
+        offset,
+        timeout_secs = timeout.as_secs(),
+        "long polling Telegram"
+    );
+    backoff.reset();
+    loop {
+        let r = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = state.telegram.get_updates(offset, timeout) => r,
+        };
+        let batch = match r {
+            Ok(b) => {
+                backoff.reset();
+                notices::resolved(&state, notices::Kind::PollConflict).await;
+                b
+            }
+            Err(e) => {
+                let wait = if e.is_conflict() {
+                    notices::raise(&state, notices::Kind::PollConflict).await;
+                    Duration::from_secs(5)
+                } else {
+                    e.retry_after().unwrap_or_else(|| backoff.next())
+                };
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "getUpdates failed");
+                if !pause(&stop, wait).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let before = offset;
+        for raw in &batch {
+            let Some(id) = normalize::update_id(raw) else {
+                keep(&state, raw, "update without a numeric update_id").await;
+                continue;
+            };
+            if id < offset {
+                continue;
+            }
+            loop {
+                match ingest(&state, raw).await {
+                    Ok(_) => break,
+                    Err(IngestError::Malformed(m)) => {
+                        keep(&state, raw, &m.0).await;
+                        break;
+                    }
+                    Err(IngestError::Bus(e)) => {
+                        let wait = backoff.next();
+                        tracing::warn!(error = %e, update_id = id, retry_in_secs = wait.as_secs(), "publishing an update failed; retrying it before any later one");
+                        if !pause(&stop, wait).await {
+                            // Not confirmed to Telegram: it comes again after the restart.
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            backoff.reset();
+            offset = id + 1;
+        }
+        if offset != before {
+            if let Err(e) = state.store.save_poll_offset(offset).await {
+                // Telegram forgets the batch at the next getUpdates anyway; a restart before
+                // the offset is stored re-reads nothing Telegram still has, and re-publishes
+                // nothing twice (same Nats-Msg-Id).
+                tracing::warn!(error = %e, offset, "storing the long-poll offset failed");
+            }
+            metrics::gauge!("telegram_poll_offset").set(offset as f64);
+        }
+    }
+}
+
+/// An update that cannot be read: stored as a dead letter (so it is not lost without a
+/// trace) and skipped, so it does not block every later update.
+async fn keep(state: &AppState, raw: &serde_json::Value, reason: &str) {
+    let body = raw.to_string();
+    let key = format!(
+        "tg:{}:unreadable:{}",
+        state.settings.bot_id,
+        normalize::update_id(raw).map_or_else(|| "-".to_owned(), |i| i.to_string())
+    );
+    let r = state
+        .dead_letters
+        .store(NewDeadLetter {
+            consumer: None,
+            subject: "telegram.update.unreadable",
+            msg_id: &key,
+            ordering_key: None,
+            body: body.as_bytes(),
+            reason,
+            attempts: 1,
+        })
+        .await;
+    match r {
+        Ok(id) => tracing::error!(
+            dead_letter = id,
+            reason,
+            "unreadable Telegram update kept as a dead letter"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, reason, "unreadable Telegram update could not be stored; skipped")
+        }
+    }
+}
