@@ -406,6 +406,9 @@ mod tests {
         vec![
             Event::MessageReceived(inbound("2000000001")),
             Event::MessagePosted(inbound("chat-1")),
+            Event::MessageEdited(inbound("42")),
+            Event::TopicMessageReceived(topic_message("-1001", "12")),
+            Event::TopicMessageEdited(topic_message("-1001", "12")),
             Event::LeadCreated(lead(7)),
             Event::LeadUpdated(lead(7)),
             Event::LeadStatusChanged(lead(7)),
@@ -414,6 +417,27 @@ mod tests {
             Event::ContactUpdated(contact(7)),
             Event::ContactDeleted(deletion(7)),
         ]
+    }
+
+    fn topic_message(group: &str, thread: &str) -> InboundMessage {
+        let mut m = inbound(group);
+        m.conversation.kind = ConversationKind::Group;
+        m.conversation.thread_id = Some(thread.to_owned());
+        m
+    }
+
+    #[test]
+    fn topic_messages_are_ordered_by_topic() {
+        let a = Event::TopicMessageReceived(topic_message("-1001", "12"));
+        let b = Event::TopicMessageEdited(topic_message("-1001", "12"));
+        let other = Event::TopicMessageReceived(topic_message("-1001", "13"));
+        assert_eq!(a.ordering_key().as_deref(), Some("conversation:-1001:12"));
+        assert_eq!(a.ordering_key(), b.ordering_key(), "an edit waits for its message");
+        assert_ne!(a.ordering_key(), other.ordering_key());
+        assert_eq!(
+            Event::MessageEdited(inbound("42")).ordering_key(),
+            Event::MessageReceived(inbound("42")).ordering_key()
+        );
     }
 
     /// One value of every command variant.
