@@ -13,8 +13,15 @@
 //! | `GET /_sandbox/chatwoot/received?after=ID&limit=N` | messages of every conversation with an id above `after` (default 0), oldest first, at most `limit` (default and maximum 10 000): `[{"id","conversation_id","message_type","content","received_at_us"}]`, `received_at_us` = when the request that created it arrived, unix microseconds (for latency benchmarks) |
 //! | `POST /_sandbox/chatwoot/conversations/{id}/agent_reply` `{"content":"…","private":false}` | agent reply, fires the webhook; answers `{"id":…}` |
 //! | `GET /_sandbox/chatwoot/webhooks` | webhook deliveries ([`WebhookDelivery`](crate::WebhookDelivery)[]) |
-//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
-//! | `GET /_sandbox/requests` | every request to either fake ([`RecordedRequest`](crate::RecordedRequest)[]) |
+//! | `POST /_sandbox/telegram/updates` `{"message":{…}}` (an Update without `update_id`, see [`telegram::private_message`](crate::telegram::private_message)) | queue it as [`Sandbox::telegram_push_update`](crate::Sandbox::telegram_push_update) does; answers `{"update_id":N,"chat_id":…,"message_id":…}` |
+//! | `GET /_sandbox/telegram/chats/{chat_id}/messages` | the chat's messages (Bot API `Message`s), oldest first |
+//! | `GET /_sandbox/telegram/topics` | the group's forum topics ([`TelegramTopic`](crate::TelegramTopic)[]) |
+//! | `POST /_sandbox/telegram/blocked` `{"user_id":N}` | the user blocks the bot (sending to them answers 403) |
+//! | `GET /_sandbox/telegram/webhooks` | webhook delivery attempts ([`TelegramWebhookDelivery`](crate::TelegramWebhookDelivery)[]) |
+//! | `POST /_sandbox/telegram/updates/bulk` `[{"message":{…}},…]` (at most 64 MiB) | queues each in order as `POST /_sandbox/telegram/updates` does (for benchmarks); answers `{"pushed":N,"first_update_id":…,"last_update_id":…}`; nothing is queued when one of them is not an update object |
+//! | `GET /_sandbox/telegram/stats` | counts, without listing anything (for benchmarks): `{"topics":N,"bot_messages":N,"group_messages":N,"chats":N,"users":N}` — live forum topics, the bot's non-service messages in the group, all messages stored in the group, chats and users known (the update queue's length is `pending_update_count` of the fake's `getWebhookInfo`) |
+//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm"\|"telegram","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
+//! | `GET /_sandbox/requests` | every request to any fake ([`RecordedRequest`](crate::RecordedRequest)[]) |
 
 use std::sync::Arc;
 
@@ -43,6 +50,12 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             post(agent_reply),
         )
         .route("/chatwoot/webhooks", get(webhooks))
+        .route("/telegram/updates", post(telegram_update))
+        .route("/telegram/chats/{chat_id}/messages", get(telegram_messages))
+        .route("/telegram/topics", get(telegram_topics))
+        .route("/telegram/blocked", post(telegram_block))
+        .route("/telegram/webhooks", get(telegram_webhooks))
+        .merge(telegram_bench_routes())
         .route("/fail", post(fail))
         .route("/requests", get(requests))
 }
@@ -183,6 +196,52 @@ async fn webhooks(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(json!(shared.read().deliveries))
 }
 
+async fn telegram_update(State(shared): State<Arc<Shared>>, Json(update): Json<Value>) -> Response {
+    match crate::telegram::try_push_update(&shared, update) {
+        Ok(pushed) => Json(json!({
+            "update_id": pushed.update_id, "chat_id": pushed.chat_id, "message_id": pushed.message_id,
+        }))
+        .into_response(),
+        Err(problem) => (StatusCode::BAD_REQUEST, Json(json!({ "error": problem }))).into_response(),
+    }
+}
+
+async fn telegram_messages(
+    State(shared): State<Arc<Shared>>,
+    Path(chat_id): Path<i64>,
+) -> Json<Value> {
+    let state = shared.read();
+    Json(
+        state
+            .telegram
+            .chats
+            .get(&chat_id)
+            .map(|log| log.messages.values().map(|m| m.message.clone()).collect())
+            .unwrap_or_default(),
+    )
+}
+
+async fn telegram_topics(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.read().telegram.topics_list()))
+}
+
+#[derive(Deserialize)]
+struct TelegramBlocked {
+    user_id: i64,
+}
+
+async fn telegram_block(
+    State(shared): State<Arc<Shared>>,
+    Json(blocked): Json<TelegramBlocked>,
+) -> StatusCode {
+    crate::telegram::set_blocked(&shared, blocked.user_id, true);
+    StatusCode::NO_CONTENT
+}
+
+async fn telegram_webhooks(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(shared.read().telegram.deliveries))
+}
+
 /// The wire form of [`Failure`].
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,4 +274,84 @@ async fn fail(State(shared): State<Arc<Shared>>, Json(fail): Json<Fail>) -> Stat
 
 async fn requests(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(json!(shared.read().requests))
+}
+
+// ---------------------------------------------------------------- benchmark routes
+// `bench/telegram-bot.sh` pushes a backlog in one request and counts the relayed messages
+// without listing them.
+
+/// Largest body `POST /_sandbox/telegram/updates/bulk` takes.
+const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+fn telegram_bench_routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/telegram/updates/bulk",
+            post(telegram_updates_bulk)
+                .layer(axum::extract::DefaultBodyLimit::max(BULK_BODY_LIMIT)),
+        )
+        .route("/telegram/stats", get(telegram_stats))
+}
+
+/// Why a bulk item would make [`crate::telegram::push_update`] panic, if it would.
+fn bulk_item_problem(update: &Value) -> Option<&'static str> {
+    let fields = update.as_object()?;
+    for kind in ["message", "edited_message"] {
+        if let Some(message) = fields.get(kind) {
+            if message["chat"]["id"].as_i64().is_none() {
+                return Some("a message needs chat.id");
+            }
+            if kind == "edited_message" && message["message_id"].as_i64().is_none() {
+                return Some("an edited_message needs message_id");
+            }
+        }
+    }
+    None
+}
+
+async fn telegram_updates_bulk(
+    State(shared): State<Arc<Shared>>,
+    Json(updates): Json<Vec<Value>>,
+) -> Response {
+    for (i, update) in updates.iter().enumerate() {
+        let problem = if update.is_object() {
+            bulk_item_problem(update)
+        } else {
+            Some("an update is a JSON object")
+        };
+        if let Some(problem) = problem {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("update {i}: {problem}")})),
+            )
+                .into_response();
+        }
+    }
+    let (mut first, mut last) = (None, None);
+    for update in updates.iter().cloned() {
+        let pushed = crate::telegram::push_update(&shared, update);
+        first.get_or_insert(pushed.update_id);
+        last = Some(pushed.update_id);
+    }
+    Json(json!({"pushed": updates.len(), "first_update_id": first, "last_update_id": last}))
+        .into_response()
+}
+
+async fn telegram_stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let state = shared.read();
+    let t = &state.telegram;
+    let group = t.chats.get(&t.group_id);
+    let bot_messages = group.map_or(0, |log| {
+        log.messages
+            .values()
+            .filter(|m| m.by_bot && !m.service)
+            .count()
+    });
+    Json(json!({
+        "topics": t.topics.values().filter(|topic| !topic.deleted).count(),
+        "bot_messages": bot_messages,
+        "group_messages": group.map_or(0, |log| log.messages.len()),
+        "chats": t.chats.len(),
+        "users": t.users.len(),
+    }))
 }

@@ -81,8 +81,16 @@ async fn fail(
 ) -> Response {
     match failure {
         Failure::Status(code) => {
+            if target == Target::Telegram
+                && let Some(response) = crate::telegram::injected_status(code)
+            {
+                return response;
+            }
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             proxy_page(status)
+        }
+        Failure::TooManyRequests { retry_after_secs } if target == Target::Telegram => {
+            crate::telegram::injected_too_many_requests(retry_after_secs)
         }
         Failure::TooManyRequests { retry_after_secs } => {
             let mut response = proxy_page(StatusCode::TOO_MANY_REQUESTS);
@@ -113,6 +121,8 @@ async fn fail(
                     .into_response()
             }
             Target::Chatwoot | Target::Amocrm => proxy_page(StatusCode::INTERNAL_SERVER_ERROR),
+            Target::Telegram => crate::telegram::injected_status(500)
+                .unwrap_or_else(|| proxy_page(StatusCode::INTERNAL_SERVER_ERROR)),
         },
     }
 }

@@ -1,4 +1,4 @@
-//! Faithful fakes of the two upstream platforms the gateway talks to, served by one HTTP server:
+//! Faithful fakes of the upstream platforms the gateway talks to, served by one HTTP server:
 //!
 //! * [`vk`] — the VK API (`{url}/vk/method/{method}`): `messages.send`, `users.get`, `groups.getById`,
 //!   `groups.getLongPollServer` with VK's own error envelope and codes, and the Bots Long Poll
@@ -7,10 +7,13 @@
 //!   contact inboxes, conversations, messages, and the `message_created` webhook it fires;
 //! * [`amocrm`] — amoCRM (`{url}/amocrm/...`): OAuth 2.0 token endpoint with refresh-token
 //!   rotation, API v4 leads, contacts and account;
+//! * [`telegram`] — the Telegram Bot API (`{url}/telegram/bot{token}/{method}`): `getUpdates`
+//!   long polling and webhooks, messages, copies, edits, forum topics, chats and members, with
+//!   Telegram's envelope and error texts;
 //! * [`control`] — a small JSON control API under `/_sandbox/` for the demo scripts.
 //!
 //! Rust tests use [`Sandbox`] in-process; the `sandbox` binary serves the same thing for the demo.
-//! Every request to either fake is recorded ([`Sandbox::requests`]) and can be made to fail
+//! Every request to a fake is recorded ([`Sandbox::requests`]) and can be made to fail
 //! ([`Sandbox::fail_next`]); [`Sandbox::wait_until`] wakes on every state change, so tests never
 //! sleep.
 
@@ -20,6 +23,7 @@ pub mod amocrm;
 pub mod chatwoot;
 pub mod control;
 mod intercept;
+pub mod telegram;
 pub mod vk;
 mod webhook;
 
@@ -35,10 +39,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use telegram::{PushedUpdate, TelegramTopic, TelegramWebhookDelivery, TgUser};
 pub use webhook::WebhookDelivery;
 
 /// Credentials and ids the fakes accept. `Default`: `"vk-test-token"`, `"cw-test-token"`, account 1,
-/// inbox 1.
+/// inbox 1, Telegram token [`telegram::DEFAULT_BOT_TOKEN`] and group [`telegram::DEFAULT_GROUP_ID`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxOptions {
     /// The only `access_token` the VK fake accepts (a community token).
@@ -49,6 +54,12 @@ pub struct SandboxOptions {
     pub chatwoot_account_id: i64,
     /// The one Chatwoot inbox that exists (an API channel inbox).
     pub chatwoot_inbox_id: i64,
+    /// The only bot token the Telegram fake accepts (`<bot_id>:<secret>`; `getMe`'s id is the
+    /// part before `:`).
+    pub telegram_bot_token: String,
+    /// The chat id of the support group, a forum supergroup titled
+    /// [`telegram::GROUP_TITLE`] where the bot is an administrator.
+    pub telegram_group_id: i64,
 }
 
 impl Default for SandboxOptions {
@@ -58,6 +69,8 @@ impl Default for SandboxOptions {
             chatwoot_api_token: "cw-test-token".into(),
             chatwoot_account_id: 1,
             chatwoot_inbox_id: 1,
+            telegram_bot_token: telegram::DEFAULT_BOT_TOKEN.into(),
+            telegram_group_id: telegram::DEFAULT_GROUP_ID,
         }
     }
 }
@@ -72,14 +85,19 @@ pub enum Target {
     Chatwoot,
     /// The amoCRM fake (`amocrm`).
     Amocrm,
+    /// The Telegram Bot API fake (`telegram`).
+    Telegram,
 }
 
 /// What the next request(s) to a fake should suffer instead of being served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    /// Answer with this HTTP status (e.g. 500, 502, 503) and a proxy-style HTML body.
+    /// Answer with this HTTP status (e.g. 500, 502, 503) and a proxy-style HTML body. Telegram
+    /// answers its own envelope (`{"ok":false,"error_code":500,"description":"Internal Server
+    /// Error"}`) except for 502–504, which come from its nginx as HTML.
     Status(u16),
-    /// HTTP 429 with `Retry-After: {retry_after_secs}`.
+    /// HTTP 429 with `Retry-After: {retry_after_secs}`. Telegram sends no header but
+    /// `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after N","parameters":{"retry_after":N}}`.
     TooManyRequests {
         /// The `Retry-After` value, in seconds.
         retry_after_secs: u64,
@@ -88,7 +106,8 @@ pub enum Failure {
     Timeout,
     /// VK: HTTP 200 with VK's error envelope for this code and its real message. On the Bots Long
     /// Poll server, codes 1, 2 and 3 answer `{"failed":code}` instead (see [`vk::long_poll`]),
-    /// other codes HTTP 500. Chatwoot has no such thing; there it is answered with HTTP 500.
+    /// other codes HTTP 500. Chatwoot, amoCRM and Telegram have no such thing; there it is
+    /// answered with HTTP 500.
     VkError(i64),
 }
 
@@ -110,7 +129,7 @@ pub struct VkSentMessage {
     pub message_id: i64,
 }
 
-/// One HTTP request to either fake, as received (recorded before any injected failure).
+/// One HTTP request to a fake, as received (recorded before any injected failure).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordedRequest {
     /// The fake it went to.
@@ -131,6 +150,7 @@ pub(crate) struct State {
     pub(crate) vk: vk::VkState,
     pub(crate) cw: chatwoot::model::Store,
     pub(crate) amocrm: amocrm::AmoState,
+    pub(crate) telegram: telegram::TelegramState,
     pub(crate) failures: HashMap<Target, VecDeque<Failure>>,
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) webhook_url: Option<String>,
@@ -149,6 +169,9 @@ pub(crate) struct Shared {
     /// Bumped after every change of the Bots Long Poll state (event pushed, key issued or
     /// expired); held polls listen to it.
     pub(crate) long_poll_wake: watch::Sender<u64>,
+    /// Bumped after every change of the Telegram update queue or webhook; held `getUpdates`
+    /// polls and the Telegram webhook sender listen to it.
+    pub(crate) telegram_wake: watch::Sender<u64>,
     /// Client for outgoing webhooks (5 s timeout, like Chatwoot's `Webhooks::Trigger`).
     pub(crate) http: reqwest::Client,
     /// Cancelled when the [`Sandbox`] is dropped; ends hanging requests and webhook tasks.
@@ -179,7 +202,7 @@ impl Shared {
     }
 }
 
-/// A running sandbox: one HTTP server with both fakes and the control API, plus a handle on their
+/// A running sandbox: one HTTP server with the fakes and the control API, plus a handle on their
 /// state. Dropping it stops the server.
 pub struct Sandbox {
     addr: SocketAddr,
@@ -197,7 +220,7 @@ impl Sandbox {
         .await
     }
 
-    /// Binds `addr` (port 0 picks a free one) and serves both fakes and the control API.
+    /// Binds `addr` (port 0 picks a free one) and serves the fakes and the control API.
     pub async fn start_on(addr: SocketAddr, opts: SandboxOptions) -> anyhow::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -211,16 +234,19 @@ impl Sandbox {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 cw: chatwoot::model::Store::new(&opts),
+                telegram: telegram::TelegramState::new(&opts),
                 ..State::default()
             }),
             opts,
             addr,
             changes: watch::channel(0).0,
             long_poll_wake: watch::channel(0).0,
+            telegram_wake: watch::channel(0).0,
             http,
             shutdown: CancellationToken::new(),
         });
         let app = router(shared.clone());
+        telegram::spawn_webhook_sender(shared.clone());
         let shutdown = shared.shutdown.clone();
         let server = tokio::spawn(async move {
             let serve =
@@ -379,7 +405,7 @@ impl Sandbox {
         self.shared.read().deliveries.clone()
     }
 
-    /// Every request to either fake, in arrival order.
+    /// Every request to any fake, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.read().requests.clone()
     }
@@ -415,7 +441,7 @@ impl Drop for Sandbox {
     }
 }
 
-/// The whole app: both fakes (recorded, failure-injectable) and the control API.
+/// The whole app: the fakes (recorded, failure-injectable) and the control API.
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .nest(
@@ -429,6 +455,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .nest(
             "/amocrm",
             intercept::wrap(amocrm::router(), shared.clone(), Target::Amocrm),
+        )
+        .nest(
+            "/telegram",
+            intercept::wrap(telegram::router(), shared.clone(), Target::Telegram),
         )
         .nest("/_sandbox", control::router())
         .with_state(shared)

@@ -1,15 +1,17 @@
-//! `sandbox` — serves the VK and Chatwoot fakes for the local demo until Ctrl-C / SIGTERM.
+//! `sandbox` — serves the VK, Chatwoot, amoCRM and Telegram fakes for the local demo until
+//! Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
 
 use clap::Parser;
 use sandbox::{Sandbox, SandboxOptions};
 
-/// Fake VK API and Chatwoot Application API for local demos and tests.
+/// Fake VK API, Chatwoot Application API, amoCRM and Telegram Bot API for local demos and tests.
 ///
 /// Point the services at it: VK_API_URL={url}/vk/method, CHATWOOT_BASE_URL={url}/chatwoot,
 /// AMOCRM_BASE_URL={url}/amocrm (with AMOCRM_DOMAIN=sandbox.amocrm.ru and the client id/secret of
-/// `sandbox::amocrm`).
+/// `sandbox::amocrm`), TELEGRAM_API_URL={url}/telegram (with BOT_TOKEN = --telegram-bot-token and
+/// BOT_GROUP_ID = --telegram-group-id).
 /// The control API is under {url}/_sandbox/ (see the crate docs). Request logs go to stderr;
 /// RUST_LOG sets the level (default info).
 #[derive(Parser)]
@@ -51,6 +53,23 @@ struct Args {
     /// The one Chatwoot inbox id, an API channel inbox (CHATWOOT_INBOX_ID).
     #[arg(long, env = "SANDBOX_CHATWOOT_INBOX_ID", default_value_t = 1)]
     chatwoot_inbox_id: i64,
+    /// The bot token the Telegram fake accepts, `<bot_id>:<secret>` (the bot's BOT_TOKEN).
+    #[arg(
+        long,
+        env = "SANDBOX_TELEGRAM_BOT_TOKEN",
+        default_value = sandbox::telegram::DEFAULT_BOT_TOKEN,
+        hide_env_values = true
+    )]
+    telegram_bot_token: String,
+    /// The support group's chat id, a forum supergroup where the bot is an administrator (the
+    /// bot's BOT_GROUP_ID).
+    #[arg(
+        long,
+        env = "SANDBOX_TELEGRAM_GROUP_ID",
+        default_value_t = sandbox::telegram::DEFAULT_GROUP_ID,
+        allow_negative_numbers = true
+    )]
+    telegram_group_id: i64,
 }
 
 #[tokio::main]
@@ -70,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
         chatwoot_api_token: args.chatwoot_api_token,
         chatwoot_account_id: args.chatwoot_account_id,
         chatwoot_inbox_id: args.chatwoot_inbox_id,
+        telegram_bot_token: args.telegram_bot_token,
+        telegram_group_id: args.telegram_group_id,
     };
     let sandbox = Sandbox::start_on(args.listen, opts).await?;
     sandbox.set_vk_group(args.vk_group_id, sandbox::vk::DEFAULT_GROUP.1);
@@ -77,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         vk_api_url = %sandbox.vk_api_url(),
         chatwoot_url = %sandbox.chatwoot_url(),
+        telegram_api_url = %sandbox.telegram_api_url(),
         control = %format!("{}/_sandbox", sandbox.url()),
         "sandbox ready"
     );

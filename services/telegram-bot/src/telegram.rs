@@ -545,7 +545,7 @@ pub fn spans_of(entities: Option<&Vec<MessageEntity>>) -> Vec<TextSpan> {
         .map(|es| {
             es.iter()
                 .filter_map(|e| {
-                    let kind = serde_json::to_value(&e.type_field).ok()?;
+                    let kind = serde_json::to_value(e.type_field).ok()?;
                     Some(TextSpan {
                         kind: kind.as_str()?.to_owned(),
                         offset: u32::from(e.offset),

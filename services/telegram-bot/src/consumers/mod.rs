@@ -79,7 +79,7 @@ pub(crate) fn id(what: &str, v: &str) -> Result<i64, HandleError> {
 /// The bot command a text starts with, without `/` and `@botname`: `/ban@support_bot x` →
 /// `ban`.
 pub(crate) fn command(text: Option<&str>) -> Option<String> {
-    let first = text?.trim_start().split_whitespace().next()?;
+    let first = text?.split_whitespace().next()?;
     let name = first.strip_prefix('/')?;
     let name = name.split('@').next().unwrap_or(name);
     (!name.is_empty()).then(|| name.to_ascii_lowercase())

@@ -102,6 +102,12 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             return Err(group_failure(state, "answer a command", e).await);
         }
         if cmd == "close" {
+            // Marked first: the customer's next message, relayed concurrently, must see it
+            // closed once Telegram does, or it would not reopen the topic.
+            store
+                .set_flags(topic.user_id, Some(true), None)
+                .await
+                .map_err(db_failure)?;
             if let Err(e) = state
                 .telegram
                 .close_topic(group, thread.unwrap_or_default())
@@ -110,10 +116,6 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             {
                 return Err(group_failure(state, "closeForumTopic", e).await);
             }
-            store
-                .set_flags(topic.user_id, Some(true), None)
-                .await
-                .map_err(db_failure)?;
         }
         store
             .save_link(group, message_id, group, &[], "command")
