@@ -73,7 +73,7 @@ pub async fn raise(state: &AppState, kind: Kind) {
                 Kind::RemovedFromGroup => texts::notice_removed_from_group(state.settings.group_id),
                 Kind::PollConflict => texts::notice_poll_conflict().to_owned(),
             };
-            match state.telegram.send_text(dev, None, &text, &[]).await {
+            match state.telegram.send_text(dev, None, &text, &[], None).await {
                 Ok(_) => {
                     tracing::info!(notice = kind.as_str(), "operator notice sent to BOT_DEV_ID");
                     state.notices.set(kind, true);

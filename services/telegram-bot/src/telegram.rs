@@ -25,7 +25,8 @@ use frankenstein::methods::{
     GetUpdatesParams, ReopenForumTopicParams, SendMessageParams, SetWebhookParams,
 };
 use frankenstein::types::{
-    AllowedUpdate, ChatFullInfo, ChatMember, MessageEntity, MessageEntityType, User,
+    AllowedUpdate, ChatFullInfo, ChatMember, MessageEntity, MessageEntityType, ReplyParameters,
+    User,
 };
 use frankenstein::updates::WebhookInfo;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -367,7 +368,8 @@ impl Telegram {
     }
 
     /// `sendMessage` of `text` with its formatting, split into parts of at most
-    /// [`MAX_TEXT_UNITS`]; each part waits for its turn. Returns the message ids in order.
+    /// [`MAX_TEXT_UNITS`]; each part waits for its turn; the first part answers `reply_to`
+    /// (sent anyway when that message is gone). Returns the message ids in order.
     ///
     /// Errors: the first part that fails (earlier parts stay sent).
     pub async fn send_text(
@@ -376,6 +378,7 @@ impl Telegram {
         thread_id: Option<i32>,
         text: &str,
         spans: &[TextSpan],
+        reply_to: Option<i32>,
     ) -> Result<Vec<i32>, TgError> {
         let mut ids = Vec::new();
         for (part, part_spans) in split_text(text, spans, MAX_TEXT_UNITS) {
@@ -384,6 +387,11 @@ impl Telegram {
                 .text(part)
                 .maybe_message_thread_id(thread_id)
                 .maybe_entities(entities(&part_spans))
+                .maybe_reply_parameters(if ids.is_empty() {
+                    reply(reply_to)
+                } else {
+                    None
+                })
                 .build();
             let m = self
                 .send(chat_id, || self.bot.send_message(&p))
@@ -397,19 +405,22 @@ impl Telegram {
     }
 
     /// `copyMessage`: the message `message_id` of `from_chat_id`, content and media included,
-    /// into `chat_id` (and topic `thread_id`). Telegram answers only `{message_id}`.
+    /// into `chat_id` (and topic `thread_id`), answering `reply_to` there when given.
+    /// Telegram answers only `{message_id}`.
     pub async fn copy_message(
         &self,
         chat_id: i64,
         thread_id: Option<i32>,
         from_chat_id: i64,
         message_id: i32,
+        reply_to: Option<i32>,
     ) -> Result<i32, TgError> {
         let p = CopyMessageParams::builder()
             .chat_id(chat_id)
             .maybe_message_thread_id(thread_id)
             .from_chat_id(from_chat_id)
             .message_id(message_id)
+            .maybe_reply_parameters(reply(reply_to))
             .build();
         let id = self
             .send(chat_id, || self.bot.copy_message(&p))
@@ -511,6 +522,16 @@ impl Telegram {
             r => r.map(|_| ()),
         }
     }
+}
+
+/// A reply to `message_id` that is sent anyway when that message was deleted.
+fn reply(message_id: Option<i32>) -> Option<ReplyParameters> {
+    message_id.map(|id| {
+        ReplyParameters::builder()
+            .message_id(id)
+            .allow_sending_without_reply(true)
+            .build()
+    })
 }
 
 /// `TextSpan`s as Bot API entities (`None` when there are none); an unknown kind is dropped.

@@ -76,6 +76,28 @@ pub(crate) fn id(what: &str, v: &str) -> Result<i64, HandleError> {
         .map_err(|_| HandleError::Fatal(format!("{what} `{v}` is not a number")))
 }
 
+/// What message `reply_to` of `chat_id` is in the other chat — its copy, or the original it
+/// is a copy of — so that a reply stays a reply on the other side. `None` when it was never
+/// relayed (or there is no reply).
+pub(crate) async fn counterpart(
+    state: &AppState,
+    chat_id: i64,
+    reply_to: Option<&str>,
+) -> Result<Option<i32>, HandleError> {
+    let Some(reply_to) = reply_to.and_then(|r| r.parse::<i64>().ok()) else {
+        return Ok(None);
+    };
+    let store = &state.store;
+    let id = match store.link(chat_id, reply_to).await.map_err(db_failure)? {
+        Some(link) => link.target_message_ids.first().copied(),
+        None => store
+            .source_of_copy(chat_id, reply_to)
+            .await
+            .map_err(db_failure)?,
+    };
+    Ok(id.and_then(|id| i32::try_from(id).ok()))
+}
+
 /// The bot command a text starts with, without `/` and `@botname`: `/ban@support_bot x` →
 /// `ban`.
 pub(crate) fn command(text: Option<&str>) -> Option<String> {

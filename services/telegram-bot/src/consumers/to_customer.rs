@@ -15,7 +15,7 @@ use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
-use crate::consumers::{command, db_failure, group_failure, id, tg_failure};
+use crate::consumers::{command, counterpart, db_failure, group_failure, id, tg_failure};
 use crate::store::Topic;
 use crate::texts::{self, Lang};
 
@@ -98,7 +98,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             }
             _ => texts::closed(op_lang),
         };
-        if let Err(e) = state.telegram.send_text(group, thread, answer, &[]).await {
+        if let Err(e) = state
+            .telegram
+            .send_text(group, thread, answer, &[], None)
+            .await
+        {
             return Err(group_failure(state, "answer a command", e).await);
         }
         if cmd == "close" {
@@ -129,15 +133,16 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         return Ok(());
     }
     let user = topic.user_id;
+    let reply = counterpart(state, group, m.reply_to.as_deref()).await?;
     let sent = match (&m.text, m.attachments.is_empty()) {
         (Some(text), true) => state
             .telegram
-            .send_text(user, None, text, &m.formatting)
+            .send_text(user, None, text, &m.formatting, reply)
             .await
             .map(|ids| (ids.into_iter().map(i64::from).collect::<Vec<_>>(), "text")),
         _ => state
             .telegram
-            .copy_message(user, None, group, message_id as i32)
+            .copy_message(user, None, group, message_id as i32, reply)
             .await
             .map(|id| (vec![i64::from(id)], "media")),
     };
@@ -146,7 +151,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         Err(e) if e.is_blocked_by_user() => {
             if store.mark_blocked(user).await.map_err(db_failure)? {
                 let notice = texts::customer_blocked_bot(op_lang);
-                if let Err(e) = state.telegram.send_text(group, thread, notice, &[]).await {
+                if let Err(e) = state
+                    .telegram
+                    .send_text(group, thread, notice, &[], None)
+                    .await
+                {
                     tracing::warn!(error = %e, "could not tell the operators about the block");
                 }
             }

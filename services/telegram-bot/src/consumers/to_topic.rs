@@ -16,7 +16,7 @@ use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
-use crate::consumers::{command, db_failure, group_failure, id, tg_failure};
+use crate::consumers::{command, counterpart, db_failure, group_failure, id, tg_failure};
 use crate::store::Topic;
 use crate::telegram::TgError;
 use crate::texts::{self, Customer, Lang};
@@ -63,7 +63,7 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     if m.attachments.is_empty() && command(m.text.as_deref()).as_deref() == Some("start") {
         let ids = match state
             .telegram
-            .send_text(chat_id, None, texts::greeting(lang), &[])
+            .send_text(chat_id, None, texts::greeting(lang), &[], None)
             .await
         {
             Ok(ids) => ids,
@@ -95,7 +95,8 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             reopen_if_closed(state, m, user_id, &t).await?
         }
     };
-    let (ids, kind) = match relay(state, m, chat_id, message_id, thread).await {
+    let reply = counterpart(state, chat_id, m.reply_to.as_deref()).await?;
+    let (ids, kind) = match relay(state, m, chat_id, message_id, thread, reply).await {
         Err(e) if e.is_thread_gone() => {
             tracing::warn!(
                 user_id,
@@ -103,7 +104,7 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
                 "the customer's topic was deleted; creating a new one"
             );
             let thread = open_topic(state, m, user_id, true).await?;
-            match relay(state, m, chat_id, message_id, thread).await {
+            match relay(state, m, chat_id, message_id, thread, reply).await {
                 Ok(r) => r,
                 Err(e) => return Err(group_failure(state, "relay to topic", e).await),
             }
@@ -121,13 +122,15 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     Ok(())
 }
 
-/// Sends `m` into topic `thread`: a text with sendMessage, anything else with copyMessage.
+/// Sends `m` into topic `thread` (answering `reply` there): a text with sendMessage,
+/// anything else with copyMessage.
 async fn relay(
     state: &AppState,
     m: &InboundMessage,
     chat_id: i64,
     message_id: i64,
     thread: i64,
+    reply: Option<i32>,
 ) -> Result<(Vec<i64>, &'static str), TgError> {
     let group = state.settings.group_id;
     let thread = i32::try_from(thread).ok();
@@ -135,14 +138,14 @@ async fn relay(
         (Some(text), true) => {
             let ids = state
                 .telegram
-                .send_text(group, thread, text, &m.formatting)
+                .send_text(group, thread, text, &m.formatting, reply)
                 .await?;
             Ok((ids.into_iter().map(i64::from).collect(), "text"))
         }
         _ => {
             let id = state
                 .telegram
-                .copy_message(group, thread, chat_id, message_id as i32)
+                .copy_message(group, thread, chat_id, message_id as i32, reply)
                 .await?;
             Ok((vec![i64::from(id)], "media"))
         }
@@ -193,14 +196,14 @@ async fn open_topic(
     if recreated
         && let Err(e) = state
             .telegram
-            .send_text(group, thread32, texts::topic_recreated(Lang::Ru), &[])
+            .send_text(group, thread32, texts::topic_recreated(Lang::Ru), &[], None)
             .await
     {
         tracing::warn!(error = %e, thread, "could not say the topic was recreated");
     }
     if let Err(e) = state
         .telegram
-        .send_text(group, thread32, &card, &spans)
+        .send_text(group, thread32, &card, &spans, None)
         .await
     {
         // The topic is there and recorded; the relay goes on without its card.

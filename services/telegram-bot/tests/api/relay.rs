@@ -361,3 +361,44 @@ async fn without_the_right_to_manage_topics_the_developer_is_told_once_and_messa
     assert_eq!(msgs[2]["text"], "anyone?");
     assert_eq!(app.to_customer(4242).len(), 2, "greeting + one notice");
 }
+
+#[tokio::test]
+async fn replies_stay_replies_on_the_other_side() {
+    let app = spawn_app().await;
+    let user = ivan();
+    let question = app.customer_sends(&user, text("Сколько стоит доставка?"));
+    app.customer_sends(&user, text("И сколько ждать?"));
+    let thread = app.wait_topic(1).await;
+    let msgs = app.wait_topic_len(thread, 3).await;
+    // The operator answers the first question with Telegram's "reply" on its copy.
+    let copy_id = msgs[1]["message_id"].as_i64().unwrap();
+    app.operator_sends(
+        thread,
+        json!({"text": "300 ₽", "reply_to_message": {"message_id": copy_id}}),
+    );
+    let got = app.wait_customer_len(user.id, 1).await;
+    assert_eq!(
+        got[0]["reply_to_message"]["message_id"].as_i64(),
+        question.message_id,
+        "the customer sees the answer as a reply to their question: {}",
+        got[0]
+    );
+    // The customer replies to that answer: in the topic it answers the operator's message.
+    let answer_id = got[0]["message_id"].as_i64().unwrap();
+    app.customer_sends(
+        &user,
+        json!({"text": "Спасибо!", "reply_to_message": {"message_id": answer_id}}),
+    );
+    let msgs = app.wait_topic_len(thread, 4).await;
+    let operator_msg = app
+        .sandbox
+        .telegram_messages(app.group())
+        .into_iter()
+        .find(|m| m["text"] == "300 ₽")
+        .expect("the operator's message");
+    assert_eq!(
+        msgs[3]["reply_to_message"]["message_id"], operator_msg["message_id"],
+        "{}",
+        msgs[3]
+    );
+}
