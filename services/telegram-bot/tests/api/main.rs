@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod binary;
 mod polling;
 mod relay;
 mod webhook;

@@ -402,3 +402,41 @@ async fn replies_stay_replies_on_the_other_side() {
         msgs[3]
     );
 }
+
+#[tokio::test]
+async fn a_bot_removed_from_the_group_tells_the_developer_once_and_keeps_the_messages() {
+    let app = spawn_app_with(Options {
+        dev_id: Some(4243),
+        ..Options::default()
+    })
+    .await;
+    let dev = TgUser::new(4243, "Dev");
+    app.customer_sends(&dev, text("/start"));
+    app.wait_customer_len(4243, 1).await;
+    let user = ivan();
+    app.customer_sends(&user, text("first"));
+    let thread = app.wait_topic(1).await;
+    app.wait_topic_len(thread, 2).await;
+    app.sandbox.telegram_kick_bot();
+    app.customer_sends(&user, text("while removed 1"));
+    app.customer_sends(&user, text("while removed 2"));
+    let got = app.wait_customer_len(4243, 2).await;
+    assert!(
+        got[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("удалён из группы"),
+        "{}",
+        got[1]
+    );
+    assert!(
+        app.state
+            .dead_letters
+            .list(10, true)
+            .await
+            .unwrap()
+            .is_empty(),
+        "waiting for a person is no dead letter"
+    );
+    assert_eq!(app.to_customer(4243).len(), 2, "told once");
+}
