@@ -43,16 +43,13 @@ use tracing::Instrument;
 
 use crate::bus::Bus;
 use crate::dead_letter::DeadLetters;
+use crate::lease::{LEASE_CHECK, Lease, sleep_or_cancel};
 
 /// Handlers at once per consumer when neither the spec nor the environment says otherwise.
 pub const DEFAULT_CONCURRENCY: usize = 32;
 
 /// How long a pull request waits for messages before it is renewed.
 const PULL_EXPIRES: Duration = Duration::from_secs(5);
-
-/// How often a stand-by replica tries to take a consumer, and how often the holder checks
-/// that its lock connection is alive.
-const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// What a handler says when it could not do its work.
 #[derive(Debug, thiserror::Error)]
@@ -266,84 +263,6 @@ where
     }
     tracing::info!(durable = %spec.durable, "consumer stopped");
     Ok(())
-}
-
-/// `true` when cancelled before `d` passed.
-async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = token.cancelled() => true,
-        _ = tokio::time::sleep(d) => false,
-    }
-}
-
-/// A session-level Postgres advisory lock on a connection of its own.
-struct Lease {
-    conn: sqlx::PgConnection,
-    name: String,
-}
-
-impl Lease {
-    /// Takes the lock on `conn` (or a new connection out of `pool`): `Ok(Ok(lease))` when
-    /// taken, `Ok(Err(conn))` when another session holds it (keep `conn` to ask again).
-    async fn try_acquire(
-        pool: &PgPool,
-        conn: Option<sqlx::PgConnection>,
-        name: &str,
-    ) -> anyhow::Result<Result<Self, sqlx::PgConnection>> {
-        let mut conn = match conn {
-            Some(c) => c,
-            None => pool
-                .acquire()
-                .await
-                .context("connecting to Postgres")?
-                .detach(),
-        };
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .context("pg_try_advisory_lock")?;
-        if got {
-            Ok(Ok(Self {
-                conn,
-                name: name.to_owned(),
-            }))
-        } else {
-            Ok(Err(conn))
-        }
-    }
-
-    /// Checks the lock's connection every second; cancels `held` when it is lost (another
-    /// replica may take over then) and releases the lock once `release` is cancelled (after
-    /// the sessions drained).
-    async fn hold(mut self, held: CancellationToken, release: CancellationToken, durable: String) {
-        loop {
-            if sleep_or_cancel(LEASE_CHECK, &release).await {
-                break;
-            }
-            let alive = tokio::time::timeout(
-                Duration::from_secs(3),
-                sqlx::query("SELECT 1").execute(&mut self.conn),
-            )
-            .await;
-            if !matches!(alive, Ok(Ok(_))) {
-                tracing::error!(%durable, "lost the consumer's lease (Postgres connection); stopping it here");
-                held.cancel();
-                return;
-            }
-        }
-        // Bounded: a Postgres that vanished must not hold the shutdown (closing the session
-        // releases the lock anyway).
-        let _ = tokio::time::timeout(
-            Duration::from_secs(3),
-            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
-                .bind(&self.name)
-                .execute(&mut self.conn),
-        )
-        .await;
-        let _ =
-            tokio::time::timeout(Duration::from_secs(3), sqlx::Connection::close(self.conn)).await;
-    }
 }
 
 /// One message in hand.

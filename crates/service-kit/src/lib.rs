@@ -10,6 +10,7 @@
 //!   dead letters ([`dead_letter`]);
 //! - [`http`]: the axum server with tower-http layers, `/health`, `/ready`, `/metrics` and
 //!   graceful shutdown;
+//! - [`lease`]: one holder among replicas (Postgres advisory lock), for consumers and loops.
 //! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on, and
 //!   `Retry-After` parsing;
 //! - [`http_error`]: the one HTTP error core (5xx bodies never carry internal detail);
@@ -31,6 +32,7 @@ pub mod dead_letter;
 pub mod http;
 pub mod http_client;
 pub mod http_error;
+pub mod lease;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

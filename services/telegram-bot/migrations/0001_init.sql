@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS telegram.message_links (
     -- a long text was split.
     target_message_ids  BIGINT[] NOT NULL,
     -- `text`: sent with sendMessage (edits use editMessageText); `media`: copyMessage (edits
-    -- use editMessageCaption); `command`: handled, nothing copied.
+    -- use editMessageCaption); `command`: handled, nothing copied; `banned`: dropped, the customer
+    -- was banned.
     kind                TEXT NOT NULL,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (bot_id, source_chat_id, source_message_id)

@@ -33,7 +33,7 @@ pub struct Link {
     pub target_chat_id: i64,
     /// Message ids of the copies (several when a text was split; none for a command).
     pub target_message_ids: Vec<i64>,
-    /// `text`, `media` or `command`.
+    /// `text`, `media`, `command` or `banned` (dropped).
     pub kind: String,
 }
 

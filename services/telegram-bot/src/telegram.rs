@@ -69,7 +69,9 @@ pub enum TgError {
 }
 
 impl TgError {
-    fn from_frankenstein(e: frankenstein::Error) -> Self {
+    /// `token` is blanked out of any upstream text kept (a proxy's error page may echo the
+    /// URL).
+    fn from_frankenstein(e: frankenstein::Error, token: &str) -> Self {
         match e {
             frankenstein::Error::Api(r) => TgError::Api {
                 code: r.error_code,
@@ -87,8 +89,17 @@ impl TgError {
                 };
                 TgError::Transport(format!("{kind}: {e}"))
             }
-            frankenstein::Error::JsonDecode { source, .. } => {
-                TgError::Transport(format!("answer is not Bot API JSON: {source}"))
+            frankenstein::Error::JsonDecode { source, input } => {
+                // What came back instead (a proxy's 502 page …), short and without the token.
+                let shown: String = input
+                    .replace(token, "[token]")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(120)
+                    .collect();
+                TgError::Transport(format!("answer is not Bot API JSON ({source}): {shown}"))
             }
             other => TgError::Transport(other.to_string()),
         }
@@ -220,6 +231,8 @@ pub struct Telegram {
     /// The same, on a client whose timeout outlasts a long poll.
     poll_bot: Bot,
     limiter: Arc<Limiter>,
+    /// Only to blank it out of upstream texts kept in errors.
+    token: Arc<str>,
 }
 
 impl Telegram {
@@ -249,6 +262,7 @@ impl Telegram {
             bot: Bot::builder().api_url(url.clone()).client(http).build(),
             poll_bot: Bot::builder().api_url(url).client(poll_http).build(),
             limiter: Arc::new(Limiter::new(limits)),
+            token: Arc::from(token),
         })
     }
 
@@ -277,7 +291,7 @@ impl Telegram {
 
     fn seen<T>(&self, r: Result<T, frankenstein::Error>) -> Result<T, TgError> {
         r.map_err(|e| {
-            let e = TgError::from_frankenstein(e);
+            let e = TgError::from_frankenstein(e, &self.token);
             if let Some(wait) = e.retry_after() {
                 self.limiter.flooded(wait);
                 metrics::counter!("telegram_flood_waits_total").increment(1);
@@ -753,6 +767,23 @@ mod tests {
         assert!(!api(400, "Bad Request: chat not found", None).is_retriable());
         assert!(api(502, "Bad Gateway", None).is_retriable());
         assert!(TgError::Transport("timed out".into()).is_retriable());
+    }
+
+    #[test]
+    fn a_non_json_answer_is_shown_short_and_without_the_token() {
+        let body = "<html><head><title>502 Bad Gateway</title></head><body>/bot1:SECRET/sendMessage</body></html>";
+        let source = serde_json::from_str::<serde_json::Value>(body).unwrap_err();
+        let e = TgError::from_frankenstein(
+            frankenstein::Error::JsonDecode {
+                source,
+                input: body.into(),
+            },
+            "1:SECRET",
+        );
+        let text = e.to_string();
+        assert!(text.contains("502 Bad Gateway"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(e.is_retriable());
     }
 
     #[tokio::test]

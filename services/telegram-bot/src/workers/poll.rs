@@ -21,18 +21,28 @@ use crate::normalize;
 use crate::notices;
 use crate::workers::{Backoff, pause};
 
-/// Polls until `stop`.
+/// Polls until `stop`, on one replica at a time: the poller holds the Postgres lease
+/// `telegram.poll.<bot_id>` (two pollers on one token get 409 Conflict from Telegram); the
+/// others stand by and take over, from the stored offset, when it goes away.
 ///
 /// Errors: none; every failure is logged and retried.
 pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()> {
+    let name = format!("telegram.poll.{}", state.settings.bot_id);
+    let pool = state.store.pool().clone();
+    service_kit::lease::run_exclusive(&pool, &name, stop, |held| poll(state.clone(), held)).await;
+    Ok(())
+}
+
+/// The long poll itself, until `stop` (shutdown, or the lease lost).
+async fn poll(state: AppState, stop: CancellationToken) {
     let Mode::Polling { timeout } = state.settings.mode else {
-        return Ok(());
+        return;
     };
     let mut backoff = Backoff::default();
     // getUpdates refuses to work while a webhook is set.
     loop {
         let r = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return,
             r = state.telegram.delete_webhook() => r,
         };
         match r {
@@ -41,7 +51,7 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
                 let wait = e.retry_after().unwrap_or_else(|| backoff.next());
                 tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "deleteWebhook failed");
                 if !pause(&stop, wait).await {
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -54,7 +64,7 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
                 let wait = backoff.next();
                 tracing::warn!(error = %e, "reading the long-poll offset failed");
                 if !pause(&stop, wait).await {
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -67,7 +77,7 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
     backoff.reset();
     loop {
         let r = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return,
             r = state.telegram.get_updates(offset, timeout) => r,
         };
         let batch = match r {
@@ -85,7 +95,7 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
                 };
                 tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "getUpdates failed");
                 if !pause(&stop, wait).await {
-                    return Ok(());
+                    return;
                 }
                 continue;
             }
@@ -111,7 +121,7 @@ pub async fn run(state: AppState, stop: CancellationToken) -> anyhow::Result<()>
                         tracing::warn!(error = %e, update_id = id, retry_in_secs = wait.as_secs(), "publishing an update failed; retrying it before any later one");
                         if !pause(&stop, wait).await {
                             // Not confirmed to Telegram: it comes again after the restart.
-                            return Ok(());
+                            return;
                         }
                     }
                 }

@@ -97,3 +97,44 @@ async fn a_429_storm_delays_but_delivers_everything_in_order_per_chat() {
         "a 429 is never a dead letter"
     );
 }
+
+#[tokio::test]
+async fn two_replicas_poll_one_at_a_time_and_the_other_takes_over() {
+    let app = spawn_app().await;
+    // A second replica on the same database, streams and bot.
+    let settings = settings_for(&app.sandbox, &app.env, &Options::default(), "");
+    let second = telegram_bot::build(settings)
+        .await
+        .expect("second replica builds");
+    let second_stop = tokio_util::sync::CancellationToken::new();
+    let second_run = tokio::spawn(second.run_until(second_stop.clone()));
+    let user = ivan();
+    for i in 1..=3 {
+        app.customer_sends(&user, text(&format!("m{i}")));
+    }
+    let thread = app.wait_topic(1).await;
+    app.wait_topic_len(thread, 4).await;
+    // Only one replica polls: the other's getUpdates would end the held poll with a 409.
+    assert!(app.sandbox.telegram_polls_waiting() <= 1);
+    // Stop the first replica: the second takes over the long poll from the stored offset.
+    let (sandbox, env) = app.stop().await;
+    sandbox.telegram_push_update(sandbox::telegram::private_message(&user, text("m4")));
+    sandbox
+        .wait_until(WAIT, |s| {
+            s.telegram_bot_messages(s.options().telegram_group_id)
+                .iter()
+                .any(|m| m["text"] == "m4")
+        })
+        .await
+        .expect("the stand-by replica took over");
+    let texts: Vec<String> = sandbox
+        .telegram_bot_messages(sandbox.options().telegram_group_id)
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .filter(|t| t.starts_with('m'))
+        .collect();
+    assert_eq!(texts, ["m1", "m2", "m3", "m4"], "each once, in order");
+    second_stop.cancel();
+    let _ = second_run.await;
+    drop(env);
+}

@@ -203,7 +203,17 @@ async fn ban_stops_relaying_unban_restores_it_close_closes_and_the_next_message_
     app.wait_topic_len(thread, 2).await;
     app.operator_sends(thread, text("/ban"));
     app.wait_topic_len(thread, 3).await; // the bot says the customer is banned
-    app.customer_sends(&user, text("while banned"));
+    let banned = app.customer_sends(&user, text("while banned"));
+    // The two directions are separate lanes: /unban must come after the dropped message.
+    let store = app.state.store.clone();
+    testkit::wait_for("the banned message handled", || async {
+        store
+            .link(user.id, banned.message_id.unwrap())
+            .await
+            .unwrap()
+            .is_some_and(|l| l.kind == "banned")
+    })
+    .await;
     app.operator_sends(thread, text("/unban"));
     app.wait_topic_len(thread, 4).await;
     app.customer_sends(&user, text("after unban"));
