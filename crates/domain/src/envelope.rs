@@ -5,6 +5,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::crm::{Contact, Deletion, Lead};
+use crate::helpdesk::{
+    CommentCreated, CommentRequest, ContactRegistered, ContactRegistration, IssueCreated,
+    IssueRequest, IssueStatusChanged,
+};
 use crate::message::{InboundMessage, OutboundMessage};
 use crate::subject::{IdempotencyKey, Subject};
 
@@ -130,6 +134,15 @@ wire_enum! {
         ContactUpdated(CONTACT_UPDATED = "contact.updated") => Contact,
         /// A contact was deleted in the CRM.
         ContactDeleted(CONTACT_DELETED = "contact.deleted") => Deletion,
+        /// A messenger user is now a service-desk contact (source `okdesk`), the answer to
+        /// `cmd.okdesk.contact.register`.
+        ContactRegistered(CONTACT_REGISTERED = "contact.registered") => ContactRegistered,
+        /// An issue was opened in the service desk (source `okdesk`).
+        IssueCreated(ISSUE_CREATED = "issue.created") => IssueCreated,
+        /// An issue's status changed.
+        IssueStatusChanged(ISSUE_STATUS_CHANGED = "issue.status_changed") => IssueStatusChanged,
+        /// A public comment was added to an issue.
+        CommentCreated(COMMENT_CREATED = "comment.created") => CommentCreated,
     }
 }
 
@@ -147,6 +160,10 @@ impl Event {
     /// - `lead.*`: `lead:<id>`; `lead.deleted` included, so a delete is ordered with the
     ///   lead's updates.
     /// - `contact.*`: `contact:<id>`, `contact.deleted` included.
+    ///
+    /// - `contact.registered`: `person:<system>:<bot_id>:<user_id>`, the person's lane.
+    /// - `issue.*`, `comment.created`: `issue:<id>`: a status change and a comment reach the
+    ///   person in the order the desk made them.
     ///
     /// The prefix keeps keys of different kinds apart (lead 7 ≠ contact 7). `None` would mean
     /// the event needs no order; every event has a key today.
@@ -168,6 +185,10 @@ impl Event {
                 Some(format!("contact:{}", c.id))
             }
             Event::ContactDeleted(d) => Some(format!("contact:{}", d.id)),
+            Event::ContactRegistered(r) => Some(person_key(&r.requester)),
+            Event::IssueCreated(i) => Some(format!("issue:{}", i.issue.id)),
+            Event::IssueStatusChanged(i) => Some(format!("issue:{}", i.issue.id)),
+            Event::CommentCreated(c) => Some(format!("issue:{}", c.issue.id)),
         }
     }
 }
@@ -177,7 +198,18 @@ wire_enum! {
     pub enum Command {
         /// Send a message to a VK peer through `messages.send`.
         VkMessageSend(VK_MESSAGE_SEND = "vk.message.send") => OutboundMessage,
+        /// Register a messenger user as a service-desk contact (found by phone or created).
+        OkdeskContactRegister(OKDESK_CONTACT_REGISTER = "okdesk.contact.register") => ContactRegistration,
+        /// Open an issue for a registered person.
+        OkdeskIssueCreate(OKDESK_ISSUE_CREATE = "okdesk.issue.create") => IssueRequest,
+        /// Add the person's public comment (and files) to their issue.
+        OkdeskCommentCreate(OKDESK_COMMENT_CREATE = "okdesk.comment.create") => CommentRequest,
     }
+}
+
+/// The ordering key of everything one messenger user asks of the service desk.
+fn person_key(r: &crate::Requester) -> String {
+    format!("person:{}:{}:{}", r.system, r.bot_id, r.user_id)
 }
 
 impl Command {
@@ -185,11 +217,16 @@ impl Command {
     ///
     /// - `vk.message.send`: `peer:<conversation.id>`, the VK `peer_id` the message goes to,
     ///   so that all replies to one VK peer are sent in the order they were written.
+    /// - `okdesk.*`: `person:<system>:<bot_id>:<user_id>`: what one person asks (register,
+    ///   then an issue, then a comment on it) is done in the order asked.
     ///
     /// `None` would mean the command needs no order; every command has a key today.
     pub fn ordering_key(&self) -> Option<String> {
         match self {
             Command::VkMessageSend(out) => Some(format!("peer:{}", out.conversation.id)),
+            Command::OkdeskContactRegister(r) => Some(person_key(&r.requester)),
+            Command::OkdeskIssueCreate(r) => Some(person_key(&r.requester)),
+            Command::OkdeskCommentCreate(r) => Some(person_key(&r.requester)),
         }
     }
 }
@@ -416,7 +453,51 @@ mod tests {
             Event::ContactCreated(contact(7)),
             Event::ContactUpdated(contact(7)),
             Event::ContactDeleted(deletion(7)),
+            Event::ContactRegistered(crate::ContactRegistered {
+                requester: requester(),
+                contact_id: 11,
+                company: None,
+                created: true,
+            }),
+            Event::IssueCreated(crate::IssueCreated {
+                issue: issue(5),
+                requester: Some(requester()),
+            }),
+            Event::IssueStatusChanged(crate::IssueStatusChanged {
+                issue: issue(5),
+                old_status: None,
+            }),
+            Event::CommentCreated(crate::CommentCreated {
+                issue: issue(5),
+                comment_id: 9,
+                text: "Готово".into(),
+                author: Some("Инженер".into()),
+                by_contact: false,
+            }),
         ]
+    }
+
+    fn requester() -> crate::Requester {
+        crate::Requester {
+            system: "telegram".into(),
+            bot_id: 7,
+            user_id: 42,
+        }
+    }
+
+    fn issue(id: i64) -> crate::Issue {
+        crate::Issue {
+            id,
+            title: "Не работает принтер".into(),
+            status: crate::IssueStatus {
+                code: "opened".into(),
+                name: "Открыта".into(),
+            },
+            url: format!("https://demo.okdesk.ru/issues/{id}"),
+            contact_id: Some(11),
+            company_id: None,
+            created_at: Some(at()),
+        }
     }
 
     fn topic_message(group: &str, thread: &str) -> InboundMessage {
@@ -427,12 +508,33 @@ mod tests {
     }
 
     #[test]
+    fn a_persons_requests_share_a_lane_and_issue_events_are_per_issue() {
+        let cmds = every_command();
+        let keys: Vec<_> = cmds[1..]
+            .iter()
+            .map(|c| c.ordering_key().unwrap())
+            .collect();
+        assert!(keys.iter().all(|k| k == "person:telegram:7:42"), "{keys:?}");
+        let events = every_event();
+        let issue_keys: Vec<_> = events
+            .iter()
+            .filter(|e| e.type_name().starts_with("issue.") || e.type_name() == "comment.created")
+            .map(|e| e.ordering_key().unwrap())
+            .collect();
+        assert_eq!(issue_keys, ["issue:5", "issue:5", "issue:5"]);
+    }
+
+    #[test]
     fn topic_messages_are_ordered_by_topic() {
         let a = Event::TopicMessageReceived(topic_message("-1001", "12"));
         let b = Event::TopicMessageEdited(topic_message("-1001", "12"));
         let other = Event::TopicMessageReceived(topic_message("-1001", "13"));
         assert_eq!(a.ordering_key().as_deref(), Some("conversation:-1001:12"));
-        assert_eq!(a.ordering_key(), b.ordering_key(), "an edit waits for its message");
+        assert_eq!(
+            a.ordering_key(),
+            b.ordering_key(),
+            "an edit waits for its message"
+        );
         assert_ne!(a.ordering_key(), other.ordering_key());
         assert_eq!(
             Event::MessageEdited(inbound("42")).ordering_key(),
@@ -442,7 +544,29 @@ mod tests {
 
     /// One value of every command variant.
     fn every_command() -> Vec<Command> {
-        vec![Command::VkMessageSend(outbound("2000000001"))]
+        vec![
+            Command::VkMessageSend(outbound("2000000001")),
+            Command::OkdeskContactRegister(crate::ContactRegistration {
+                requester: requester(),
+                full_name: "Иванов Иван".into(),
+                phone: Some("+79001234567".into()),
+                company: None,
+            }),
+            Command::OkdeskIssueCreate(crate::IssueRequest {
+                requester: requester(),
+                contact_id: 11,
+                company_id: None,
+                title: "Не работает принтер".into(),
+                description: "Не работает принтер в бухгалтерии.".into(),
+            }),
+            Command::OkdeskCommentCreate(crate::CommentRequest {
+                requester: requester(),
+                contact_id: 11,
+                issue_id: 5,
+                text: "Фото ошибки".into(),
+                files: Vec::new(),
+            }),
+        ]
     }
 
     /// `type_name()` is the serde `type` tag of each sample, the samples cover `types` (each

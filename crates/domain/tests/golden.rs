@@ -36,7 +36,9 @@ fn vk_message_send_round_trips() {
     let golden = include_str!("golden/vk_message_send.json");
     let env = Envelope::<Command>::decode(golden.as_bytes()).expect("decodes");
     assert_eq!(env.subject().as_str(), "cmd.vk.message.send");
-    let Command::VkMessageSend(out) = &env.payload;
+    let Command::VkMessageSend(out) = &env.payload else {
+        panic!("not a VK send: {:?}", env.payload)
+    };
     assert_eq!(out.origin.message_id, 42);
     assert!(env.traceparent.is_none());
     assert_eq!(

@@ -24,7 +24,11 @@ pub fn spec() -> ConsumerSpec<Command> {
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), HandleError> {
-    let Command::VkMessageSend(out) = env.payload;
+    let Command::VkMessageSend(out) = env.payload else {
+        // Not on this consumer's subject; nothing to send.
+        tracing::debug!(r#type = env.payload.type_name(), "not a VK send; skipped");
+        return Ok(());
+    };
     let origin = &out.origin;
     if state
         .store
