@@ -10,6 +10,7 @@
 //!   dead letters ([`dead_letter`]);
 //! - [`http`]: the axum server with tower-http layers, `/health`, `/ready`, `/metrics` and
 //!   graceful shutdown;
+//! - [`rpc`]: request/reply over core NATS for look-ups a person waits for.
 //! - [`lease`]: one holder among replicas (Postgres advisory lock), for consumers and loops.
 //! - [`http_client`]: the one `reqwest::Client` setup every upstream client is built on, and
 //!   `Retry-After` parsing;
@@ -33,6 +34,7 @@ pub mod http;
 pub mod http_client;
 pub mod http_error;
 pub mod lease;
+pub mod rpc;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

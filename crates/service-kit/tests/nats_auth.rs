@@ -69,7 +69,7 @@ const TELEGRAM: User = User {
     user: "telegram",
     password_var: "TELEGRAM_NATS_PASSWORD",
     service: "telegram-bot",
-    dir: None,
+    dir: Some("telegram-bot"),
     source: Source::Telegram,
 };
 const OKDESK: User = User {
@@ -84,7 +84,7 @@ const USERS: [&User; 5] = [&VK, &AMOCRM, &MESSENGER, &TELEGRAM, &OKDESK];
 /// The services' durable consumers (`pub const DURABLE` in services/*/src/consumers/): name,
 /// stream, filter and the user that owns it; `auth_conf_covers_every_durable_and_inbox` keeps
 /// this list true.
-const DURABLES: [(&str, &str, &str, &User); 4] = [
+const DURABLES: [(&str, &str, &str, &User); 6] = [
     (
         "vk-connector-relay",
         "EVENTS",
@@ -104,6 +104,18 @@ const DURABLES: [(&str, &str, &str, &User); 4] = [
         &VK,
     ),
     ("amocrm-sync-store", "EVENTS", "events.amocrm.>", &AMOCRM),
+    (
+        "telegram-relay-to-topic",
+        "EVENTS",
+        "events.telegram.message.*",
+        &TELEGRAM,
+    ),
+    (
+        "telegram-relay-to-customer",
+        "EVENTS",
+        "events.telegram.topic_message.*",
+        &TELEGRAM,
+    ),
 ];
 
 fn repo_root() -> PathBuf {
@@ -263,15 +275,18 @@ fn inbound(source: Source, n: u32) -> Envelope<Event> {
             id: "u1".into(),
             display_name: None,
             username: None,
+            language: None,
         },
         conversation: ConversationRef {
             id: format!("c{n}"),
             kind: ConversationKind::Private,
+            thread_id: None,
         },
         text: Some(n.to_string()),
         attachments: vec![],
         reply_to: None,
         sent_at: time::OffsetDateTime::now_utc(),
+        formatting: Vec::new(),
     };
     let payload = if source == Source::Messenger {
         Event::MessagePosted(message)
@@ -296,6 +311,7 @@ fn send_command() -> Envelope<BusCommand> {
             conversation: ConversationRef {
                 id: "2000000001".into(),
                 kind: ConversationKind::Private,
+                thread_id: None,
             },
             text: Some("Здравствуйте".into()),
             attachments: vec![],
@@ -484,6 +500,62 @@ async fn amocrm_sync_publishes_and_consumes_as_amocrm() {
     )
     .await;
     server.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_bot_publishes_and_consumes_as_telegram() {
+    let server = server().await;
+    let env = TestEnv::new("kit_auth").await;
+    let rt = runtime(&server, &env, &TELEGRAM).await;
+    // getUpdates / the webhook: a customer's message (private chat) and an operator's reply
+    // (a topic of the support group), each relayed by its own consumer.
+    for (durable, verb, subject) in [
+        (
+            "telegram-relay-to-topic",
+            "message.*",
+            "events.telegram.message.received",
+        ),
+        (
+            "telegram-relay-to-topic",
+            "message.*",
+            "events.telegram.message.edited",
+        ),
+        (
+            "telegram-relay-to-customer",
+            "topic_message.*",
+            "events.telegram.topic_message.received",
+        ),
+        (
+            "telegram-relay-to-customer",
+            "topic_message.*",
+            "events.telegram.topic_message.edited",
+        ),
+    ] {
+        consume_as(
+            &rt,
+            durable,
+            Subject::event(Source::Telegram, verb),
+            subject,
+            inbound(Source::Telegram, 1),
+        )
+        .await;
+    }
+    server.assert_no_violations();
+
+    // Nothing but its own: no other source's events, no commands, no one else's inbox.
+    let mut tg = probe(&server, &TELEGRAM).await;
+    tg.refused_publish("events.vk.message.received").await;
+    tg.refused_publish("cmd.vk.message.send").await;
+    tg.refused_publish("fanout.messenger.chat.42").await;
+    tg.refused_subscribe("_INBOX.vk-connector.>").await;
+    tg.refused_subscribe("events.telegram.>").await;
+    // Its own durable, but reading more than its filter.
+    tg.refused_publish("$JS.API.CONSUMER.CREATE.EVENTS.telegram-relay-to-topic.events.>")
+        .await;
+    tg.refused_publish(
+        "$JS.API.CONSUMER.CREATE.EVENTS.telegram-relay-to-customer.events.telegram.>",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
