@@ -151,7 +151,8 @@ check_compose() {
   if "${py:-/usr/bin/python3}" - "$tmp/rendered.yml" "$services" <<'PY'; then
 import sys, yaml, os
 conf = yaml.safe_load(open(sys.argv[1]))
-apps = [line.split(":") for line in sys.argv[2].split("\n") if line]
+# name:port:subdomain[:profile]
+apps = [(line.split(":") + [""])[:4] for line in sys.argv[2].split("\n") if line]
 errors = []
 svcs = conf.get("services", {})
 for name in ["postgres", "nats", "nginx"] + [a[0] for a in apps]:
@@ -174,10 +175,13 @@ ports = [str(p.get("published")) if isinstance(p, dict) else str(p) for p in svc
 for p in ("80", "443"):
     if not any(x == p or x.startswith(p + ":") for x in ports):
         errors.append(f"nginx: port {p} not published")
-for name, port, sub in apps:
+for name, port, sub, profile in apps:
     s = svcs.get(name, {})
     env = s.get("environment", {})
     role = name.split("-")[0]
+    want = [profile] if profile else None
+    if s.get("profiles") != want:
+        errors.append(f"{name}: profiles is {s.get('profiles')!r}, expected {want!r} (GATEWAY_SERVICES)")
     if not str(env.get("DATABASE_URL", "")).startswith("postgres://"):
         errors.append(f"{name}: DATABASE_URL missing")
     if env.get("PORT") != port:
@@ -198,7 +202,7 @@ for e in errors:
     print("    " + e)
 sys.exit(1 if errors else 0)
 PY
-    pass "compose structure: restart, log rotation, healthchecks, images, ports, nats config, nginx server blocks"
+    pass "compose structure: restart, log rotation, healthchecks, images, ports, profiles, nats config, nginx server blocks"
   else
     fail "compose structure (see above)"
   fi
@@ -234,6 +238,24 @@ PY
       grep -q 'messenger-api: its environment names VK_ACCESS_TOKEN' "$tmp/leaky.out"
   else
     fail "the container-environment check missed messenger-api with env_file: .env"
+  fi
+  # ... and the Telegram bot's token handed to vk-connector, the bot's own secret elsewhere
+  cp docker-compose.yml "$tmp/marked/docker-compose.yml"
+  "$pyy" - "$tmp/marked/docker-compose.yml" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+with open(path) as f:
+    conf = yaml.safe_load(f)
+conf["services"]["vk-connector"]["environment"]["BOT_TOKEN"] = None
+with open(path, "w") as f:
+    yaml.safe_dump(conf, f)
+PY
+  if (cd "$tmp/marked" && docker-compose config >"$tmp/leaky-tg.yml" 2>/dev/null) &&
+    ! "$pyy" "$envpy" check "$REPO_ROOT" "$tmp/marked/docker-compose.yml" "$tmp/leaky-tg.yml" "$services" >"$tmp/leaky-tg.out"; then
+    expect "  ... and it catches vk-connector given BOT_TOKEN" \
+      grep -q 'vk-connector: its environment names BOT_TOKEN' "$tmp/leaky-tg.out"
+  else
+    fail "the container-environment check missed vk-connector with BOT_TOKEN"
   fi
 
   # every ${VAR} of docker-compose.yml is documented in .env.example
@@ -564,8 +586,50 @@ PY
   expect "messenger: GET /ready from outside: 404 (got $code)" test "$code" = 404
   expect "messenger: none of those reached the service" test "$(hits)" = "$before"
 
+  # tg.<domain>: only Telegram's webhook (POST) and GET /health reach telegram-bot
+  local thost="tg.$NGX_DOMAIN"
+  local tbase="https://$thost:$https_port"
+  local t=(curl -sS -k --max-time 10 --resolve "$thost:$https_port:127.0.0.1")
+  local tg_secret=demo-tg-secret-Zx81_q-3
+  local tg_update='{"update_id":10001,"message":{"message_id":1,"date":1767268800,"chat":{"id":5000001,"type":"private"},"text":"hi"}}'
+  body=$("${t[@]}" -X POST -H 'Content-Type: application/json' -H "X-Telegram-Bot-Api-Secret-Token: $tg_secret" \
+    --data "$tg_update" "$tbase/telegram/webhook")
+  expect "tg: POST /telegram/webhook is proxied with its body" \
+    bash -c '[[ $(jq -r "[.method,.path,.body_len]|join(\" \")" <<<"$1") == "POST /telegram/webhook $2" ]]' _ "$body" "${#tg_update}"
+  expect "  ... with X-Telegram-Bot-Api-Secret-Token" \
+    bash -c '[[ $(jq -r ".headers[\"x-telegram-bot-api-secret-token\"]" <<<"$1") == "$2" ]]' _ "$body" "$tg_secret"
+  expect "  ... with Host: $thost and X-Forwarded-Proto: https" \
+    bash -c '[[ $(jq -r ".headers.host" <<<"$1") == "$2" && $(jq -r ".headers[\"x-forwarded-proto\"]" <<<"$1") == https ]]' _ "$body" "$thost"
+  body=$("${t[@]}" -X POST -H 'Content-Type: application/json' --data '{}' "$tbase/telegram/webhook/demo-tg-path-token")
+  expect "tg: POST /telegram/webhook/<token> (a WEBHOOK_PATH below it) is proxied" \
+    bash -c '[[ $(jq -r "[.method,.path]|join(\" \")" <<<"$1") == "POST /telegram/webhook/demo-tg-path-token" ]]' _ "$body"
+  body=$("${t[@]}" "$tbase/health")
+  expect "tg: GET /health reaches telegram-bot" bash -c '[[ $(jq -r .path <<<"$1") == /health ]]' _ "$body"
+  before=$(hits)
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' "$tbase/telegram/webhook")
+  expect "tg: GET /telegram/webhook: 403, POST only (got $code)" test "$code" = 403
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$tbase/telegram/other")
+  expect "tg: POST /telegram/other: 404 (got $code)" test "$code" = 404
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$tbase/telegram/webhookx")
+  expect "tg: POST /telegram/webhookx: 404 (got $code)" test "$code" = 404
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$tbase/vk/callback/demo-vk-hook")
+  expect "tg: POST /vk/callback/<id> (another service's route): 404 (got $code)" test "$code" = 404
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' "$tbase/")
+  expect "tg: GET / : 404 (got $code)" test "$code" = 404
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' "$tbase/ready")
+  expect "tg: GET /ready from outside: 404 (got $code)" test "$code" = 404
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' "$tbase/metrics")
+  expect "tg: GET /metrics from outside: 403 (got $code)" test "$code" = 403
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' -X POST "$tbase/health")
+  expect "tg: POST /health: 403, GET only (got $code)" test "$code" = 403
+  code=$("${t[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "@$tmp/big.bin" "$tbase/telegram/webhook")
+  expect "tg: a 3 MB body is refused with 413 (got $code)" test "$code" = 413
+  expect "tg: none of those reached the service" test "$(hits)" = "$before"
+
   expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
-  expect "access log redacts the webhook credentials in paths" bash -c '! grep -q -e demo-vk-hook -e demo-cw-hook "$1" && grep -q "/vk/callback/\[redacted\]" "$1"' _ "$tmp/logs/access.log"
+  expect "access log redacts the webhook credentials in paths" bash -c '! grep -q -e demo-vk-hook -e demo-cw-hook -e demo-tg-path-token "$1" && grep -q "/vk/callback/\[redacted\]" "$1" && grep -q "/telegram/webhook/\[redacted\]" "$1"' _ "$tmp/logs/access.log"
+  expect "access log keeps the plain Telegram webhook path" grep -q '"uri":"/telegram/webhook"' "$tmp/logs/access.log"
+  expect "access log carries no X-Telegram-Bot-Api-Secret-Token" bash -c '! grep -qF "$1" "$2"' _ "$tg_secret" "$tmp/logs/access.log"
 
   # --- the error log: what nginx logs when a request fails carries no credential. Stop the
   # upstream, then send what fails through every secret-bearing location: upstream down (502),
@@ -599,12 +663,15 @@ PY
     "amocrm GET /api/auth/amo/callback?code=$oauth_code&state=s1&referer=example.amocrm.ru" \
     "messenger GET /hubs/chat?id=conn1&access_token=$jwt" \
     "messenger POST /hubs/chat/negotiate?negotiateVersion=1&access_token=$jwt" \
-    "messenger GET /api/files/voice-1.ogg?access_token=$jwt"; do
+    "messenger GET /api/files/voice-1.ogg?access_token=$jwt" \
+    "tg POST /telegram/webhook" \
+    "tg POST /telegram/webhook/demo-tg-path-token"; do
     read -r h method path <<<"$line"
     case $h in
       vk) cmd=("${c[@]}") ;;
       amocrm) cmd=("${a[@]}") ;;
       messenger) cmd=("${m[@]}") ;;
+      tg) cmd=("${t[@]}" -H "X-Telegram-Bot-Api-Secret-Token: $tg_secret") ;;
     esac
     code=$(status_of "$method" "https://$h.$NGX_DOMAIN:$https_port$path" "${cmd[@]}")
     expect "upstream down: $method https://$h.…${path%%\?*}: 502 (got $code)" test "$code" = 502
@@ -621,11 +688,11 @@ PY
   expect "error log: the upstream failure of GET /health is logged (the log works)" \
     grep -q 'connect() failed.*request: "GET /health HTTP' "$elog"
   local s leaked=()
-  for s in demo-vk-hook demo-cw-hook "$amo_token" "$oauth_code" "$jwt" access_token; do
+  for s in demo-vk-hook demo-cw-hook "$amo_token" "$oauth_code" "$jwt" access_token demo-tg-path-token "$tg_secret"; do
     grep -qF -- "$s" "$elog" && leaked+=("$s")
   done
   if [[ ${#leaked[@]} -eq 0 ]]; then
-    pass "error log: no webhook id, token, OAuth code or access token (429, 502, 403, 413 above)"
+    pass "error log: no webhook id, token, OAuth code, access token or Telegram secret (429, 502, 403, 413 above)"
   else
     fail "error log carries: ${leaked[*]} — $(grep -F -e "${leaked[0]}" "$elog" | head -n1)"
   fi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the gateway locally against the sandbox (fake VK and Chatwoot) and walks one conversation
-# through it: a VK user writes, the message appears in Chatwoot, an agent answers, the answer is
-# sent to the VK user. Then amoCRM posts a lead webhook (its real form format) to amocrm-sync and
-# the lead appears in Postgres. Needs no accounts and no internet.
+# Runs the gateway locally against the sandbox (fake VK, Chatwoot, amoCRM and Telegram) and walks
+# one conversation through it: a VK user writes, the message appears in Chatwoot, an agent answers,
+# the answer is sent to the VK user. Then amoCRM posts a lead webhook (its real form format) to
+# amocrm-sync and the lead appears in Postgres; a messenger user's message is pushed over the hub;
+# a Telegram customer writes to the bot, gets a topic in the operators' group, and an operator's
+# answer in the topic reaches the customer. Needs no accounts and no internet.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -13,16 +15,22 @@ Usage: scripts/demo.sh [--once] [--skip-build]
        scripts/demo.sh stop | status
 
 Starts, on this machine:
-  sandbox       fake VK API + Chatwoot + amoCRM on 127.0.0.1:9000   (control API: /_sandbox/…)
+  sandbox       fake VK API + Chatwoot + amoCRM + Telegram Bot API on 127.0.0.1:9000
+                (control API: /_sandbox/…)
   vk-connector  on 127.0.0.1:8081, database gateway_demo (dropped and created afresh),
                 NATS subjects and streams prefixed with "demo" (never mixed with the tests')
   amocrm-sync   on 127.0.0.1:8084, same database (schema amocrm) and NATS prefix
   messenger-api on 127.0.0.1:8085, same database (schema messenger) and NATS prefix
+  telegram-bot  on 127.0.0.1:8082, same database (schema telegram) and NATS prefix, long polling
+                the sandbox's Bot API (token 7000000001:AAF-sandbox-test-token, group
+                -1001000000001)
 then plays one conversation through them and prints each step:
   VK user Иван Петров (id 1001) writes -> Chatwoot conversation -> agent reply -> VK messages.send
   amoCRM form webhook leads[add] -> events.amocrm.lead.created -> row in amocrm.leads
   messenger: `messenger-api admin create` and `invite create`, two users register, one logs in,
   the other listens on the hub (@microsoft/signalr, Node) and gets the message pushed
+  Telegram: customer Ivan (5000001) writes to the bot -> getUpdates -> a forum topic in the
+  operators' group with his message -> operator Olga answers in the topic -> the customer's chat
 Both processes keep running afterwards (PIDs, logs and URLs are printed) until
 `scripts/demo.sh stop`; with --once they are stopped at the end.
 
@@ -30,8 +38,8 @@ Options:
   --once        stop both processes when the walk-through is done (exit code tells the result)
   --skip-build  use the binaries already built in target/debug
 Environment:
-  DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_AMOCRM_PORT (8084), DEMO_DIR (target/demo: logs and PID files),
-  NATS_URL (nats://127.0.0.1:4222)
+  DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_AMOCRM_PORT (8084), DEMO_MESSENGER_PORT (8085),
+  DEMO_TELEGRAM_PORT (8082), DEMO_DIR (target/demo: logs and PID files), NATS_URL (nats://127.0.0.1:4222)
 Runs scripts/dev-deps.sh first (Postgres and NATS must run locally).
 EOF
 }
@@ -61,6 +69,8 @@ VK_URL=http://127.0.0.1:$VK_PORT
 AMO_URL=http://127.0.0.1:$AMO_PORT
 MSG_PORT=${DEMO_MESSENGER_PORT:-8085}
 MSG_URL=http://127.0.0.1:$MSG_PORT
+TG_PORT=${DEMO_TELEGRAM_PORT:-8082}
+TG_URL=http://127.0.0.1:$TG_PORT
 DEMO_NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 PG_SERVER=postgres://postgres@127.0.0.1:5432
 DEMO_DB=gateway_demo
@@ -77,7 +87,14 @@ AGENT_TEXT="Здравствуйте, Иван! Заказ №4512 переда�
 AMO_WEBHOOK_TOKEN=demo-amo-hook-5c1e9a7f
 AMO_LEAD_ID=31337
 
-PROCS=(sandbox vk-connector amocrm-sync messenger-api)
+# The sandbox's Telegram: its default bot token, the operators' forum supergroup, a customer
+TG_TOKEN=7000000001:AAF-sandbox-test-token
+TG_GROUP_ID=-1001000000001
+TG_CUSTOMER_ID=5000001
+TG_CUSTOMER_TEXT="Здравствуйте!"
+TG_OPERATOR_TEXT="Добрый день! Чем помочь?"
+
+PROCS=(sandbox vk-connector amocrm-sync messenger-api telegram-bot)
 
 pid_of() {
   local f=$DEMO_DIR/$1.pid pid
@@ -240,34 +257,35 @@ have jq || apt_install jq
 mkdir -p "$DEMO_DIR"
 stop_all
 
-for port in "$SANDBOX_PORT" "$VK_PORT" "$AMO_PORT" "$MSG_PORT"; do
+for port in "$SANDBOX_PORT" "$VK_PORT" "$AMO_PORT" "$MSG_PORT" "$TG_PORT"; do
   if port_busy "$port"; then
-    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT / DEMO_AMOCRM_PORT"
+    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT / DEMO_AMOCRM_PORT / DEMO_MESSENGER_PORT / DEMO_TELEGRAM_PORT"
   fi
 done
 
 cd "$REPO_ROOT"
 if [[ $build -eq 1 ]]; then
-  log "building vk-connector, amocrm-sync and sandbox (cargo build; the first build takes a few minutes)"
-  cargo build --bin vk-connector --bin amocrm-sync --bin sandbox --bin messenger-api
+  log "building vk-connector, amocrm-sync, messenger-api, telegram-bot and sandbox (cargo build; the first build takes a few minutes)"
+  cargo build --bin vk-connector --bin amocrm-sync --bin sandbox --bin messenger-api --bin telegram-bot
 fi
 VK_BIN=$TARGET_DIR/debug/vk-connector
 AMO_BIN=$TARGET_DIR/debug/amocrm-sync
 SANDBOX_BIN=$TARGET_DIR/debug/sandbox
 MSG_BIN=$TARGET_DIR/debug/messenger-api
-[[ -x $VK_BIN && -x $AMO_BIN && -x $SANDBOX_BIN && -x $MSG_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
+TG_BIN=$TARGET_DIR/debug/telegram-bot
+[[ -x $VK_BIN && -x $AMO_BIN && -x $SANDBOX_BIN && -x $MSG_BIN && -x $TG_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
 
 log "database $DEMO_DB: dropped and created afresh"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/postgres" \
   -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" -c "CREATE DATABASE $DEMO_DB" >/dev/null
 # As in production, where deploy/postgres/init.sql creates the schema for the service's role.
 psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/$DEMO_DB" -c 'CREATE SCHEMA IF NOT EXISTS vk' -c 'CREATE SCHEMA IF NOT EXISTS amocrm' \
-  -c 'CREATE SCHEMA IF NOT EXISTS messenger' >/dev/null
+  -c 'CREATE SCHEMA IF NOT EXISTS messenger' -c 'CREATE SCHEMA IF NOT EXISTS telegram' >/dev/null
 
 reset_demo_streams || warn "could not reset the demo's NATS streams; a run right after another may see duplicates"
 
 # ---------------------------------------------------------------- 1. sandbox
-log "starting the sandbox (fake VK + Chatwoot) on $SANDBOX_URL"
+log "starting the sandbox (fake VK + Chatwoot + amoCRM + Telegram) on $SANDBOX_URL"
 (
   # run where no .env of the repository is picked up; survive the terminal closing
   cd "$DEMO_DIR"
@@ -276,6 +294,8 @@ log "starting the sandbox (fake VK + Chatwoot) on $SANDBOX_URL"
     --listen "127.0.0.1:$SANDBOX_PORT" \
     --vk-group-id "$VK_GROUP_ID" \
     --chatwoot-webhook-url "$VK_URL/chatwoot/webhook/$CW_WEBHOOK_ID" \
+    --telegram-bot-token "$TG_TOKEN" \
+    --telegram-group-id="$TG_GROUP_ID" \
     </dev/null >"$DEMO_DIR/sandbox.log" 2>&1
 ) &
 echo $! >"$DEMO_DIR/sandbox.pid"
@@ -357,6 +377,30 @@ log "starting messenger-api on $MSG_URL"
 echo $! >"$DEMO_DIR/messenger-api.pid"
 poll 90 "messenger-api /ready" messenger-api curl -fsS --max-time 3 -o /dev/null "$MSG_URL/ready"
 info "ready: $(curl -sS --max-time 3 "$MSG_URL/ready")"
+
+log "starting telegram-bot on $TG_URL (long polling $SANDBOX_URL/telegram)"
+(
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env -u OTEL_EXPORTER_OTLP_ENDPOINT -u BOT_EMOJI_ID -u BOT_DEV_ID -u WEBHOOK_URL -u WEBHOOK_PATH \
+    -u WEBHOOK_SECRET \
+    HOST=127.0.0.1 \
+    PORT="$TG_PORT" \
+    DATABASE_URL="$PG_SERVER/$DEMO_DB" \
+    NATS_URL="$DEMO_NATS_URL" \
+    NATS_SUBJECT_PREFIX=demo \
+    LOG_FORMAT=pretty \
+    LOG_LEVEL="${LOG_LEVEL:-info}" \
+    BOT_TOKEN="$TG_TOKEN" \
+    BOT_GROUP_ID="$TG_GROUP_ID" \
+    TELEGRAM_API_URL="$SANDBOX_URL/telegram" \
+    WEBHOOK_ENABLED=false \
+    TELEGRAM_POLL_TIMEOUT_SECS=5 \
+    "$TG_BIN" serve </dev/null >"$DEMO_DIR/telegram-bot.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/telegram-bot.pid"
+poll 90 "telegram-bot /ready" telegram-bot curl -fsS --max-time 3 -o /dev/null "$TG_URL/ready"
+info "ready: $(curl -sS --max-time 3 "$TG_URL/ready")"
 
 # ---------------------------------------------------------------- 3. the conversation
 log "1/5  VK: user Иван Петров (id $USER_ID) exists in the fake VK"
@@ -503,8 +547,59 @@ pushed=$(grep '"ReceiveMessage"' "$DEMO_DIR/hub-client.out")
 info "  Борис got: $(jq -c '.args[0] | {id, senderName, text}' <<<"$pushed")"
 [[ $(jq -r '.args[0].text' <<<"$pushed") == "$MSG_TEXT" ]] || die "the pushed message is not the one sent"
 
+# ---------------------------------------------------------------- 6. the Telegram support bot
+sandbox_post() { # PATH JSON
+  curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' --data "$2" "$SANDBOX_URL$1"
+}
+# JSON list of a sandbox answer: a bare array, or {"topics"|"messages"|"result"|"items": […]}
+JQ_TG_ITEMS='def items: if type == "array" then .
+  elif type == "object" then (.topics // .messages // .result // .items // [])
+  else [] end;'
+tg_topics() { sandbox_get /_sandbox/telegram/topics 2>/dev/null | jq -ec "$JQ_TG_ITEMS [items[] | select(.deleted != true)]"; }
+# tg_message CHAT TEXT [THREAD] — the first message of the fake chat CHAT with TEXT (in THREAD)
+tg_message() {
+  sandbox_get "/_sandbox/telegram/chats/$1/messages" 2>/dev/null |
+    jq -ec --arg t "$2" --arg thread "${3:-}" "$JQ_TG_ITEMS"' [items[]
+      | select(((.text // .caption // "") | contains($t))
+               and ($thread == "" or ((.message_thread_id // "") | tostring) == $thread))] | first // empty'
+}
+
+log "telegram 1/4  customer Ivan ($TG_CUSTOMER_ID) writes to the bot (a private-chat update in the fake Bot API)"
+info "  \"$TG_CUSTOMER_TEXT\""
+answer=$(sandbox_post /_sandbox/telegram/updates "$(jq -nc --argjson u "$TG_CUSTOMER_ID" --arg t "$TG_CUSTOMER_TEXT" '
+  {message: {chat: {id: $u, type: "private", first_name: "Ivan"},
+             from: {id: $u, is_bot: false, first_name: "Ivan", language_code: "ru"},
+             text: $t}}')") || die "the sandbox refused the update"
+info "  queued for getUpdates: $(jq -c 'if type == "object" and .update_id then {update_id} else . end' <<<"$answer" 2>/dev/null || echo "$answer")"
+
+log "telegram 2/4  gateway -> Telegram: createForumTopic in the operators' group $TG_GROUP_ID"
+topics=""
+find_topic() { topics=$(tg_topics) && [[ $(jq length <<<"$topics") -ge 1 ]]; }
+poll 30 "a forum topic in the operators' group" telegram-bot find_topic
+[[ $(jq length <<<"$topics") -eq 1 ]] || die "one customer should get one topic, the sandbox has: $topics"
+thread=$(jq -r '.[0] | .message_thread_id // .thread_id // .id' <<<"$topics")
+[[ $thread =~ ^[0-9]+$ ]] || die "the topic has no message_thread_id: $topics"
+info "  topic $thread: \"$(jq -r '.[0] | .name // .title // "?"' <<<"$topics")\"$(jq -r '.[0] | if .icon_custom_emoji_id then ", icon \(.icon_custom_emoji_id)" else "" end' <<<"$topics")"
+
+log "telegram 3/4  gateway -> Telegram: the customer's message in the topic"
+tgmsg=""
+find_tg_in_topic() { tgmsg=$(tg_message "$TG_GROUP_ID" "$TG_CUSTOMER_TEXT" "$thread") && [[ -n $tgmsg ]]; }
+poll 30 "the customer's message in topic $thread" telegram-bot find_tg_in_topic
+info "  chat $TG_GROUP_ID, topic $thread, message $(jq -r '.message_id // "?"' <<<"$tgmsg"): \"$(jq -r '.text // .caption' <<<"$tgmsg")\""
+
+log "telegram 4/4  operator Olga answers in the topic; gateway -> Telegram: the answer in the customer's chat"
+info "  \"$TG_OPERATOR_TEXT\""
+sandbox_post /_sandbox/telegram/updates "$(jq -nc --argjson g "$TG_GROUP_ID" --argjson th "$thread" --arg t "$TG_OPERATOR_TEXT" '
+  {message: {chat: {id: $g, type: "supergroup", title: "Support", is_forum: true},
+             from: {id: 6000001, is_bot: false, first_name: "Olga"},
+             message_thread_id: $th, is_topic_message: true, text: $t}}')" >/dev/null ||
+  die "the sandbox refused the update"
+find_tg_answer() { tgmsg=$(tg_message "$TG_CUSTOMER_ID" "$TG_OPERATOR_TEXT") && [[ -n $tgmsg ]]; }
+poll 30 "the operator's answer in the customer's chat $TG_CUSTOMER_ID" telegram-bot find_tg_answer
+info "  chat $TG_CUSTOMER_ID, message $(jq -r '.message_id // "?"' <<<"$tgmsg"): \"$(jq -r '.text // .caption' <<<"$tgmsg")\""
+
 finished=1
-log "the walk-through passed: VK -> Chatwoot -> VK, amoCRM -> Postgres, messenger login -> hub push"
+log "the walk-through passed: VK -> Chatwoot -> VK, amoCRM -> Postgres, messenger login -> hub push, Telegram customer -> topic -> customer"
 if [[ $once -eq 1 ]]; then
   exit 0
 fi
@@ -515,6 +610,7 @@ The gateway keeps running:
   vk-connector  pid $(pid_of vk-connector)  $VK_URL          log $DEMO_DIR/vk-connector.log
   amocrm-sync   pid $(pid_of amocrm-sync)  $AMO_URL          log $DEMO_DIR/amocrm-sync.log
   messenger-api pid $(pid_of messenger-api)  $MSG_URL          log $DEMO_DIR/messenger-api.log
+  telegram-bot  pid $(pid_of telegram-bot)  $TG_URL          log $DEMO_DIR/telegram-bot.log
   sandbox       pid $(pid_of sandbox)  $SANDBOX_URL   log $DEMO_DIR/sandbox.log
 Try:
   curl -s $VK_URL/health
@@ -524,6 +620,9 @@ Try:
   curl -s $AMO_URL/api/webhooks/amo/health
   $MSG_URL/swagger (Swagger UI of the messenger API; Алиса: +79990000002 / demo-password-1)
   psql $PG_SERVER/$DEMO_DB -c 'TABLE amocrm.leads'
+  curl -s $SANDBOX_URL/_sandbox/telegram/topics | jq
+  curl -s $SANDBOX_URL/_sandbox/telegram/chats/$TG_CUSTOMER_ID/messages | jq
+  psql $PG_SERVER/$DEMO_DB -c 'TABLE telegram.topics'
   scripts/verify.sh --local
 Stop with:
   scripts/demo.sh stop

@@ -16,7 +16,7 @@ Options:
   --no-follow       print and exit instead of following
   --pretty          render the services' JSON log lines as "time level message fields" (needs jq)
 
-Services: vk-connector, postgres, nats, nginx
+Services: vk-connector, telegram-bot, messenger-api, amocrm-sync, postgres, nats, nginx
 EOF
 }
 

@@ -21,7 +21,9 @@ Options:
   --no-build         do not build; the image <repo>/<service>:<TAG> must exist
   --timeout SECONDS  how long to wait for /ready (default 120)
 
-Services: vk-connector (more to come; see GATEWAY_SERVICES in scripts/lib/common.sh)
+Services: vk-connector, telegram-bot, messenger-api, amocrm-sync (GATEWAY_SERVICES in
+scripts/lib/common.sh). telegram-bot belongs to the compose profile `telegram`: put
+COMPOSE_PROFILES=telegram into .env so that `docker compose up -d` keeps it running too.
 See also: scripts/rollback.sh, scripts/logs.sh, scripts/verify.sh, docs/operations.md
 EOF
 }
@@ -64,6 +66,10 @@ var=$(tag_var "$svc")
 prev=$(current_tag "$svc")
 history=$(tag_history_file "$svc")
 mkdir -p "$(dirname "$history")"
+
+if ! service_enabled "$svc"; then
+  warn "$svc belongs to the compose profile '$(service_field "$svc" profile)', which COMPOSE_PROFILES in .env does not enable: it is deployed now, but 'docker compose up -d' and 'down' leave it out"
+fi
 
 log "rollout $svc: $prev -> $tag"
 if [[ $build -eq 1 ]]; then

@@ -40,7 +40,7 @@ have openssl || apt_install openssl
 [[ $dir == /* ]] || dir=$REPO_ROOT/${dir#./}
 
 for entry in "${GATEWAY_SERVICES[@]}"; do
-  IFS=: read -r _ _ sub <<<"$entry"
+  IFS=: read -r _ _ sub _ <<<"$entry"
   name="$sub.$domain"
   out="$dir/live/$name"
   if [[ -s $out/fullchain.pem && -s $out/privkey.pem && $force -eq 0 ]]; then

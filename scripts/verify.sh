@@ -17,7 +17,10 @@ Default (docker compose deployment):
 --local: the services run as plain processes (scripts/demo.sh): GET http://HOST:<port>/health
   and /ready (HOST default 127.0.0.1); no nginx, postgres or nats checks.
 
-Services default to all known: vk-connector. Exits non-zero when anything is down.
+Services default to all known (GATEWAY_SERVICES in scripts/lib/common.sh): vk-connector,
+telegram-bot, messenger-api, amocrm-sync. In the compose mode a service of a profile that
+COMPOSE_PROFILES does not enable (telegram-bot: `telegram`) is skipped unless named.
+Exits non-zero when anything is down.
 EOF
 }
 
@@ -38,7 +41,11 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ ${#services[@]} -gt 0 ]] || mapfile -t services < <(service_names)
+named=1
+if [[ ${#services[@]} -eq 0 ]]; then
+  named=0
+  mapfile -t services < <(service_names)
+fi
 have curl || die "curl not found"
 
 ok=0
@@ -77,6 +84,10 @@ else
   for svc in "${services[@]}"; do
     port=$(service_field "$svc" port)
     sub=$(service_field "$svc" subdomain)
+    if [[ $named -eq 0 ]] && ! service_enabled "$svc"; then
+      printf '  %-5s %-40s %s\n' "skip" "$svc" "profile $(service_field "$svc" profile) is not in COMPOSE_PROFILES"
+      continue
+    fi
     for path in /health /ready; do
       # The binary's own healthcheck (the image has no curl): prints the body on 200, else
       # the status and body, and exits 1.

@@ -7,11 +7,13 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export REPO_ROOT
 
-# The application services that compose runs, as name:port:subdomain.
+# The application services that compose runs, as name:port:subdomain[:profile].
 # Adding a service to the gateway = one line here, one server block in nginx/conf.d/,
-# one service in docker-compose.yml.
+# one service in docker-compose.yml. A service with a profile (its `profiles:` in
+# docker-compose.yml) starts only when COMPOSE_PROFILES names it.
 GATEWAY_SERVICES=(
   "vk-connector:8081:vk"
+  "telegram-bot:8082:tg:telegram"
   "messenger-api:8085:messenger"
   "amocrm-sync:8084:amocrm"
 )
@@ -67,15 +69,16 @@ wait_until() {
   done
 }
 
-# service_field NAME FIELD — FIELD is port or subdomain.
+# service_field NAME FIELD — FIELD is port, subdomain or profile (empty: always started).
 service_field() {
-  local entry name port sub
+  local entry name port sub profile
   for entry in "${GATEWAY_SERVICES[@]}"; do
-    IFS=: read -r name port sub <<<"$entry"
+    IFS=: read -r name port sub profile <<<"$entry"
     if [[ $name == "$1" ]]; then
       case $2 in
         port) echo "$port" ;;
         subdomain) echo "$sub" ;;
+        profile) echo "$profile" ;;
       esac
       return 0
     fi
@@ -98,12 +101,40 @@ tag_var() {
   echo "${up//-/_}_TAG"
 }
 
-# docker compose v2 plugin when present, else the v1 docker-compose binary.
+# The profiles COMPOSE_PROFILES enables (environment, else .env), one per line.
+enabled_profiles() {
+  local profile_list=() p
+  IFS=, read -r -a profile_list <<<"$(env_get COMPOSE_PROFILES)"
+  for p in "${profile_list[@]}"; do
+    p=${p// /}
+    [[ -z $p ]] || echo "$p"
+  done
+}
+
+# service_enabled NAME — NAME has no profile, or COMPOSE_PROFILES enables its profile.
+service_enabled() {
+  local profile
+  profile=$(service_field "$1" profile) || return 1
+  [[ -z $profile ]] || enabled_profiles | grep -qxF -- "$profile"
+}
+
+# docker compose v2 plugin when present, else the v1 docker-compose binary. A gateway service
+# named in the arguments brings its profile along (`--profile telegram` for telegram-bot), so
+# that `exec`, `logs`, `ps` and `up --no-deps` reach it whatever COMPOSE_PROFILES says; the
+# profiles of .env apply as well.
 compose() {
+  local arg profile flags=() p
+  for arg in "$@"; do
+    profile=$(service_field "$arg" profile 2>/dev/null) || continue
+    [[ -n $profile ]] && flags+=(--profile "$profile")
+  done
+  if [[ ${#flags[@]} -gt 0 ]]; then
+    while read -r p; do flags+=(--profile "$p"); done < <(enabled_profiles)
+  fi
   if docker compose version >/dev/null 2>&1; then
-    docker compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "$@"
+    docker compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "${flags[@]}" "$@"
   elif have docker-compose; then
-    docker-compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "$@"
+    docker-compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "${flags[@]}" "$@"
   else
     die "neither 'docker compose' nor 'docker-compose' is installed"
   fi

@@ -7,7 +7,7 @@
     compose_env.py check REPO COMPOSE RENDERED SERVICES
         COMPOSE is the docker-compose.yml, RENDERED its `docker-compose config` with that .env.
         Prints one line per problem, exits 1 when there is any.
-SERVICES: the GATEWAY_SERVICES lines of scripts/lib/common.sh (name:port:subdomain).
+SERVICES: the GATEWAY_SERVICES lines of scripts/lib/common.sh (name:port:subdomain[:profile]).
 
 The variables a service reads are the `env = "…"` of its clap attributes (services/<name>/src,
 without src/bin) and of crates/service-kit/src/config.rs (RuntimeArgs), plus
