@@ -20,7 +20,17 @@
 //! | `GET /_sandbox/telegram/webhooks` | webhook delivery attempts ([`TelegramWebhookDelivery`](crate::TelegramWebhookDelivery)[]) |
 //! | `POST /_sandbox/telegram/updates/bulk` `[{"message":{…}},…]` (at most 64 MiB) | queues each in order as `POST /_sandbox/telegram/updates` does (for benchmarks); answers `{"pushed":N,"first_update_id":…,"last_update_id":…}`; nothing is queued when one of them is not an update object |
 //! | `GET /_sandbox/telegram/stats` | counts, without listing anything (for benchmarks): `{"topics":N,"bot_messages":N,"group_messages":N,"chats":N,"users":N}` — live forum topics, the bot's non-service messages in the group, all messages stored in the group, chats and users known (the update queue's length is `pending_update_count` of the fake's `getWebhookInfo`) |
-//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm"\|"telegram","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
+//! | `GET /_sandbox/okdesk/companies` | companies as `GET /companies/list` renders them |
+//! | `POST /_sandbox/okdesk/companies` `{"name":"Ромашка","inn":"7707083893"}` | add a company with that INN attribute; answers `{"id":…}` |
+//! | `GET /_sandbox/okdesk/contacts` | contacts as the API renders them |
+//! | `GET /_sandbox/okdesk/issues` | issues as `GET /issues/{id}` renders them |
+//! | `GET /_sandbox/okdesk/issues/{id}/comments` | its comments, oldest first |
+//! | `POST /_sandbox/okdesk/issues/{id}/comments` `{"text":"…","public":true}` | an engineer's comment in the UI (`public` defaults to true), fires `new_comment`; answers `{"id":…}` |
+//! | `POST /_sandbox/okdesk/issues/{id}/status` `{"code":"in_progress"}` | an engineer changes the status in the UI, fires `new_ticket_status`; answers the issue |
+//! | `POST /_sandbox/okdesk/webhook` `{"url":"http://…"\|null}` | where Okdesk posts webhooks |
+//! | `GET /_sandbox/okdesk/webhooks` | webhook delivery attempts ([`OkdeskWebhookDelivery`](crate::OkdeskWebhookDelivery)[]) |
+//! | `POST /_sandbox/okdesk/deny_company_search` `{"deny":true}` | the API key acts as a contact person's key: companies methods answer 403 |
+//! | `POST /_sandbox/fail` `{"target":"vk"\|"chatwoot"\|"amocrm"\|"telegram"\|"okdesk","count":N,"failure":{"status":503}\|{"too_many_requests":5}\|"timeout"\|{"vk_error":6}}` | inject failures |
 //! | `GET /_sandbox/requests` | every request to any fake ([`RecordedRequest`](crate::RecordedRequest)[]) |
 
 use std::sync::Arc;
@@ -56,6 +66,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/telegram/blocked", post(telegram_block))
         .route("/telegram/webhooks", get(telegram_webhooks))
         .merge(telegram_bench_routes())
+        .merge(crate::okdesk::control_router())
         .route("/fail", post(fail))
         .route("/requests", get(requests))
 }

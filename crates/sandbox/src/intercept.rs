@@ -120,7 +120,9 @@ async fn fail(
                 crate::vk::error(code, crate::vk::error_message(code), &method, &params)
                     .into_response()
             }
-            Target::Chatwoot | Target::Amocrm => proxy_page(StatusCode::INTERNAL_SERVER_ERROR),
+            Target::Chatwoot | Target::Amocrm | Target::Okdesk => {
+                proxy_page(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Target::Telegram => crate::telegram::injected_status(500)
                 .unwrap_or_else(|| proxy_page(StatusCode::INTERNAL_SERVER_ERROR)),
         },

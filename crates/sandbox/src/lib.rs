@@ -7,6 +7,8 @@
 //!   contact inboxes, conversations, messages, and the `message_created` webhook it fires;
 //! * [`amocrm`] — amoCRM (`{url}/amocrm/...`): OAuth 2.0 token endpoint with refresh-token
 //!   rotation, API v4 leads, contacts and account;
+//! * [`okdesk`] — the Okdesk API v1 (`{url}/okdesk/api/v1/...`): companies by INN, contacts,
+//!   issues, comments (with files), statuses, and the webhooks it fires;
 //! * [`telegram`] — the Telegram Bot API (`{url}/telegram/bot{token}/{method}`): `getUpdates`
 //!   long polling and webhooks, messages, copies, edits, forum topics, chats and members, with
 //!   Telegram's envelope and error texts;
@@ -23,6 +25,7 @@ pub mod amocrm;
 pub mod chatwoot;
 pub mod control;
 mod intercept;
+pub mod okdesk;
 pub mod telegram;
 pub mod vk;
 mod webhook;
@@ -39,11 +42,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use okdesk::{OkdeskAttachment, OkdeskWebhookDelivery};
 pub use telegram::{PushedUpdate, TelegramTopic, TelegramWebhookDelivery, TgUser};
 pub use webhook::WebhookDelivery;
 
 /// Credentials and ids the fakes accept. `Default`: `"vk-test-token"`, `"cw-test-token"`, account 1,
-/// inbox 1, Telegram token [`telegram::DEFAULT_BOT_TOKEN`] and group [`telegram::DEFAULT_GROUP_ID`].
+/// inbox 1, Telegram token [`telegram::DEFAULT_BOT_TOKEN`] and group [`telegram::DEFAULT_GROUP_ID`],
+/// Okdesk token `"okdesk-test-token"` with the INN attribute code `"inn"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxOptions {
     /// The only `access_token` the VK fake accepts (a community token).
@@ -60,6 +65,10 @@ pub struct SandboxOptions {
     /// The chat id of the support group, a forum supergroup titled
     /// [`telegram::GROUP_TITLE`] where the bot is an administrator.
     pub telegram_group_id: i64,
+    /// The only `api_token` the Okdesk fake accepts (`OKDESK_API_TOKEN`).
+    pub okdesk_api_token: String,
+    /// The code of the companies' INN attribute (`OKDESK_INN_PARAMETER_CODE`).
+    pub okdesk_inn_parameter_code: String,
 }
 
 impl Default for SandboxOptions {
@@ -71,6 +80,8 @@ impl Default for SandboxOptions {
             chatwoot_inbox_id: 1,
             telegram_bot_token: telegram::DEFAULT_BOT_TOKEN.into(),
             telegram_group_id: telegram::DEFAULT_GROUP_ID,
+            okdesk_api_token: "okdesk-test-token".into(),
+            okdesk_inn_parameter_code: "inn".into(),
         }
     }
 }
@@ -87,6 +98,8 @@ pub enum Target {
     Amocrm,
     /// The Telegram Bot API fake (`telegram`).
     Telegram,
+    /// The Okdesk API fake (`okdesk`).
+    Okdesk,
 }
 
 /// What the next request(s) to a fake should suffer instead of being served.
@@ -106,7 +119,7 @@ pub enum Failure {
     Timeout,
     /// VK: HTTP 200 with VK's error envelope for this code and its real message. On the Bots Long
     /// Poll server, codes 1, 2 and 3 answer `{"failed":code}` instead (see [`vk::long_poll`]),
-    /// other codes HTTP 500. Chatwoot, amoCRM and Telegram have no such thing; there it is
+    /// other codes HTTP 500. Chatwoot, amoCRM, Telegram and Okdesk have no such thing; there it is
     /// answered with HTTP 500.
     VkError(i64),
 }
@@ -151,6 +164,7 @@ pub(crate) struct State {
     pub(crate) cw: chatwoot::model::Store,
     pub(crate) amocrm: amocrm::AmoState,
     pub(crate) telegram: telegram::TelegramState,
+    pub(crate) okdesk: okdesk::OkdeskState,
     pub(crate) failures: HashMap<Target, VecDeque<Failure>>,
     pub(crate) requests: Vec<RecordedRequest>,
     pub(crate) webhook_url: Option<String>,
@@ -172,6 +186,8 @@ pub(crate) struct Shared {
     /// Bumped after every change of the Telegram update queue or webhook; held `getUpdates`
     /// polls and the Telegram webhook sender listen to it.
     pub(crate) telegram_wake: watch::Sender<u64>,
+    /// Bumped after an Okdesk webhook was queued; the Okdesk webhook sender listens to it.
+    pub(crate) okdesk_wake: watch::Sender<u64>,
     /// Client for outgoing webhooks (5 s timeout, like Chatwoot's `Webhooks::Trigger`).
     pub(crate) http: reqwest::Client,
     /// Cancelled when the [`Sandbox`] is dropped; ends hanging requests and webhook tasks.
@@ -242,11 +258,13 @@ impl Sandbox {
             changes: watch::channel(0).0,
             long_poll_wake: watch::channel(0).0,
             telegram_wake: watch::channel(0).0,
+            okdesk_wake: watch::channel(0).0,
             http,
             shutdown: CancellationToken::new(),
         });
         let app = router(shared.clone());
         telegram::spawn_webhook_sender(shared.clone());
+        okdesk::spawn_webhook_sender(shared.clone());
         let shutdown = shared.shutdown.clone();
         let server = tokio::spawn(async move {
             let serve =
@@ -459,6 +477,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .nest(
             "/telegram",
             intercept::wrap(telegram::router(), shared.clone(), Target::Telegram),
+        )
+        .nest(
+            "/okdesk",
+            intercept::wrap(okdesk::router(), shared.clone(), Target::Okdesk),
         )
         .nest("/_sandbox", control::router())
         .with_state(shared)

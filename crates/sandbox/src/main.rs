@@ -1,4 +1,4 @@
-//! `sandbox` — serves the VK, Chatwoot, amoCRM and Telegram fakes for the local demo until
+//! `sandbox` — serves the VK, Chatwoot, amoCRM, Telegram and Okdesk fakes for the local demo until
 //! Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
@@ -6,12 +6,14 @@ use std::net::SocketAddr;
 use clap::Parser;
 use sandbox::{Sandbox, SandboxOptions};
 
-/// Fake VK API, Chatwoot Application API, amoCRM and Telegram Bot API for local demos and tests.
+/// Fake VK API, Chatwoot Application API, amoCRM, Telegram Bot API and Okdesk API for local demos
+/// and tests.
 ///
 /// Point the services at it: VK_API_URL={url}/vk/method, CHATWOOT_BASE_URL={url}/chatwoot,
 /// AMOCRM_BASE_URL={url}/amocrm (with AMOCRM_DOMAIN=sandbox.amocrm.ru and the client id/secret of
 /// `sandbox::amocrm`), TELEGRAM_API_URL={url}/telegram (with BOT_TOKEN = --telegram-bot-token and
-/// BOT_GROUP_ID = --telegram-group-id).
+/// BOT_GROUP_ID = --telegram-group-id), OKDESK_API_URL={url}/okdesk/api/v1 (with OKDESK_API_TOKEN =
+/// --okdesk-api-token and OKDESK_INN_PARAMETER_CODE = --okdesk-inn-parameter-code).
 /// The control API is under {url}/_sandbox/ (see the crate docs). Request logs go to stderr;
 /// RUST_LOG sets the level (default info).
 #[derive(Parser)]
@@ -70,6 +72,21 @@ struct Args {
         allow_negative_numbers = true
     )]
     telegram_group_id: i64,
+    /// The api_token the Okdesk fake accepts (the bridge's OKDESK_API_TOKEN).
+    #[arg(
+        long,
+        env = "SANDBOX_OKDESK_API_TOKEN",
+        default_value = "okdesk-test-token",
+        hide_env_values = true
+    )]
+    okdesk_api_token: String,
+    /// The code of the companies' INN attribute (the bridge's OKDESK_INN_PARAMETER_CODE).
+    #[arg(long, env = "SANDBOX_OKDESK_INN_PARAMETER_CODE", default_value = "inn")]
+    okdesk_inn_parameter_code: String,
+    /// Where the Okdesk fake POSTs webhooks (the bridge's /okdesk/webhook/{OKDESK_WEBHOOK_TOKEN}).
+    /// Unset: no webhooks.
+    #[arg(long, env = "SANDBOX_OKDESK_WEBHOOK_URL", hide_env_values = true)]
+    okdesk_webhook_url: Option<String>,
 }
 
 #[tokio::main]
@@ -91,14 +108,18 @@ async fn main() -> anyhow::Result<()> {
         chatwoot_inbox_id: args.chatwoot_inbox_id,
         telegram_bot_token: args.telegram_bot_token,
         telegram_group_id: args.telegram_group_id,
+        okdesk_api_token: args.okdesk_api_token,
+        okdesk_inn_parameter_code: args.okdesk_inn_parameter_code,
     };
     let sandbox = Sandbox::start_on(args.listen, opts).await?;
     sandbox.set_vk_group(args.vk_group_id, sandbox::vk::DEFAULT_GROUP.1);
     sandbox.set_chatwoot_webhook(args.chatwoot_webhook_url, args.chatwoot_webhook_secret);
+    sandbox.okdesk_set_webhook(args.okdesk_webhook_url);
     tracing::info!(
         vk_api_url = %sandbox.vk_api_url(),
         chatwoot_url = %sandbox.chatwoot_url(),
         telegram_api_url = %sandbox.telegram_api_url(),
+        okdesk_api_url = %sandbox.okdesk_api_url(),
         control = %format!("{}/_sandbox", sandbox.url()),
         "sandbox ready"
     );

@@ -1,0 +1,153 @@
+//! `POST /okdesk/webhook/{OKDESK_WEBHOOK_TOKEN}`: Okdesk's webhooks
+//! (<https://help.okdesk.ru/knowledge_base/articles/vebhuki-148>, shapes in docs/okdesk-api.md).
+//!
+//! - Okdesk signs nothing: the token in the path is the credential (constant-time compare; a
+//!   wrong one is 404). When `OKDESK_WEBHOOK_SECRET` is set, the delivery must also carry it
+//!   (header `X-Okdesk-Secret`, or query `secret`), else 401.
+//! - `new_ticket` → `events.okdesk.issue.created`; `new_ticket_status` →
+//!   `events.okdesk.issue.status_changed`; `new_comment` → `events.okdesk.comment.created`
+//!   when public. Every one goes through [`crate::announce`], so the same delivery twice (or
+//!   the poll having seen it first) is one event.
+//! - Other event types: 200, logged. A body that is not an Okdesk webhook: 400 saying why.
+//! - Answered 200 only after JetStream stored the event; 503 when NATS is down (Okdesk
+//!   retries), 500 when the database is.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use domain::{Issue, IssueStatus};
+use okdesk_api::webhook::{StatusRef, WebhookIssue};
+use okdesk_api::{EventKind, WebhookPayload};
+use service_kit::secure_eq;
+
+use crate::AppState;
+use crate::announce::{self, AnnounceError, SeenComment};
+use crate::error::ApiError;
+
+/// The header an optional shared secret is read from.
+pub const SECRET_HEADER: &str = "x-okdesk-secret";
+
+/// Handles one webhook delivery.
+pub async fn handle(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    if !secure_eq(
+        token.as_bytes(),
+        state.settings.webhook_token.expose().as_bytes(),
+    ) {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(secret) = &state.settings.webhook_secret {
+        let given = headers
+            .get(SECRET_HEADER)
+            .map(|v| v.as_bytes().to_vec())
+            .or_else(|| query.get("secret").map(|s| s.as_bytes().to_vec()))
+            .unwrap_or_default();
+        if !secure_eq(&given, secret.expose().as_bytes()) {
+            metrics::counter!("okdesk_webhooks_total", "outcome" => "bad_secret").increment(1);
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    let p = WebhookPayload::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let kind = p.kind();
+    let outcome = process(&state, &p).await.map_err(|e| match e {
+        AnnounceError::Bus(e) => ApiError::BusDown(e),
+        AnnounceError::Store(e) => ApiError::Unexpected(anyhow::Error::new(e)),
+    })?;
+    tracing::info!(event_type = %p.event_type, issue_id = p.issue_id(), outcome, "Okdesk webhook");
+    metrics::counter!("okdesk_webhooks_total", "event" => format!("{kind:?}"), "outcome" => outcome)
+        .increment(1);
+    Ok(StatusCode::OK)
+}
+
+fn status_of(s: &StatusRef) -> IssueStatus {
+    IssueStatus {
+        code: s.code.clone(),
+        name: s
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| s.code.clone()),
+    }
+}
+
+fn issue_of(state: &AppState, w: &WebhookIssue, status: Option<&StatusRef>) -> Issue {
+    Issue {
+        id: w.id,
+        title: w.title.clone().unwrap_or_default(),
+        status: status
+            .or(w.status.as_ref())
+            .map(status_of)
+            .unwrap_or_else(|| IssueStatus {
+                code: "opened".into(),
+                name: "opened".into(),
+            }),
+        url: state.okdesk.issue_url(w.id),
+        contact_id: w.contact_id,
+        company_id: w.company_id,
+        created_at: w.created_at.as_deref().and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        }),
+    }
+}
+
+/// What became of the delivery, for the log.
+async fn process(state: &AppState, p: &WebhookPayload) -> Result<&'static str, AnnounceError> {
+    let Some(w) = &p.issue else {
+        return Ok("no issue");
+    };
+    match p.kind() {
+        EventKind::NewTicket => {
+            announce::created(state, issue_of(state, w, None), None).await?;
+            Ok("issue created")
+        }
+        EventKind::NewTicketStatus => {
+            let Some(new) = p.new_status.as_ref() else {
+                return Ok("no new_status");
+            };
+            let issue = issue_of(state, w, Some(new));
+            let changed =
+                announce::status(state, &issue, p.old_status.as_ref().map(status_of), false)
+                    .await?;
+            Ok(if changed {
+                "status announced"
+            } else {
+                "status known"
+            })
+        }
+        EventKind::NewComment => {
+            let Some(c) = &p.comment else {
+                return Ok("no comment");
+            };
+            let Some(id) = c.id else {
+                return Ok("comment without id");
+            };
+            let seen = SeenComment {
+                id,
+                html: c.content.clone(),
+                public: c.is_public,
+                author: p
+                    .author
+                    .as_ref()
+                    .map(|a| a.display_name())
+                    .filter(|n| !n.is_empty()),
+                by_contact: p.author.as_ref().is_some_and(|a| a.is_contact()),
+            };
+            let issue = issue_of(state, w, None);
+            Ok(if announce::comment(state, &issue, &seen).await? {
+                "comment announced"
+            } else if c.is_public {
+                "comment known"
+            } else {
+                "private comment"
+            })
+        }
+        EventKind::Other => Ok("event type not relayed"),
+    }
+}

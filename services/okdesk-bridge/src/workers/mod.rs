@@ -1,0 +1,3 @@
+//! Long-running loops of okdesk-bridge: the [`poll`] for changes no webhook reported.
+
+pub mod poll;

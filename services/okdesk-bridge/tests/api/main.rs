@@ -1,0 +1,8 @@
+//! Integration tests of okdesk-bridge: the real service on port 0 with a fresh database,
+//! unique NATS streams and the sandbox's Okdesk fake.
+
+mod helpers;
+
+mod commands;
+mod rpc;
+mod webhook;
