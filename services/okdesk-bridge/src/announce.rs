@@ -77,6 +77,16 @@ async fn publish(
     Ok(!published.duplicate)
 }
 
+/// An issue to watch from now on: its current status is the baseline, nothing is announced.
+pub async fn watch(state: &AppState, issue: &Issue) -> Result<(), AnnounceError> {
+    let (tx, _, _) = state
+        .store
+        .lock_issue(issue.id, issue.contact_id, &issue.status.code)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A new issue: recorded as watched (its status is the baseline) and announced once with key
 /// `okdesk:issue:<id>:created`.
 pub async fn created(
@@ -84,11 +94,7 @@ pub async fn created(
     issue: Issue,
     requester: Option<Requester>,
 ) -> Result<(), AnnounceError> {
-    let (tx, _, _) = state
-        .store
-        .lock_issue(issue.id, issue.contact_id, &issue.status.code)
-        .await?;
-    tx.commit().await?;
+    watch(state, &issue).await?;
     let key = IdempotencyKey::from_parts(&["okdesk", "issue", &issue.id.to_string(), "created"]);
     let id = issue.id;
     let fresh = publish(

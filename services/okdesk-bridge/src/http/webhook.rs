@@ -4,7 +4,7 @@
 //! - Okdesk signs nothing: the token in the path is the credential (constant-time compare; a
 //!   wrong one is 404). When `OKDESK_WEBHOOK_SECRET` is set, the delivery must also carry it
 //!   (header `X-Okdesk-Secret`, or query `secret`), else 401.
-//! - `new_ticket` → `events.okdesk.issue.created`; `new_ticket_status` →
+//! - `new_ticket` → the issue is watched (its status is the baseline); `new_ticket_status` →
 //!   `events.okdesk.issue.status_changed`; `new_comment` → `events.okdesk.comment.created`
 //!   when public. Every one goes through [`crate::announce`], so the same delivery twice (or
 //!   the poll having seen it first) is one event.
@@ -104,8 +104,11 @@ async fn process(state: &AppState, p: &WebhookPayload) -> Result<&'static str, A
     };
     match p.kind() {
         EventKind::NewTicket => {
-            announce::created(state, issue_of(state, w, None), None).await?;
-            Ok("issue created")
+            // Only watched from now on: an issue the bridge opened itself is announced, with
+            // its requester, by the issues consumer (this webhook may come first); one opened
+            // in Okdesk is not news to the person until its status or a comment changes.
+            announce::watch(state, &issue_of(state, w, None)).await?;
+            Ok("issue watched")
         }
         EventKind::NewTicketStatus => {
             let Some(new) = p.new_status.as_ref() else {
