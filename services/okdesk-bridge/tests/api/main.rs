@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod binary;
 mod commands;
 mod rpc;
 mod webhook;
