@@ -257,6 +257,46 @@ PY
   else
     fail "the container-environment check missed vk-connector with BOT_TOKEN"
   fi
+  # ... and the Okdesk token handed to telegram-bot: the helpdesk talks to okdesk-bridge over
+  # NATS, the token stays in okdesk-bridge's container
+  cp docker-compose.yml "$tmp/marked/docker-compose.yml"
+  "$pyy" - "$tmp/marked/docker-compose.yml" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+with open(path) as f:
+    conf = yaml.safe_load(f)
+conf["services"]["telegram-bot"]["environment"]["OKDESK_API_TOKEN"] = None
+with open(path, "w") as f:
+    yaml.safe_dump(conf, f)
+PY
+  if (cd "$tmp/marked" && docker-compose config >"$tmp/leaky-okdesk.yml" 2>/dev/null) &&
+    ! "$pyy" "$envpy" check "$REPO_ROOT" "$tmp/marked/docker-compose.yml" "$tmp/leaky-okdesk.yml" "$services" >"$tmp/leaky-okdesk.out"; then
+    expect "  ... and it catches telegram-bot given OKDESK_API_TOKEN" \
+      grep -q 'telegram-bot: its environment names OKDESK_API_TOKEN' "$tmp/leaky-okdesk.out"
+  else
+    fail "the container-environment check missed telegram-bot with OKDESK_API_TOKEN"
+  fi
+  expect "telegram-bot gets OKDESK_ENABLED, okdesk-bridge the Okdesk settings, and neither the other's token" \
+    "$pyy" - "$tmp/marked.yml" <<'PY'
+import sys, yaml
+svcs = yaml.safe_load(open(sys.argv[1]))["services"]
+tg = svcs["telegram-bot"]["environment"]
+ok = svcs["okdesk-bridge"]["environment"]
+want_ok = {"OKDESK_API_URL", "OKDESK_API_TOKEN", "OKDESK_WEBHOOK_TOKEN", "OKDESK_WEBHOOK_SECRET",
+           "OKDESK_INN_PARAMETER_CODE", "OKDESK_POLL_INTERVAL_SECS"}
+okdesk_in_tg = {k for k in tg if k.startswith("OKDESK_")}
+bad = []
+if okdesk_in_tg != {"OKDESK_ENABLED", "OKDESK_RPC_TIMEOUT_SECS"}:
+    bad.append(f"telegram-bot's OKDESK_* variables: {sorted(okdesk_in_tg)}")
+if not want_ok <= set(ok):
+    bad.append(f"okdesk-bridge lacks {sorted(want_ok - set(ok))}")
+for k in ("BOT_TOKEN", "WEBHOOK_SECRET", "WEBHOOK_URL", "WEBHOOK_PATH"):
+    if k in ok:
+        bad.append(f"okdesk-bridge gets {k}, the Telegram bot's")
+for b in bad:
+    print("    " + b)
+sys.exit(1 if bad else 0)
+PY
 
   # every ${VAR} of docker-compose.yml is documented in .env.example
   local v missing=()
@@ -626,10 +666,54 @@ PY
   expect "tg: a 3 MB body is refused with 413 (got $code)" test "$code" = 413
   expect "tg: none of those reached the service" test "$(hits)" = "$before"
 
+  # okdesk.<domain>: only Okdesk's webhook (POST, token in the path) and GET /health reach
+  # okdesk-bridge
+  local ohost="okdesk.$NGX_DOMAIN"
+  local obase="https://$ohost:$https_port"
+  local o=(curl -sS -k --max-time 10 --resolve "$ohost:$https_port:127.0.0.1")
+  local okdesk_token=demo-okdesk-token-8b2d41f0c7e3
+  local okdesk_secret=demo-okdesk-secret-3f9a
+  local okdesk_hook='{"event":{"event_type":"new_ticket_status","new_status":{"code":"in_progress"}},"issue":{"id":"42"}}'
+  body=$("${o[@]}" -X POST -H 'Content-Type: application/json' --data "$okdesk_hook" "$obase/okdesk/webhook/$okdesk_token")
+  expect "okdesk: POST /okdesk/webhook/<token> is proxied with its body" \
+    bash -c '[[ $(jq -r "[.method,.path,.body_len]|join(\" \")" <<<"$1") == "POST /okdesk/webhook/$2 $3" ]]' _ "$body" "$okdesk_token" "${#okdesk_hook}"
+  expect "  ... with Host: $ohost and X-Forwarded-Proto: https" \
+    bash -c '[[ $(jq -r ".headers.host" <<<"$1") == "$2" && $(jq -r ".headers[\"x-forwarded-proto\"]" <<<"$1") == https ]]' _ "$body" "$ohost"
+  body=$("${o[@]}" -X POST -H 'Content-Type: application/json' -H "X-Okdesk-Secret: $okdesk_secret" --data '{}' \
+    "$obase/okdesk/webhook/$okdesk_token?secret=$okdesk_secret")
+  expect "okdesk: the optional secret reaches okdesk-bridge, in the query and in X-Okdesk-Secret" \
+    bash -c '[[ $(jq -r ".path" <<<"$1") == "/okdesk/webhook/$2?secret=$3" && $(jq -r ".headers[\"x-okdesk-secret\"]" <<<"$1") == "$3" ]]' _ "$body" "$okdesk_token" "$okdesk_secret"
+  body=$("${o[@]}" "$obase/health")
+  expect "okdesk: GET /health reaches okdesk-bridge" bash -c '[[ $(jq -r .path <<<"$1") == /health ]]' _ "$body"
+  before=$(hits)
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' "$obase/okdesk/webhook/$okdesk_token")
+  expect "okdesk: GET /okdesk/webhook/<token>: 403, POST only (got $code)" test "$code" = 403
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' --data '{}' "$obase/okdesk/webhook/$okdesk_token")
+  expect "okdesk: PUT /okdesk/webhook/<token>: 403, POST only (got $code)" test "$code" = 403
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$obase/okdesk/webhook")
+  expect "okdesk: POST /okdesk/webhook (no token): 404 (got $code)" test "$code" = 404
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$obase/okdesk/other")
+  expect "okdesk: POST /okdesk/other: 404 (got $code)" test "$code" = 404
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{}' "$obase/telegram/webhook")
+  expect "okdesk: POST /telegram/webhook (another service's route): 404 (got $code)" test "$code" = 404
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' "$obase/")
+  expect "okdesk: GET / : 404 (got $code)" test "$code" = 404
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' "$obase/ready")
+  expect "okdesk: GET /ready from outside: 404 (got $code)" test "$code" = 404
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' "$obase/metrics")
+  expect "okdesk: GET /metrics from outside: 403 (got $code)" test "$code" = 403
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X POST "$obase/health")
+  expect "okdesk: POST /health: 403, GET only (got $code)" test "$code" = 403
+  code=$("${o[@]}" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data-binary "@$tmp/big.bin" "$obase/okdesk/webhook/$okdesk_token")
+  expect "okdesk: a 3 MB body is refused with 413 (got $code)" test "$code" = 413
+  expect "okdesk: none of those reached the service" test "$(hits)" = "$before"
+
   expect "access log is JSON with the request id" bash -c 'tail -n1 "$1" | jq -e ".request_id | length > 0" >/dev/null' _ "$tmp/logs/access.log"
   expect "access log redacts the webhook credentials in paths" bash -c '! grep -q -e demo-vk-hook -e demo-cw-hook -e demo-tg-path-token "$1" && grep -q "/vk/callback/\[redacted\]" "$1" && grep -q "/telegram/webhook/\[redacted\]" "$1"' _ "$tmp/logs/access.log"
   expect "access log keeps the plain Telegram webhook path" grep -q '"uri":"/telegram/webhook"' "$tmp/logs/access.log"
   expect "access log carries no X-Telegram-Bot-Api-Secret-Token" bash -c '! grep -qF "$1" "$2"' _ "$tg_secret" "$tmp/logs/access.log"
+  expect "access log redacts OKDESK_WEBHOOK_TOKEN and leaves out the ?secret= query" \
+    bash -c '! grep -qF -e "$1" -e "$2" "$3" && grep -q "\"uri\":\"/okdesk/webhook/\[redacted\]\"" "$3"' _ "$okdesk_token" "$okdesk_secret" "$tmp/logs/access.log"
 
   # --- the error log: what nginx logs when a request fails carries no credential. Stop the
   # upstream, then send what fails through every secret-bearing location: upstream down (502),
@@ -665,13 +749,16 @@ PY
     "messenger POST /hubs/chat/negotiate?negotiateVersion=1&access_token=$jwt" \
     "messenger GET /api/files/voice-1.ogg?access_token=$jwt" \
     "tg POST /telegram/webhook" \
-    "tg POST /telegram/webhook/demo-tg-path-token"; do
+    "tg POST /telegram/webhook/demo-tg-path-token" \
+    "okdesk POST /okdesk/webhook/$okdesk_token" \
+    "okdesk POST /okdesk/webhook/$okdesk_token?secret=$okdesk_secret"; do
     read -r h method path <<<"$line"
     case $h in
       vk) cmd=("${c[@]}") ;;
       amocrm) cmd=("${a[@]}") ;;
       messenger) cmd=("${m[@]}") ;;
       tg) cmd=("${t[@]}" -H "X-Telegram-Bot-Api-Secret-Token: $tg_secret") ;;
+      okdesk) cmd=("${o[@]}" -H "X-Okdesk-Secret: $okdesk_secret") ;;
     esac
     code=$(status_of "$method" "https://$h.$NGX_DOMAIN:$https_port$path" "${cmd[@]}")
     expect "upstream down: $method https://$h.…${path%%\?*}: 502 (got $code)" test "$code" = 502
@@ -688,11 +775,11 @@ PY
   expect "error log: the upstream failure of GET /health is logged (the log works)" \
     grep -q 'connect() failed.*request: "GET /health HTTP' "$elog"
   local s leaked=()
-  for s in demo-vk-hook demo-cw-hook "$amo_token" "$oauth_code" "$jwt" access_token demo-tg-path-token "$tg_secret"; do
+  for s in demo-vk-hook demo-cw-hook "$amo_token" "$oauth_code" "$jwt" access_token demo-tg-path-token "$tg_secret" "$okdesk_token" "$okdesk_secret"; do
     grep -qF -- "$s" "$elog" && leaked+=("$s")
   done
   if [[ ${#leaked[@]} -eq 0 ]]; then
-    pass "error log: no webhook id, token, OAuth code, access token or Telegram secret (429, 502, 403, 413 above)"
+    pass "error log: no webhook id, token, OAuth code, access token, Telegram or Okdesk secret (429, 502, 403, 413 above)"
   else
     fail "error log carries: ${leaked[*]} — $(grep -F -e "${leaked[0]}" "$elog" | head -n1)"
   fi

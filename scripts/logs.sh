@@ -16,7 +16,8 @@ Options:
   --no-follow       print and exit instead of following
   --pretty          render the services' JSON log lines as "time level message fields" (needs jq)
 
-Services: vk-connector, telegram-bot, messenger-api, amocrm-sync, postgres, nats, nginx
+Services: vk-connector, telegram-bot, okdesk-bridge, messenger-api, amocrm-sync, postgres, nats,
+nginx
 EOF
 }
 

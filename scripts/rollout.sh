@@ -21,9 +21,10 @@ Options:
   --no-build         do not build; the image <repo>/<service>:<TAG> must exist
   --timeout SECONDS  how long to wait for /ready (default 120)
 
-Services: vk-connector, telegram-bot, messenger-api, amocrm-sync (GATEWAY_SERVICES in
-scripts/lib/common.sh). telegram-bot belongs to the compose profile `telegram`: put
-COMPOSE_PROFILES=telegram into .env so that `docker compose up -d` keeps it running too.
+Services: vk-connector, telegram-bot, okdesk-bridge, messenger-api, amocrm-sync
+(GATEWAY_SERVICES in scripts/lib/common.sh). telegram-bot belongs to the compose profile
+`telegram`, okdesk-bridge to `okdesk`: put them into COMPOSE_PROFILES in .env
+(COMPOSE_PROFILES=telegram,okdesk) so that `docker compose up -d` keeps them running too.
 See also: scripts/rollback.sh, scripts/logs.sh, scripts/verify.sh, docs/operations.md
 EOF
 }

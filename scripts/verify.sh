@@ -18,8 +18,9 @@ Default (docker compose deployment):
   and /ready (HOST default 127.0.0.1); no nginx, postgres or nats checks.
 
 Services default to all known (GATEWAY_SERVICES in scripts/lib/common.sh): vk-connector,
-telegram-bot, messenger-api, amocrm-sync. In the compose mode a service of a profile that
-COMPOSE_PROFILES does not enable (telegram-bot: `telegram`) is skipped unless named.
+telegram-bot, okdesk-bridge, messenger-api, amocrm-sync. In the compose mode a service of a
+profile that COMPOSE_PROFILES does not enable (telegram-bot: `telegram`, okdesk-bridge:
+`okdesk`) is skipped unless named.
 Exits non-zero when anything is down.
 EOF
 }

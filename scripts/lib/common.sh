@@ -14,6 +14,7 @@ export REPO_ROOT
 GATEWAY_SERVICES=(
   "vk-connector:8081:vk"
   "telegram-bot:8082:tg:telegram"
+  "okdesk-bridge:8083:okdesk:okdesk"
   "messenger-api:8085:messenger"
   "amocrm-sync:8084:amocrm"
 )

@@ -9,7 +9,7 @@ use crate::helpdesk::{
     CommentCreated, CommentRequest, ContactRegistered, ContactRegistration, IssueCreated,
     IssueRequest, IssueStatusChanged,
 };
-use crate::message::{InboundMessage, OutboundMessage};
+use crate::message::{ButtonPress, InboundMessage, OutboundMessage};
 use crate::subject::{IdempotencyKey, Subject};
 
 /// The system an event comes from (or a command is aimed at); lower case on the wire.
@@ -110,6 +110,10 @@ wire_enum! {
         /// A customer changed the text or caption of a message they sent earlier (Telegram
         /// `edited_message`); `message_id` is the edited message's, the content the new one.
         MessageEdited(MESSAGE_EDITED = "message.edited") => InboundMessage,
+        /// A person pressed an inline button under a message of the bot (Telegram
+        /// `callback_query`, source `telegram`). Named under `message.` so that it shares the
+        /// subject filter (`events.telegram.message.*`) and the lane of the person's messages.
+        ButtonPressed(BUTTON_PRESSED = "message.button_pressed") => ButtonPress,
         /// An operator wrote in a customer's forum topic of the operators' Telegram group
         /// (source `telegram`): `conversation` is the group with `thread_id` = the topic.
         TopicMessageReceived(TOPIC_MESSAGE_RECEIVED = "topic_message.received") => InboundMessage,
@@ -151,7 +155,8 @@ impl Event {
     /// handled one after another, in the order published; events with different keys may be
     /// handled concurrently.
     ///
-    /// - `message.received`, `message.edited`, `message.posted`: `conversation:<conversation.id>` (the
+    /// - `message.received`, `message.edited`, `message.posted`, `message.button_pressed`:
+    ///   `conversation:<conversation.id>` (the
     ///   source-side conversation: VK `peer_id`, Telegram chat id, messenger chat id). The
     ///   event does not carry its source, so equal ids from two sources share a key: they are
     ///   ordered together, which is stricter than needed but never wrong.
@@ -172,6 +177,7 @@ impl Event {
             Event::MessageReceived(m) | Event::MessageEdited(m) | Event::MessagePosted(m) => {
                 Some(format!("conversation:{}", m.conversation.id))
             }
+            Event::ButtonPressed(b) => Some(format!("conversation:{}", b.conversation.id)),
             Event::TopicMessageReceived(m) | Event::TopicMessageEdited(m) => Some(format!(
                 "conversation:{}:{}",
                 m.conversation.id,
@@ -444,6 +450,7 @@ mod tests {
             Event::MessageReceived(inbound("2000000001")),
             Event::MessagePosted(inbound("chat-1")),
             Event::MessageEdited(inbound("42")),
+            Event::ButtonPressed(button("42")),
             Event::TopicMessageReceived(topic_message("-1001", "12")),
             Event::TopicMessageEdited(topic_message("-1001", "12")),
             Event::LeadCreated(lead(7)),
@@ -500,6 +507,16 @@ mod tests {
         }
     }
 
+    fn button(chat: &str) -> ButtonPress {
+        ButtonPress {
+            sender: inbound(chat).sender,
+            conversation: inbound(chat).conversation,
+            data: "issue:5".into(),
+            callback_id: "4382045912".into(),
+            message_id: Some("7".into()),
+        }
+    }
+
     fn topic_message(group: &str, thread: &str) -> InboundMessage {
         let mut m = inbound(group);
         m.conversation.kind = ConversationKind::Group;
@@ -539,6 +556,19 @@ mod tests {
         assert_eq!(
             Event::MessageEdited(inbound("42")).ordering_key(),
             Event::MessageReceived(inbound("42")).ordering_key()
+        );
+    }
+
+    #[test]
+    fn a_button_press_shares_the_lane_and_the_filter_of_the_chats_messages() {
+        let press = Event::ButtonPressed(button("42"));
+        assert_eq!(
+            press.ordering_key(),
+            Event::MessageReceived(inbound("42")).ordering_key()
+        );
+        assert_eq!(
+            press.subject(Source::Telegram).as_str(),
+            "events.telegram.message.button_pressed"
         );
     }
 

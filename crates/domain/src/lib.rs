@@ -31,7 +31,7 @@ pub use helpdesk::{
     IssueStatus, IssueStatusChanged, Requester, RpcErrorKind, RpcReply,
 };
 pub use message::{
-    Attachment, AttachmentKind, ConversationKind, ConversationRef, InboundMessage, MessageOrigin,
-    OutboundMessage, Sender, TextSpan,
+    Attachment, AttachmentKind, ButtonPress, ConversationKind, ConversationRef, InboundMessage,
+    MessageOrigin, OutboundMessage, Sender, TextSpan,
 };
 pub use subject::{IdempotencyKey, Subject};

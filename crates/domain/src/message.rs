@@ -138,6 +138,25 @@ pub struct InboundMessage {
     pub sent_at: OffsetDateTime,
 }
 
+/// A person pressed an inline button under one of the bot's messages (Telegram
+/// [CallbackQuery](https://core.telegram.org/bots/api#callbackquery)). It travels in the same
+/// lane as the person's messages (`conversation:<conversation.id>`), so a press is handled after
+/// the messages sent before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ButtonPress {
+    /// Who pressed it.
+    pub sender: Sender,
+    /// The chat of the message the button is under.
+    pub conversation: ConversationRef,
+    /// The button's `callback_data` (1–64 bytes, chosen by the bot that sent it).
+    pub data: String,
+    /// The query id the bot answers (`answerCallbackQuery`) so the client stops its spinner.
+    pub callback_id: String,
+    /// Source-side id of the message the button is under, when the source still has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
 /// Where an outbound message was written, so that the sender can derive stable ids
 /// (VK `random_id`) and record what it delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

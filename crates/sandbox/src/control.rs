@@ -20,6 +20,7 @@
 //! | `GET /_sandbox/telegram/webhooks` | webhook delivery attempts ([`TelegramWebhookDelivery`](crate::TelegramWebhookDelivery)[]) |
 //! | `POST /_sandbox/telegram/updates/bulk` `[{"message":{…}},…]` (at most 64 MiB) | queues each in order as `POST /_sandbox/telegram/updates` does (for benchmarks); answers `{"pushed":N,"first_update_id":…,"last_update_id":…}`; nothing is queued when one of them is not an update object |
 //! | `GET /_sandbox/telegram/stats` | counts, without listing anything (for benchmarks): `{"topics":N,"bot_messages":N,"group_messages":N,"chats":N,"users":N}` — live forum topics, the bot's non-service messages in the group, all messages stored in the group, chats and users known (the update queue's length is `pending_update_count` of the fake's `getWebhookInfo`) |
+//! | `GET /_sandbox/telegram/watch?from_chat=A&to_chat=B&count=N&seconds=S&prefix=P` | held open until the bot sent `N` more messages (not service messages; with `prefix`, only texts starting with it) into the chats with ids `A..=B` (e.g. private chats = user ids), or `S` seconds (default 60, at most 600) passed; answers them in the order seen: `[{"chat_id","message_id","text","seen_at_us"}]`, `seen_at_us` = when the watcher saw it stored (woken by the change itself), unix microseconds (for latency benchmarks); messages already there when the request came are not listed |
 //! | `GET /_sandbox/okdesk/companies` | companies as `GET /companies/list` renders them |
 //! | `POST /_sandbox/okdesk/companies` `{"name":"Ромашка","inn":"7707083893"}` | add a company with that INN attribute; answers `{"id":…}` |
 //! | `GET /_sandbox/okdesk/contacts` | contacts as the API renders them |
@@ -66,6 +67,7 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/telegram/blocked", post(telegram_block))
         .route("/telegram/webhooks", get(telegram_webhooks))
         .merge(telegram_bench_routes())
+        .merge(telegram_watch_routes())
         .merge(crate::okdesk::control_router())
         .route("/fail", post(fail))
         .route("/requests", get(requests))
@@ -365,4 +367,93 @@ async fn telegram_stats(State(shared): State<Arc<Shared>>) -> Json<Value> {
         "chats": t.chats.len(),
         "users": t.users.len(),
     }))
+}
+
+// ---------------------------------------------------------------- watch route
+// `bench/okdesk-bridge.sh` times each notification the bot sends into a private chat: the
+// messages are stored without a time, so one held request watches the chats, woken by every
+// change of the state, and stamps each new bot message when it first sees it.
+
+/// Longest a watch is held, in seconds.
+const WATCH_MAX_SECS: u64 = 600;
+
+fn telegram_watch_routes() -> Router<Arc<Shared>> {
+    Router::new().route("/telegram/watch", get(telegram_watch))
+}
+
+#[derive(Deserialize)]
+struct WatchQuery {
+    from_chat: i64,
+    to_chat: i64,
+    count: usize,
+    #[serde(default)]
+    seconds: Option<u64>,
+    /// Only messages whose text starts with it are counted and listed.
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+async fn telegram_watch(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<WatchQuery>,
+) -> Response {
+    if q.from_chat > q.to_chat {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "from_chat must not be above to_chat"})),
+        )
+            .into_response();
+    }
+    let secs = q.seconds.unwrap_or(60).clamp(1, WATCH_MAX_SECS);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut changes = shared.changes.subscribe();
+    changes.borrow_and_update();
+    // The last message id of each watched chat when the watch began (or last looked at).
+    let mut last: std::collections::BTreeMap<i64, i64> = shared
+        .read()
+        .telegram
+        .chats
+        .range(q.from_chat..=q.to_chat)
+        .map(|(id, log)| (*id, log.messages.keys().next_back().copied().unwrap_or(0)))
+        .collect();
+    let mut seen: Vec<Value> = Vec::new();
+    loop {
+        {
+            let state = shared.read();
+            let now = unix_us();
+            for (chat_id, log) in state.telegram.chats.range(q.from_chat..=q.to_chat) {
+                let after = last.entry(*chat_id).or_insert(0);
+                for (message_id, m) in log.messages.range(*after + 1..) {
+                    let text = m.message["text"].as_str().unwrap_or_default();
+                    let wanted = q.prefix.as_deref().is_none_or(|p| text.starts_with(p));
+                    if m.by_bot && !m.service && wanted {
+                        seen.push(json!({
+                            "chat_id": chat_id,
+                            "message_id": message_id,
+                            "text": text,
+                            "seen_at_us": now,
+                        }));
+                    }
+                    *after = *message_id;
+                }
+            }
+        }
+        if seen.len() >= q.count {
+            break;
+        }
+        tokio::select! {
+            changed = tokio::time::timeout_at(deadline, changes.changed()) => match changed {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => break,
+            },
+            () = shared.shutdown.cancelled() => break,
+        }
+    }
+    Json(Value::Array(seen)).into_response()
 }

@@ -76,7 +76,7 @@ const OKDESK: User = User {
     user: "okdesk",
     password_var: "OKDESK_NATS_PASSWORD",
     service: "okdesk-bridge",
-    dir: None,
+    dir: Some("okdesk-bridge"),
     source: Source::Okdesk,
 };
 const USERS: [&User; 5] = [&VK, &AMOCRM, &MESSENGER, &TELEGRAM, &OKDESK];
@@ -84,7 +84,7 @@ const USERS: [&User; 5] = [&VK, &AMOCRM, &MESSENGER, &TELEGRAM, &OKDESK];
 /// The services' durable consumers (`pub const DURABLE` in services/*/src/consumers/): name,
 /// stream, filter and the user that owns it; `auth_conf_covers_every_durable_and_inbox` keeps
 /// this list true.
-const DURABLES: [(&str, &str, &str, &User); 6] = [
+const DURABLES: [(&str, &str, &str, &User); 10] = [
     (
         "vk-connector-relay",
         "EVENTS",
@@ -115,6 +115,30 @@ const DURABLES: [(&str, &str, &str, &User); 6] = [
         "EVENTS",
         "events.telegram.topic_message.*",
         &TELEGRAM,
+    ),
+    (
+        "telegram-helpdesk-notify",
+        "EVENTS",
+        "events.okdesk.>",
+        &TELEGRAM,
+    ),
+    (
+        "okdesk-register",
+        "COMMANDS",
+        "cmd.okdesk.contact.register",
+        &OKDESK,
+    ),
+    (
+        "okdesk-issues",
+        "COMMANDS",
+        "cmd.okdesk.issue.create",
+        &OKDESK,
+    ),
+    (
+        "okdesk-comments",
+        "COMMANDS",
+        "cmd.okdesk.comment.create",
+        &OKDESK,
     ),
 ];
 
@@ -329,10 +353,25 @@ fn send_command() -> Envelope<BusCommand> {
 // ------------------------------------------------------------------ a service's real work
 
 /// What consumer.rs does with `durable` on `filter`, as the service's user: `envelope` is
-/// published to `subject` (as `Bus::publish`, or a dead-letter replay, does), a previous holder
-/// took it and died without acking it, so this holder rewinds (delete + create from the ack
-/// floor), handles it and acks it.
+/// published to `subject` by the service itself (as `Bus::publish`, or a dead-letter replay,
+/// does), a previous holder took it and died without acking it, so this holder rewinds
+/// (delete + create from the ack floor), handles it and acks it.
 async fn consume_as<P>(
+    rt: &Runtime,
+    durable: &str,
+    filter: Subject,
+    subject: &str,
+    envelope: Envelope<P>,
+) where
+    P: Payload + Send + Sync + 'static,
+{
+    consume_published_by(&rt.bus, rt, durable, filter, subject, envelope).await;
+}
+
+/// [`consume_as`], with `envelope` published by `publisher`, another service's user (the
+/// commands telegram-bot sends to okdesk-bridge, the events okdesk-bridge sends back).
+async fn consume_published_by<P>(
+    publisher: &Bus,
     rt: &Runtime,
     durable: &str,
     filter: Subject,
@@ -346,8 +385,7 @@ async fn consume_as<P>(
         .find(|(d, ..)| *d == durable)
         .expect("a durable of DURABLES");
     assert_eq!(filter.as_str(), listed_filter, "{durable}: its filter");
-    let published = rt
-        .bus
+    let published = publisher
         .publish_raw(
             subject,
             &envelope.idempotency_key.to_string(),
@@ -355,7 +393,7 @@ async fn consume_as<P>(
             envelope.to_bytes(),
         )
         .await
-        .unwrap_or_else(|e| panic!("{durable}: {subject} published by its own user: {e}"));
+        .unwrap_or_else(|e| panic!("{durable}: {subject} published as its sender: {e}"));
     let spec = ConsumerSpec::new(durable, filter.clone(), |_: &Envelope<P>| None);
     assert_eq!(spec.stream_name(&rt.bus), stream_name);
     let stream = rt
@@ -542,7 +580,8 @@ async fn telegram_bot_publishes_and_consumes_as_telegram() {
     }
     server.assert_no_violations();
 
-    // Nothing but its own: no other source's events, no commands, no one else's inbox.
+    // Nothing but its own (the helpdesk's okdesk subjects: below): no other source's events,
+    // no other service's commands, no one else's inbox.
     let mut tg = probe(&server, &TELEGRAM).await;
     tg.refused_publish("events.vk.message.received").await;
     tg.refused_publish("cmd.vk.message.send").await;
@@ -556,6 +595,276 @@ async fn telegram_bot_publishes_and_consumes_as_telegram() {
         "$JS.API.CONSUMER.CREATE.EVENTS.telegram-relay-to-customer.events.telegram.>",
     )
     .await;
+}
+
+/// An answer okdesk-bridge's responders give in the tests below.
+fn answered(request: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "ok": request })
+}
+
+/// `service_kit::rpc::request` as `bus`'s user, asked again until answered (bounded by WAIT):
+/// "no responders" until the responder has subscribed, and on a loaded machine a subscription
+/// can reach the server's routing a moment after its flush.
+async fn request_answered(
+    bus: &Bus,
+    subject: &Subject,
+    request: &serde_json::Value,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match service_kit::rpc::request::<_, serde_json::Value>(
+            bus,
+            subject,
+            request,
+            Duration::from_secs(1),
+        )
+        .await
+        {
+            Ok(answer) => return answer,
+            Err(
+                service_kit::rpc::RpcError::NoResponders(_)
+                | service_kit::rpc::RpcError::Timeout(_),
+            ) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{subject} answered: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn okdesk_bridge_consumes_publishes_and_answers_as_okdesk() {
+    let server = server().await;
+    let env = TestEnv::new("kit_auth").await;
+    let rt = runtime(&server, &env, &OKDESK).await;
+    let telegram = Bus::connect(&server.url(&TELEGRAM), "", TELEGRAM.service)
+        .await
+        .expect("telegram connects");
+
+    // The three commands, sent by telegram-bot, each handled by its own consumer ...
+    for (durable, command) in [
+        ("okdesk-register", BusCommand::OKDESK_CONTACT_REGISTER),
+        ("okdesk-issues", BusCommand::OKDESK_ISSUE_CREATE),
+        ("okdesk-comments", BusCommand::OKDESK_COMMENT_CREATE),
+    ] {
+        let filter = Subject::command(command);
+        let subject = filter.as_str().to_owned();
+        consume_published_by(&telegram, &rt, durable, filter, &subject, send_command()).await;
+    }
+    // ... and once more as `okdesk-bridge dlq replay` republishes a dead letter: as okdesk.
+    consume_as(
+        &rt,
+        "okdesk-issues",
+        Subject::command(BusCommand::OKDESK_ISSUE_CREATE),
+        "cmd.okdesk.issue.create",
+        send_command(),
+    )
+    .await;
+    // Its events (webhook, poll, registrations).
+    for verb in [
+        "contact.registered",
+        "issue.created",
+        "issue.status_changed",
+        "comment.created",
+    ] {
+        rt.bus
+            .publish_raw(
+                &format!("events.okdesk.{verb}"),
+                &uuid::Uuid::new_v4().to_string(),
+                None,
+                inbound(Source::Okdesk, 1).to_bytes(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("events.okdesk.{verb} published by okdesk: {e}"));
+    }
+
+    // The look-ups: telegram-bot asks, okdesk-bridge answers into telegram-bot's inbox.
+    let stop = CancellationToken::new();
+    let mut responders = Vec::new();
+    for noun_verb in ["company.find_by_inn", "issue.list", "issue.get"] {
+        responders.push(tokio::spawn(service_kit::rpc::serve(
+            rt.bus.clone(),
+            Subject::rpc(Source::Okdesk, noun_verb),
+            stop.clone(),
+            |reason| serde_json::json!({ "invalid": reason }),
+            |request: serde_json::Value| async move { answered(request) },
+        )));
+    }
+    for noun_verb in ["company.find_by_inn", "issue.list", "issue.get"] {
+        let request = serde_json::json!({ "ask": noun_verb });
+        let answer = request_answered(
+            &telegram,
+            &Subject::rpc(Source::Okdesk, noun_verb),
+            &request,
+        )
+        .await;
+        assert_eq!(answer, answered(request), "rpc.okdesk.{noun_verb}");
+    }
+    stop.cancel();
+    for r in responders {
+        let _ = tokio::time::timeout(WAIT, r).await;
+    }
+    server.assert_no_violations();
+
+    // A reply goes only to the inbox of a request it received, and once: no unsolicited
+    // message into telegram-bot's inbox, no second answer.
+    let mut okdesk = probe(&server, &OKDESK).await;
+    let mut requests = okdesk
+        .client
+        .subscribe("rpc.okdesk.issue.get")
+        .await
+        .expect("subscribed");
+    okdesk.client.flush().await.expect("flushed");
+    // telegram-bot's side by hand, asked again every 250 ms (bounded by WAIT) until it
+    // arrives, each time with a reply subject of its own in its inbox.
+    let inbox = format!("_INBOX.telegram-bot.probe{}", uuid::Uuid::new_v4().simple());
+    let mut answers = telegram
+        .client()
+        .subscribe(format!("{inbox}.*"))
+        .await
+        .expect("subscribed");
+    telegram.client().flush().await.expect("flushed");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 0;
+    let request = loop {
+        n += 1;
+        telegram
+            .client()
+            .publish_with_reply("rpc.okdesk.issue.get", format!("{inbox}.{n}"), "{}".into())
+            .await
+            .expect("sent");
+        telegram.client().flush().await.expect("flushed");
+        match tokio::time::timeout(Duration::from_millis(250), requests.next()).await {
+            Ok(m) => break m.expect("a message"),
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the request did not reach okdesk within {WAIT:?}"
+            ),
+        }
+    };
+    let reply = request.reply.clone().expect("a reply subject");
+    assert!(reply.as_str().starts_with(&inbox), "{reply}");
+    okdesk
+        .client
+        .publish(reply.clone(), "first".into())
+        .await
+        .expect("sent");
+    okdesk.client.flush().await.expect("flushed");
+    let first = tokio::time::timeout(WAIT, answers.next())
+        .await
+        .expect("answered in time")
+        .expect("the answer");
+    assert_eq!(first.subject, reply);
+    assert_eq!(first.payload.as_ref(), b"first");
+    okdesk.refused_publish(reply.as_str()).await;
+    okdesk.refused_publish("_INBOX.telegram-bot.forged").await;
+
+    // Nothing but its own.
+    okdesk
+        .refused_publish("events.telegram.message.received")
+        .await;
+    okdesk.refused_publish("events.vk.message.received").await;
+    okdesk.refused_publish("cmd.vk.message.send").await;
+    okdesk.refused_publish("fanout.messenger.chat.42").await;
+    okdesk.refused_publish("rpc.okdesk.issue.list").await;
+    okdesk.refused_subscribe("_INBOX.telegram-bot.>").await;
+    okdesk.refused_subscribe("_INBOX.>").await;
+    okdesk.refused_subscribe("rpc.>").await;
+    okdesk.refused_subscribe("events.okdesk.>").await;
+    okdesk.refused_subscribe("cmd.okdesk.>").await;
+    // Its own durable, but reading more than its filter.
+    okdesk
+        .refused_publish("$JS.API.CONSUMER.CREATE.COMMANDS.okdesk-issues.cmd.okdesk.>")
+        .await;
+    okdesk
+        .refused_publish("$JS.API.CONSUMER.CREATE.COMMANDS.okdesk-register.cmd.>")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegram_helpdesk_reaches_okdesk_only_through_its_subjects() {
+    let server = server().await;
+    let env = TestEnv::new("kit_auth").await;
+    let rt = runtime(&server, &env, &TELEGRAM).await;
+    let okdesk = Bus::connect(&server.url(&OKDESK), "", OKDESK.service)
+        .await
+        .expect("okdesk connects");
+
+    // okdesk-bridge's events reach the people through telegram-helpdesk-notify.
+    for verb in [
+        "contact.registered",
+        "issue.created",
+        "issue.status_changed",
+        "comment.created",
+    ] {
+        consume_published_by(
+            &okdesk,
+            &rt,
+            "telegram-helpdesk-notify",
+            Subject::event(Source::Okdesk, ">"),
+            &format!("events.okdesk.{verb}"),
+            inbound(Source::Okdesk, 1),
+        )
+        .await;
+    }
+    // The three commands (consumed by okdesk-bridge: okdesk_bridge_consumes_…).
+    let commands_before = stored(&rt.bus, "COMMANDS").await;
+    for command in [
+        BusCommand::OKDESK_CONTACT_REGISTER,
+        BusCommand::OKDESK_ISSUE_CREATE,
+        BusCommand::OKDESK_COMMENT_CREATE,
+    ] {
+        rt.bus
+            .publish_raw(
+                &format!("cmd.{command}"),
+                &uuid::Uuid::new_v4().to_string(),
+                None,
+                send_command().to_bytes(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("cmd.{command} published by telegram: {e}"));
+    }
+    assert_eq!(stored(&rt.bus, "COMMANDS").await, commands_before + 3);
+    // A look-up: the request out, okdesk-bridge's answer back into its own inbox.
+    let stop = CancellationToken::new();
+    let responder = tokio::spawn(service_kit::rpc::serve(
+        okdesk.clone(),
+        Subject::rpc(Source::Okdesk, "issue.list"),
+        stop.clone(),
+        |reason| serde_json::json!({ "invalid": reason }),
+        |request: serde_json::Value| async move { answered(request) },
+    ));
+    let request = serde_json::json!({ "contact_id": 7 });
+    let answer = request_answered(
+        &rt.bus,
+        &Subject::rpc(Source::Okdesk, "issue.list"),
+        &request,
+    )
+    .await;
+    assert_eq!(answer, answered(request));
+    stop.cancel();
+    let _ = tokio::time::timeout(WAIT, responder).await;
+    server.assert_no_violations();
+
+    // No forged Okdesk events, no other okdesk command, no answering in okdesk-bridge's
+    // place, no reading its inbox.
+    let mut tg = probe(&server, &TELEGRAM).await;
+    let events_before = stored(&rt.bus, "EVENTS").await;
+    tg.refused_publish("events.okdesk.issue.status_changed")
+        .await;
+    tg.refused_publish("events.okdesk.comment.created").await;
+    tg.refused_publish("cmd.okdesk.issue.status.change").await;
+    tg.refused_publish("cmd.okdesk.contact.delete").await;
+    tg.refused_subscribe("rpc.okdesk.>").await;
+    tg.refused_subscribe("rpc.okdesk.issue.list").await;
+    tg.refused_subscribe("_INBOX.okdesk-bridge.>").await;
+    tg.refused_subscribe("events.okdesk.>").await;
+    assert_eq!(stored(&rt.bus, "EVENTS").await, events_before);
+    // Its own durable, but reading more than its filter.
+    tg.refused_publish("$JS.API.CONSUMER.CREATE.EVENTS.telegram-helpdesk-notify.events.>")
+        .await;
+    tg.refused_publish("$JS.API.CONSUMER.CREATE.EVENTS.telegram-helpdesk-notify.events.vk.>")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

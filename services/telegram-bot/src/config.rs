@@ -99,6 +99,15 @@ pub struct Config {
     #[arg(long, env = "TELEGRAM_FIX_RETRY_SECS", default_value_t = 30)]
     pub telegram_fix_retry_secs: u64,
 
+    /// Turn on the Okdesk helpdesk in private chats: registration, issues, comments and
+    /// notifications, through okdesk-bridge on NATS. Off: the bot is the support relay alone.
+    #[arg(long, env = "OKDESK_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub okdesk_enabled: bool,
+    /// Seconds the bot waits for okdesk-bridge to answer a look-up (company by INN, the list
+    /// of issues, one issue) before telling the person Okdesk is not answering (1–60).
+    #[arg(long, env = "OKDESK_RPC_TIMEOUT_SECS", default_value_t = 8)]
+    pub okdesk_rpc_timeout_secs: u64,
+
     /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -148,6 +157,13 @@ pub struct Limits {
     pub group_per_minute: Option<u32>,
 }
 
+/// The Okdesk helpdesk, when `OKDESK_ENABLED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HelpdeskSettings {
+    /// `OKDESK_RPC_TIMEOUT_SECS`.
+    pub rpc_timeout: Duration,
+}
+
 /// Everything `serve` and the commands need, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -171,6 +187,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `TELEGRAM_FIX_RETRY_SECS` (at least 1 s).
     pub fix_retry: Duration,
+    /// The helpdesk, when `OKDESK_ENABLED`; `None`: the support relay alone.
+    pub helpdesk: Option<HelpdeskSettings>,
     /// The flags every service shares.
     pub runtime: RuntimeArgs,
 }
@@ -267,6 +285,9 @@ impl Settings {
                 group_per_minute: nonzero(c.telegram_group_rate_per_min),
             },
             fix_retry: Duration::from_secs(c.telegram_fix_retry_secs.max(1)),
+            helpdesk: c.okdesk_enabled.then(|| HelpdeskSettings {
+                rpc_timeout: Duration::from_secs(c.okdesk_rpc_timeout_secs.clamp(1, 60)),
+            }),
             runtime: c.runtime.clone(),
         })
     }
@@ -362,6 +383,27 @@ mod tests {
         // Empty optional values, as an .env copied across has them, mean "unset".
         let s = parse(&with(&[("BOT_EMOJI_ID", ""), ("BOT_DEV_ID", "")])).expect("valid");
         assert_eq!((s.emoji_id, s.dev_id), (None, None));
+        assert_eq!(
+            s.helpdesk, None,
+            "the helpdesk is off unless OKDESK_ENABLED"
+        );
+    }
+
+    #[test]
+    fn okdesk_enabled_turns_the_helpdesk_on_with_a_bounded_timeout() {
+        let s = parse(&with(&[("OKDESK_ENABLED", "true")])).expect("valid");
+        assert_eq!(
+            s.helpdesk,
+            Some(HelpdeskSettings {
+                rpc_timeout: Duration::from_secs(8)
+            })
+        );
+        let s = parse(&with(&[
+            ("OKDESK_ENABLED", "true"),
+            ("OKDESK_RPC_TIMEOUT_SECS", "0"),
+        ]))
+        .expect("valid");
+        assert_eq!(s.helpdesk.unwrap().rpc_timeout, Duration::from_secs(1));
     }
 
     #[test]

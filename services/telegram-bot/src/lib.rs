@@ -8,7 +8,12 @@
 //!     ──▶ relay to customer ──▶ sendMessage / copyMessage to the customer; /ban /unban /close
 //! ```
 //!
-//! [`build`] puts this service's parts — [`AppState`], the webhook route ([`http`]), the two
+//! With `OKDESK_ENABLED` it is also the front-end of the Okdesk helpdesk ([`helpdesk`]):
+//! registration, issues and comments in the private chat, through okdesk-bridge on NATS
+//! (`rpc.okdesk.*`, `cmd.okdesk.*`), and its events back to the person
+//! ([`consumers::notify`]).
+//!
+//! [`build`] puts this service's parts — [`AppState`], the webhook route ([`http`]), the
 //! consumers ([`consumers`]) and the long-poll or webhook-registration loop ([`workers`]) — on
 //! the runtime (Postgres schema `telegram`, NATS, the HTTP client).
 
@@ -18,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod error;
+pub mod helpdesk;
 pub mod http;
 pub mod ingest;
 pub mod normalize;
@@ -85,6 +91,7 @@ impl AppState {
         Scope {
             bot_id: self.settings.bot_id,
             group_id: self.settings.group_id,
+            helpdesk: self.settings.helpdesk.is_some(),
         }
     }
 }
@@ -97,14 +104,15 @@ pub fn telegram_client(settings: &Settings, http: &reqwest::Client) -> anyhow::R
         Mode::Polling { timeout } => timeout,
         Mode::Webhook(_) => std::time::Duration::from_secs(1),
     };
-    Telegram::new(
+    Ok(Telegram::new(
         http.clone(),
         &settings.api_url,
         settings.token.expose(),
         &settings.limits,
         poll,
         settings.runtime.upstream_timeout(),
-    )
+    )?
+    .with_button_presses(settings.helpdesk.is_some()))
 }
 
 /// Connects the runtime (Postgres with migrations, NATS, the HTTP client), declares the
@@ -126,6 +134,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.clone(),
         consumers::to_customer::handle,
     );
+    if state.settings.helpdesk.is_some() {
+        run.consumer(
+            consumers::notify::spec(),
+            state.clone(),
+            consumers::notify::handle,
+        );
+    }
     let s = state.clone();
     match &state.settings.mode {
         Mode::Polling { .. } => run.spawn("long poll", move |stop| workers::poll::run(s, stop)),

@@ -8,14 +8,19 @@
 //! | `edited_message` in a private chat | `events.telegram.message.edited` |
 //! | `message` in `BOT_GROUP_ID` with `is_topic_message: true` | `events.telegram.topic_message.received` |
 //! | `edited_message` there | `events.telegram.topic_message.edited` |
+//! | `callback_query` from a private chat, with the helpdesk on | `events.telegram.message.button_pressed` |
 //! | from a bot, another chat, the General topic, a service message, other update kinds | ignored |
+//!
+//! Attachments say where their content is without a URL that would carry the token: a file's
+//! `url` is `tg-file:<file_id>` (the helpdesk fetches it with getFile when it must), a shared
+//! contact's `tel:<phone_number>` as Telegram gives it (often without `+`).
 //!
 //! `message_thread_id` names a topic only when `is_topic_message` is true: a reply in the
 //! General topic carries the id of the message it answers there too.
 
 use domain::{
-    Attachment, AttachmentKind, ConversationKind, ConversationRef, Envelope, Event, IdempotencyKey,
-    InboundMessage, Sender, Source,
+    Attachment, AttachmentKind, ButtonPress, ConversationKind, ConversationRef, Envelope, Event,
+    IdempotencyKey, InboundMessage, Sender, Source,
 };
 use frankenstein::types::{Message, User};
 use serde_json::Value;
@@ -44,6 +49,8 @@ pub struct Scope {
     pub bot_id: i64,
     /// `BOT_GROUP_ID`: the operators' forum supergroup.
     pub group_id: i64,
+    /// `OKDESK_ENABLED`: button presses are the helpdesk's; without it they are ignored.
+    pub helpdesk: bool,
 }
 
 /// The `update_id` of a raw update, when it has one.
@@ -62,6 +69,8 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
         ("message", false)
     } else if raw.get("edited_message").is_some() {
         ("edited_message", true)
+    } else if scope.helpdesk && raw.get("callback_query").is_some() {
+        return button_press(scope, update_id, &raw["callback_query"]);
     } else {
         return Ok(Classified::Ignore("update kind not relayed"));
     };
@@ -117,6 +126,63 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
     ))))
 }
 
+/// A [CallbackQuery](https://core.telegram.org/bots/api#callbackquery) as a button press, when
+/// it comes from a button under a message in a private chat with a person.
+fn button_press(scope: Scope, update_id: i64, raw: &Value) -> Result<Classified, Malformed> {
+    let bad = |what: &str| Malformed(format!("`callback_query` is not a CallbackQuery: {what}"));
+    let id = raw["id"].as_str().ok_or_else(|| bad("no id"))?;
+    let from: User =
+        serde_json::from_value(raw["from"].clone()).map_err(|e| bad(&format!("from: {e}")))?;
+    if from.is_bot {
+        return Ok(Classified::Ignore("written by a bot"));
+    }
+    let Some(data) = raw["data"].as_str() else {
+        return Ok(Classified::Ignore("a button without callback_data"));
+    };
+    // `message` is absent for buttons of inline-mode messages; a MaybeInaccessibleMessage
+    // (date 0) still has its chat and id.
+    let message = &raw["message"];
+    let (Some(chat_id), Some(message_id)) = (
+        message["chat"]["id"].as_i64(),
+        message["message_id"].as_i64(),
+    ) else {
+        return Ok(Classified::Ignore("a button not under a chat message"));
+    };
+    if chat_id <= 0 || chat_id != i64::try_from(from.id).unwrap_or(-1) {
+        return Ok(Classified::Ignore("a button in another chat"));
+    }
+    let press = ButtonPress {
+        sender: sender(&from),
+        conversation: ConversationRef {
+            id: chat_id.to_string(),
+            kind: ConversationKind::Private,
+            thread_id: None,
+        },
+        data: data.to_owned(),
+        callback_id: id.to_owned(),
+        message_id: Some(message_id.to_string()),
+    };
+    Ok(Classified::Publish(Box::new(Envelope::new(
+        Source::Telegram,
+        OffsetDateTime::now_utc(),
+        IdempotencyKey::telegram_update(scope.bot_id, update_id),
+        Event::ButtonPressed(press),
+    ))))
+}
+
+fn sender(from: &User) -> Sender {
+    let display_name = match &from.last_name {
+        Some(last) if !last.is_empty() => format!("{} {last}", from.first_name),
+        _ => from.first_name.clone(),
+    };
+    Sender {
+        id: from.id.to_string(),
+        display_name: Some(display_name),
+        username: from.username.clone(),
+        language: from.language_code.clone(),
+    }
+}
+
 /// The normalized message; `None` for a service message (topic created, member joined …).
 fn inbound(
     msg: &Message,
@@ -134,10 +200,6 @@ fn inbound(
     } else {
         spans_of(msg.caption_entities.as_ref())
     };
-    let display_name = match &from.last_name {
-        Some(last) if !last.is_empty() => format!("{} {last}", from.first_name),
-        _ => from.first_name.clone(),
-    };
     // In a topic, a message that answers nothing in particular "replies" to the topic's
     // creation message (id = thread id): that is not a reply.
     let reply_to = msg
@@ -148,12 +210,7 @@ fn inbound(
     let when = msg.edit_date.unwrap_or(msg.date);
     Some(InboundMessage {
         message_id: msg.message_id.to_string(),
-        sender: Sender {
-            id: from.id.to_string(),
-            display_name: Some(display_name),
-            username: from.username.clone(),
-            language: from.language_code.clone(),
-        },
+        sender: sender(from),
         conversation: ConversationRef {
             id: msg.chat.id.to_string(),
             kind,
@@ -170,23 +227,40 @@ fn inbound(
     })
 }
 
-/// The media of a message, described (the relay copies the message itself with copyMessage;
-/// file URLs would carry the token, so there are none).
+/// The prefix of an attachment `url` that names a Telegram file: `tg-file:<file_id>`.
+pub const FILE_URL_PREFIX: &str = "tg-file:";
+
+/// The prefix of a shared contact's `url`: `tel:<phone_number>`.
+pub const TEL_URL_PREFIX: &str = "tel:";
+
+/// The media of a message, described (the relay copies the message itself with copyMessage).
+/// A file's `url` is `tg-file:<file_id>`, never a download URL (that would carry the token).
 fn attachments(msg: &Message) -> Vec<Attachment> {
-    let a = |kind, mime: Option<&String>, name: Option<&String>, size: Option<u64>| Attachment {
-        kind,
-        url: None,
-        mime: mime.cloned(),
-        name: name.cloned(),
-        size,
-    };
+    let a =
+        |kind, file_id: &str, mime: Option<&String>, name: Option<&String>, size: Option<u64>| {
+            Attachment {
+                kind,
+                url: (!file_id.is_empty()).then(|| format!("{FILE_URL_PREFIX}{file_id}")),
+                mime: mime.cloned(),
+                name: name.cloned(),
+                size,
+            }
+        };
     let mut out = Vec::new();
     if let Some(p) = msg.photo.as_ref().and_then(|p| p.last()) {
-        out.push(a(AttachmentKind::Image, None, None, p.file_size));
+        let jpeg = "image/jpeg".to_owned();
+        out.push(a(
+            AttachmentKind::Image,
+            &p.file_id,
+            Some(&jpeg),
+            None,
+            p.file_size,
+        ));
     }
     if let Some(v) = &msg.voice {
         out.push(a(
             AttachmentKind::Voice,
+            &v.file_id,
             v.mime_type.as_ref(),
             None,
             v.file_size,
@@ -195,17 +269,25 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
     if let Some(v) = &msg.video {
         out.push(a(
             AttachmentKind::Video,
+            &v.file_id,
             v.mime_type.as_ref(),
             v.file_name.as_ref(),
             v.file_size,
         ));
     }
     if let Some(v) = &msg.video_note {
-        out.push(a(AttachmentKind::Video, None, None, v.file_size));
+        out.push(a(
+            AttachmentKind::Video,
+            &v.file_id,
+            None,
+            None,
+            v.file_size,
+        ));
     }
     if let Some(v) = &msg.animation {
         out.push(a(
             AttachmentKind::Video,
+            &v.file_id,
             v.mime_type.as_ref(),
             v.file_name.as_ref(),
             v.file_size,
@@ -214,6 +296,7 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
     if let Some(v) = &msg.audio {
         out.push(a(
             AttachmentKind::Audio,
+            &v.file_id,
             v.mime_type.as_ref(),
             v.title.as_ref(),
             v.file_size,
@@ -222,6 +305,7 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
     if let Some(d) = &msg.document {
         out.push(a(
             AttachmentKind::File,
+            &d.file_id,
             d.mime_type.as_ref(),
             d.file_name.as_ref(),
             d.file_size,
@@ -230,17 +314,20 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
     if let Some(s) = &msg.sticker {
         out.push(a(
             AttachmentKind::Sticker,
+            &s.file_id,
             None,
             s.emoji.as_ref(),
             s.file_size,
         ));
     }
     if msg.location.is_some() || msg.venue.is_some() {
-        out.push(a(AttachmentKind::Location, None, None, None));
+        out.push(a(AttachmentKind::Location, "", None, None, None));
     }
     if let Some(c) = &msg.contact {
         let name = format!("contact {} {}", c.first_name, c.phone_number);
-        out.push(a(AttachmentKind::Other, None, Some(&name), None));
+        let mut contact = a(AttachmentKind::Other, "", None, Some(&name), None);
+        contact.url = Some(format!("{TEL_URL_PREFIX}{}", c.phone_number));
+        out.push(contact);
     }
     for (present, what) in [
         (msg.poll.is_some(), "poll"),
@@ -251,7 +338,13 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
         (msg.paid_media.is_some(), "paid media"),
     ] {
         if present {
-            out.push(a(AttachmentKind::Other, None, Some(&what.to_owned()), None));
+            out.push(a(
+                AttachmentKind::Other,
+                "",
+                None,
+                Some(&what.to_owned()),
+                None,
+            ));
         }
     }
     out
@@ -266,6 +359,7 @@ mod tests {
     const SCOPE: Scope = Scope {
         bot_id: 7_000_000_001,
         group_id: -1_001_000_000_001,
+        helpdesk: false,
     };
 
     fn private(content: Value) -> Value {
@@ -339,6 +433,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.attachments[0].kind, AttachmentKind::Image);
+        assert_eq!(m.attachments[0].url.as_deref(), Some("tg-file:a"));
         assert_eq!(m.text.as_deref(), Some("look"));
         let env = published(&private(
             json!({"contact": {"phone_number": "+79990000000", "first_name": "Anna"}}),
@@ -347,6 +442,53 @@ mod tests {
             panic!()
         };
         assert_eq!(m.attachments[0].kind, AttachmentKind::Other);
+        assert_eq!(m.attachments[0].url.as_deref(), Some("tel:+79990000000"));
+    }
+
+    #[test]
+    fn a_button_press_in_a_private_chat_is_an_event_only_with_the_helpdesk_on() {
+        let press = json!({"update_id": 903, "callback_query": {
+            "id": "4382045912", "chat_instance": "-1",  "data": "issue:12",
+            "from": {"id": 42, "is_bot": false, "first_name": "Ivan", "language_code": "en"},
+            "message": {"message_id": 9, "date": 1_764_000_000, "text": "Your issues",
+                        "chat": {"id": 42, "type": "private", "first_name": "Ivan"}}
+        }});
+        assert_eq!(ignored(&press), "update kind not relayed");
+        let on = Scope {
+            helpdesk: true,
+            ..SCOPE
+        };
+        let Classified::Publish(env) = classify(on, &press).expect("well formed") else {
+            panic!("ignored")
+        };
+        assert_eq!(
+            env.subject().as_str(),
+            "events.telegram.message.button_pressed"
+        );
+        assert_eq!(env.idempotency_key.as_str(), "tg:7000000001:903");
+        assert_eq!(
+            env.payload.ordering_key().as_deref(),
+            Some("conversation:42")
+        );
+        let Event::ButtonPressed(b) = env.payload else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                b.data.as_str(),
+                b.callback_id.as_str(),
+                b.message_id.as_deref()
+            ),
+            ("issue:12", "4382045912", Some("9"))
+        );
+        assert_eq!(b.sender.language.as_deref(), Some("en"));
+        // A press in a group (or of another user's message) is not the helpdesk's.
+        let mut other = press.clone();
+        other["callback_query"]["message"]["chat"]["id"] = json!(-1_005);
+        assert!(matches!(
+            classify(on, &other),
+            Ok(Classified::Ignore("a button in another chat"))
+        ));
     }
 
     #[test]

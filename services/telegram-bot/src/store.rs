@@ -1,8 +1,10 @@
-//! SQL for schema `telegram`: the long-poll offset, customer ↔ topic, message ↔ copy, and
-//! the operator notices already sent. Every row is keyed by the bot id, so two bots can share
-//! the database.
+//! SQL for schema `telegram`: the long-poll offset, customer ↔ topic, message ↔ copy, the
+//! operator notices already sent, and the helpdesk's dialogs, registrations and done-keys.
+//! Every row is keyed by the bot id, so two bots can share the database.
 
+use serde_json::Value;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 
 /// Name of this service's schema.
 pub const SCHEMA: &str = "telegram";
@@ -261,4 +263,245 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// The helpdesk dialog of `user_id`, when they ever had one.
+    pub async fn dialog(&self, user_id: i64) -> sqlx::Result<Option<DialogRow>> {
+        sqlx::query_as(
+            "SELECT step, data, registrations, updated_at FROM telegram.helpdesk_dialogs \
+             WHERE bot_id = $1 AND user_id = $2",
+        )
+        .bind(self.bot_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Ends a helpdesk turn in one transaction: the dialog's new step (and the person's
+    /// language), and what was done — message `message_id` of `chat_id` handled (its link, kind
+    /// `helpdesk`, to the bot's answers `answer_ids`) or `done_key` recorded.
+    pub async fn finish_turn(&self, turn: &TurnRecord<'_>) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO telegram.helpdesk_dialogs \
+               (bot_id, user_id, step, data, language, registrations, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, now()) \
+             ON CONFLICT (bot_id, user_id) DO UPDATE SET step = EXCLUDED.step, data = EXCLUDED.data, \
+               language = COALESCE(EXCLUDED.language, telegram.helpdesk_dialogs.language), \
+               registrations = EXCLUDED.registrations, updated_at = now()",
+        )
+        .bind(self.bot_id)
+        .bind(turn.user_id)
+        .bind(turn.step)
+        .bind(turn.data)
+        .bind(turn.language)
+        .bind(turn.registrations)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(lang) = turn.language {
+            sqlx::query(
+                "UPDATE telegram.helpdesk_people SET language = $3 \
+                 WHERE bot_id = $1 AND user_id = $2 AND language IS DISTINCT FROM $3",
+            )
+            .bind(self.bot_id)
+            .bind(turn.user_id)
+            .bind(lang)
+            .execute(&mut *tx)
+            .await?;
+        }
+        match &turn.done {
+            Done::Message {
+                chat_id,
+                message_id,
+                answer_ids,
+            } => {
+                sqlx::query(
+                    "INSERT INTO telegram.message_links \
+                       (bot_id, source_chat_id, source_message_id, target_chat_id, target_message_ids, kind) \
+                     VALUES ($1, $2, $3, $2, $4, 'helpdesk') ON CONFLICT DO NOTHING",
+                )
+                .bind(self.bot_id)
+                .bind(chat_id)
+                .bind(message_id)
+                .bind(answer_ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Done::Key(key) => {
+                sqlx::query(
+                    "INSERT INTO telegram.helpdesk_done (bot_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(self.bot_id)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// `true` when `key` was recorded as done ([`Self::mark_done`], [`Self::finish_turn`]).
+    pub async fn is_done(&self, key: &str) -> sqlx::Result<bool> {
+        let v: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM telegram.helpdesk_done WHERE bot_id = $1 AND key = $2",
+        )
+        .bind(self.bot_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.is_some())
+    }
+
+    /// Records `key` as done.
+    pub async fn mark_done(&self, key: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO telegram.helpdesk_done (bot_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.bot_id)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The registration of `user_id`, when they sent one.
+    pub async fn person(&self, user_id: i64) -> sqlx::Result<Option<Person>> {
+        sqlx::query_as(
+            "SELECT user_id, contact_id, company_id, company_name, full_name, phone, language \
+             FROM telegram.helpdesk_people WHERE bot_id = $1 AND user_id = $2",
+        )
+        .bind(self.bot_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Every person registered as Okdesk contact `contact_id`.
+    pub async fn people_of_contact(&self, contact_id: i64) -> sqlx::Result<Vec<Person>> {
+        sqlx::query_as(
+            "SELECT user_id, contact_id, company_id, company_name, full_name, phone, language \
+             FROM telegram.helpdesk_people WHERE bot_id = $1 AND contact_id = $2 ORDER BY user_id",
+        )
+        .bind(self.bot_id)
+        .bind(contact_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// A registration was sent: what the person gave, pending (no contact) until
+    /// okdesk-bridge answers. Written before the command is published, so the answer always
+    /// finds the row.
+    pub async fn registration_sent(&self, p: &Person) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO telegram.helpdesk_people \
+               (bot_id, user_id, contact_id, company_id, company_name, full_name, phone, language) \
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7) \
+             ON CONFLICT (bot_id, user_id) DO UPDATE SET contact_id = NULL, \
+               company_id = EXCLUDED.company_id, company_name = EXCLUDED.company_name, \
+               full_name = EXCLUDED.full_name, phone = EXCLUDED.phone, \
+               language = COALESCE(EXCLUDED.language, telegram.helpdesk_people.language), \
+               registered_at = NULL, updated_at = now()",
+        )
+        .bind(self.bot_id)
+        .bind(p.user_id)
+        .bind(p.company_id)
+        .bind(&p.company_name)
+        .bind(&p.full_name)
+        .bind(&p.phone)
+        .bind(&p.language)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// okdesk-bridge registered `user_id` as contact `contact_id` (of `company`, when an
+    /// employee); returns the person as now stored.
+    pub async fn registered(
+        &self,
+        user_id: i64,
+        contact_id: i64,
+        company: Option<(i64, &str)>,
+    ) -> sqlx::Result<Person> {
+        sqlx::query_as(
+            "INSERT INTO telegram.helpdesk_people \
+               (bot_id, user_id, contact_id, company_id, company_name, full_name, registered_at) \
+             VALUES ($1, $2, $3, $4, $5, '', now()) \
+             ON CONFLICT (bot_id, user_id) DO UPDATE SET contact_id = EXCLUDED.contact_id, \
+               company_id = COALESCE(EXCLUDED.company_id, telegram.helpdesk_people.company_id), \
+               company_name = COALESCE(EXCLUDED.company_name, telegram.helpdesk_people.company_name), \
+               registered_at = now(), updated_at = now() \
+             RETURNING user_id, contact_id, company_id, company_name, full_name, phone, language",
+        )
+        .bind(self.bot_id)
+        .bind(user_id)
+        .bind(contact_id)
+        .bind(company.map(|c| c.0))
+        .bind(company.map(|c| c.1))
+        .fetch_one(&self.pool)
+        .await
+    }
+}
+
+/// A helpdesk dialog as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DialogRow {
+    /// The step's name (`idle` outside a dialog).
+    pub step: String,
+    /// The step's data.
+    pub data: Option<Value>,
+    /// Registrations sent so far.
+    pub registrations: i32,
+    /// When the dialog last moved.
+    pub updated_at: OffsetDateTime,
+}
+
+/// What one helpdesk turn leaves behind ([`Store::finish_turn`]).
+#[derive(Debug, Clone)]
+pub struct TurnRecord<'a> {
+    /// The person.
+    pub user_id: i64,
+    /// The new step's name.
+    pub step: &'a str,
+    /// Its data.
+    pub data: Option<&'a Value>,
+    /// The person's Telegram language, when known.
+    pub language: Option<&'a str>,
+    /// Registrations sent so far.
+    pub registrations: i32,
+    /// What was handled.
+    pub done: Done,
+}
+
+/// What a helpdesk turn handled.
+#[derive(Debug, Clone)]
+pub enum Done {
+    /// A message of the person, answered by the bot's messages `answer_ids`.
+    Message {
+        /// The private chat.
+        chat_id: i64,
+        /// The person's message.
+        message_id: i64,
+        /// The bot's answers.
+        answer_ids: Vec<i64>,
+    },
+    /// Anything else, by key (`press:<callback id>`).
+    Key(String),
+}
+
+/// A person's helpdesk registration.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Person {
+    /// Telegram user id.
+    pub user_id: i64,
+    /// The Okdesk contact; `None` while the registration is pending.
+    pub contact_id: Option<i64>,
+    /// The company, for an employee.
+    pub company_id: Option<i64>,
+    /// Its name.
+    pub company_name: Option<String>,
+    /// As typed.
+    pub full_name: String,
+    /// E.164.
+    pub phone: Option<String>,
+    /// `language_code`.
+    pub language: Option<String>,
 }

@@ -11,6 +11,9 @@
 //!   send of the bot for its `retry_after` ([`TgError::retry_after`]).
 //! - **Lengths**: a text is at most 4096 UTF-16 code units ([`MAX_TEXT_UNITS`]); longer texts
 //!   are split by [`split_text`], entity offsets moved along.
+//! - **Files** ([getFile](https://core.telegram.org/bots/api#getfile)) are downloaded from
+//!   `{TELEGRAM_API_URL}/file/bot{BOT_TOKEN}/{file_path}`: that URL holds the token too, so a
+//!   failed download is reported without it ([`Telegram::download`]).
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -20,13 +23,14 @@ use domain::TextSpan;
 use frankenstein::AsyncTelegramApi;
 use frankenstein::client_reqwest::Bot;
 use frankenstein::methods::{
-    CloseForumTopicParams, CopyMessageParams, CreateForumTopicParams, DeleteWebhookParams,
-    EditMessageCaptionParams, EditMessageTextParams, GetChatMemberParams, GetChatParams,
-    GetUpdatesParams, ReopenForumTopicParams, SendMessageParams, SetWebhookParams,
+    AnswerCallbackQueryParams, CloseForumTopicParams, CopyMessageParams, CreateForumTopicParams,
+    DeleteWebhookParams, EditMessageCaptionParams, EditMessageTextParams, GetChatMemberParams,
+    GetChatParams, GetFileParams, GetUpdatesParams, ReopenForumTopicParams, SendMessageParams,
+    SetWebhookParams,
 };
 use frankenstein::types::{
-    AllowedUpdate, ChatFullInfo, ChatMember, MessageEntity, MessageEntityType, ReplyParameters,
-    User,
+    AllowedUpdate, ChatFullInfo, ChatMember, File, MessageEntity, MessageEntityType, ReplyMarkup,
+    ReplyParameters, User,
 };
 use frankenstein::updates::WebhookInfo;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -43,9 +47,25 @@ pub const FLOOD_RETRIES: u32 = 5;
 /// Longest topic name (createForumTopic `name`), in characters.
 pub const MAX_TOPIC_NAME_CHARS: usize = 128;
 
-/// The update kinds the bot asks for (`allowed_updates`): only what the relay handles.
-pub fn allowed_updates() -> Vec<AllowedUpdate> {
-    vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage]
+/// The update kinds the bot asks for (`allowed_updates`): only what it handles — messages and
+/// their edits, and with the helpdesk on the presses of its inline buttons (`callback_query`).
+pub fn allowed_updates(button_presses: bool) -> Vec<AllowedUpdate> {
+    let mut kinds = vec![AllowedUpdate::Message, AllowedUpdate::EditedMessage];
+    if button_presses {
+        kinds.push(AllowedUpdate::CallbackQuery);
+    }
+    kinds
+}
+
+/// Why a file could not be fetched.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DownloadError {
+    /// Larger than the limit asked for (bytes).
+    #[error("the file is larger than {0} bytes")]
+    TooLarge(u64),
+    /// getFile or the download failed.
+    #[error(transparent)]
+    Telegram(#[from] TgError),
 }
 
 /// A failed Bot API call.
@@ -233,6 +253,11 @@ pub struct Telegram {
     limiter: Arc<Limiter>,
     /// Only to blank it out of upstream texts kept in errors.
     token: Arc<str>,
+    /// For file downloads: the client and `{api_url}/file/bot{token}` (secret: never logged).
+    http: reqwest::Client,
+    file_base: Arc<str>,
+    /// `callback_query` is in `allowed_updates`.
+    button_presses: bool,
 }
 
 impl Telegram {
@@ -258,12 +283,26 @@ impl Telegram {
             .connect_timeout(http_timeout)
             .timeout(poll_timeout + http_timeout)
             .build()?;
+        let file_base = format!("{}/file/bot{token}", api_url.trim_end_matches('/'));
         Ok(Self {
-            bot: Bot::builder().api_url(url.clone()).client(http).build(),
+            bot: Bot::builder()
+                .api_url(url.clone())
+                .client(http.clone())
+                .build(),
             poll_bot: Bot::builder().api_url(url).client(poll_http).build(),
             limiter: Arc::new(Limiter::new(limits)),
             token: Arc::from(token),
+            http,
+            file_base: Arc::from(file_base),
+            button_presses: false,
         })
+    }
+
+    /// Also asks for `callback_query` updates (the helpdesk's inline buttons).
+    #[must_use]
+    pub fn with_button_presses(mut self, on: bool) -> Self {
+        self.button_presses = on;
+        self
     }
 
     /// Waits until a message to `chat_id` may go out: a pending 429 pause, then the bot's
@@ -350,7 +389,7 @@ impl Telegram {
             .offset(offset)
             .limit(100)
             .timeout(u32::try_from(timeout.as_secs()).unwrap_or(50))
-            .allowed_updates(allowed_updates())
+            .allowed_updates(allowed_updates(self.button_presses))
             .build();
         let r: Result<frankenstein::response::MethodResponse<Vec<serde_json::Value>>, _> =
             self.poll_bot.request("getUpdates", Some(&p)).await;
@@ -362,7 +401,7 @@ impl Telegram {
         let p = SetWebhookParams::builder()
             .url(url)
             .secret_token(secret)
-            .allowed_updates(allowed_updates())
+            .allowed_updates(allowed_updates(self.button_presses))
             .build();
         self.seen(self.bot.set_webhook(&p).await).map(|_| ())
     }
@@ -416,6 +455,100 @@ impl Telegram {
         metrics::counter!("telegram_sent_total", "method" => "sendMessage")
             .increment(ids.len() as u64);
         Ok(ids)
+    }
+
+    /// `sendMessage` of a plain `text` with `markup` (a reply keyboard, its removal, or inline
+    /// buttons), split like [`Self::send_text`]; the markup goes with the last part, so inline
+    /// buttons sit under the end of the text. Returns the message ids in order.
+    ///
+    /// Errors: the first part that fails.
+    pub async fn send_with_markup(
+        &self,
+        chat_id: i64,
+        text: &str,
+        markup: Option<ReplyMarkup>,
+    ) -> Result<Vec<i32>, TgError> {
+        let parts = split_text(text, &[], MAX_TEXT_UNITS);
+        let last = parts.len().saturating_sub(1);
+        let mut ids = Vec::new();
+        for (i, (part, _)) in parts.into_iter().enumerate() {
+            let p = SendMessageParams::builder()
+                .chat_id(chat_id)
+                .text(part)
+                .maybe_reply_markup(if i == last { markup.clone() } else { None })
+                .build();
+            let m = self
+                .send(chat_id, || self.bot.send_message(&p))
+                .await?
+                .result;
+            ids.push(m.message_id);
+        }
+        metrics::counter!("telegram_sent_total", "method" => "sendMessage")
+            .increment(ids.len() as u64);
+        Ok(ids)
+    }
+
+    /// `answerCallbackQuery`: stops the spinner on the pressed button, showing `text` as a
+    /// short notification when given. Not a message, so not behind the sending limits.
+    pub async fn answer_callback(
+        &self,
+        callback_id: &str,
+        text: Option<&str>,
+    ) -> Result<(), TgError> {
+        let p = AnswerCallbackQueryParams::builder()
+            .callback_query_id(callback_id)
+            .maybe_text(text.map(str::to_owned))
+            .build();
+        self.seen(self.bot.answer_callback_query(&p).await)
+            .map(|_| ())
+    }
+
+    /// `getFile`: the file's `file_path` (valid for an hour) and size.
+    pub async fn get_file(&self, file_id: &str) -> Result<File, TgError> {
+        let p = GetFileParams::builder().file_id(file_id).build();
+        self.seen(self.bot.get_file(&p).await).map(|r| r.result)
+    }
+
+    /// Downloads `file_path` (from [`Self::get_file`]), refusing more than `limit` bytes
+    /// (by `Content-Length`, and while reading). The URL carries the token: errors never
+    /// include it.
+    ///
+    /// Errors: [`DownloadError::TooLarge`]; a non-2xx answer as [`TgError::Api`] with its
+    /// status; no answer as [`TgError::Transport`].
+    pub async fn download(&self, file_path: &str, limit: u64) -> Result<Vec<u8>, DownloadError> {
+        let url = format!("{}/{}", self.file_base, file_path.trim_start_matches('/'));
+        let transport = |e: reqwest::Error| {
+            let e = e.without_url();
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            DownloadError::Telegram(TgError::Transport(format!("file download {kind}: {e}")))
+        };
+        let mut r = self.http.get(url).send().await.map_err(transport)?;
+        let status = r.status();
+        if !status.is_success() {
+            return Err(DownloadError::Telegram(TgError::Api {
+                code: u64::from(status.as_u16()),
+                description: format!("file download answered {status}"),
+                retry_after: None,
+            }));
+        }
+        if r.content_length().is_some_and(|n| n > limit) {
+            return Err(DownloadError::TooLarge(limit));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(transport)? {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(DownloadError::TooLarge(limit));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        metrics::counter!("telegram_files_downloaded_total").increment(1);
+        Ok(bytes)
     }
 
     /// `copyMessage`: the message `message_id` of `from_chat_id`, content and media included,

@@ -1,5 +1,8 @@
 //! Every text the bot itself writes, in Russian and English. A person gets Russian when their
-//! Telegram `language_code` is Russian or unknown, English otherwise.
+//! Telegram `language_code` is Russian or unknown, English otherwise. The helpdesk's are in
+//! [`helpdesk`].
+
+pub mod helpdesk;
 
 use domain::TextSpan;
 

@@ -223,6 +223,13 @@ pub fn document() -> Value {
                         "file_unique_id": file_unique_id, "file_size": 48_213}})
 }
 
+/// A document with its own name, MIME type and size (e.g. one over the bot's size limit).
+pub fn document_named(file_name: &str, mime_type: &str, file_size: u64) -> Value {
+    let (file_id, file_unique_id) = file_ids("BQACAgIAA");
+    json!({"document": {"file_name": file_name, "mime_type": mime_type, "file_id": file_id,
+                        "file_unique_id": file_unique_id, "file_size": file_size}})
+}
+
 /// A regular static sticker (512×512, emoji 👍, with its thumbnail).
 pub fn sticker() -> Value {
     let (file_id, file_unique_id) = file_ids("CAACAgIAA");

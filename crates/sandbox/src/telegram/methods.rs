@@ -220,6 +220,7 @@ impl TelegramState {
     pub(crate) fn send_message(&mut self, params: &Params) -> Result<Value, ApiError> {
         let raw = params.raw_str("text").unwrap_or_default();
         let text = message_text(&raw, params, "entities")?;
+        TelegramState::check_inline_markup(params)?;
         let (chat_id, chat, thread, reply) = self.destination(params)?;
         if utf16_len(&text.text) > MESSAGE_MAX_UTF16 {
             return Err(ApiError::bad("message is too long"));
@@ -235,6 +236,7 @@ impl TelegramState {
         if let Some(markup) = inline_markup(params) {
             content.insert("reply_markup".into(), markup);
         }
+        self.track_reply_keyboard(chat_id, params);
         Ok(self.post(chat_id, chat, thread, reply, content))
     }
 
@@ -282,6 +284,7 @@ impl TelegramState {
         if let Some(markup) = inline_markup(params) {
             content.insert("reply_markup".into(), markup);
         }
+        self.track_reply_keyboard(chat_id, params);
         let copy = self.post(chat_id, chat, thread, reply, content);
         Ok(json!({"message_id": copy["message_id"]}))
     }
@@ -338,6 +341,7 @@ impl TelegramState {
         if utf16_len(&text.text) > MESSAGE_MAX_UTF16 {
             return Err(ApiError::bad("message is too long"));
         }
+        TelegramState::check_inline_markup(params)?;
         let markup = inline_markup(params);
         let entities = entities_value(&text.entities);
         if current["text"] == json!(text.text)

@@ -30,8 +30,10 @@
 //! **Methods.** `getMe`; `getUpdates`, `setWebhook`, `deleteWebhook`, `getWebhookInfo` (see
 //! [`Sandbox::telegram_push_update`] for the queue); `sendMessage`, `copyMessage`,
 //! `editMessageText`, `editMessageCaption`; `createForumTopic`, `editForumTopic`,
-//! `closeForumTopic`, `reopenForumTopic`, `deleteForumTopic`; `getChat`, `getChatMember`. Others
-//! answer 404. `parse_mode` `HTML`, `MarkdownV2` and `Markdown` are parsed into entities (with
+//! `closeForumTopic`, `reopenForumTopic`, `deleteForumTopic`; `getChat`, `getChatMember`;
+//! `answerCallbackQuery` (see `buttons.rs` for keyboards and presses); `getFile` and the file
+//! download route `{url}/telegram/file/bot{token}/{file_path}` (see `files.rs`). Others answer
+//! 404. `parse_mode` `HTML`, `MarkdownV2` and `Markdown` are parsed into entities (with
 //! TDLib's error texts), leading and trailing whitespace is trimmed, and `url`, `mention`,
 //! `hashtag` and `bot_command` entities are found on their own; lengths count UTF-16 code units
 //! (text at most [`MESSAGE_MAX_UTF16`], captions [`CAPTION_MAX_UTF16`]).
@@ -69,6 +71,8 @@
 //! not expire after 24 hours.
 
 mod build;
+mod buttons;
+mod files;
 mod format;
 mod methods;
 mod webhook;
@@ -82,14 +86,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 pub use build::{
-    TgUser, contact, document, edited, group_message, location, photo, private_message, sticker,
-    voice, with,
+    TgUser, contact, document, document_named, edited, group_message, location, photo,
+    private_message, sticker, voice, with,
 };
+pub use buttons::{CALLBACK_DATA_MAX_BYTES, TelegramCallbackAnswer, button_texts};
+pub use files::GET_FILE_MAX_BYTES;
 
 use crate::{Sandbox, SandboxOptions, Shared};
 
@@ -242,6 +248,15 @@ pub(crate) struct TelegramState {
     pub(crate) can_manage_topics: bool,
     pub(crate) topics: BTreeMap<i64, Topic>,
     pub(crate) topics_created: usize,
+    /// Callback query ids pushed, and whether they were answered.
+    pub(crate) callback_queries: HashMap<String, bool>,
+    pub(crate) callback_answers: Vec<TelegramCallbackAnswer>,
+    pub(crate) next_callback: u64,
+    /// The reply keyboard shown in each chat.
+    pub(crate) keyboards: BTreeMap<i64, Value>,
+    /// Files of pushed messages by `file_id`.
+    pub(crate) files: BTreeMap<String, files::KnownFile>,
+    pub(crate) next_file_path: u64,
 }
 
 impl Default for TelegramState {
@@ -275,6 +290,12 @@ impl TelegramState {
             can_manage_topics: true,
             topics: BTreeMap::new(),
             topics_created: 0,
+            callback_queries: HashMap::new(),
+            callback_answers: Vec::new(),
+            next_callback: 0,
+            keyboards: BTreeMap::new(),
+            files: BTreeMap::new(),
+            next_file_path: 0,
         }
     }
 
@@ -461,6 +482,7 @@ impl TelegramState {
         if let Some(reply) = reply {
             message["reply_to_message"] = reply;
         }
+        self.learn_files(message);
         let log = self.chat_log(chat_id);
         log.next_id = log.next_id.max(message_id + 1);
         let service = is_service(message);
@@ -753,6 +775,7 @@ impl Params {
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/{bot}/{method}", any(call))
+        .route("/file/{bot}/{*path}", get(files::download))
         .fallback(|| async { error_response(ApiError::raw(404, "Not Found")) })
 }
 
@@ -807,6 +830,10 @@ async fn call(
             change(&shared, |t| t.toggle_forum_topic(&params, false)).map(|v| (v, None))
         }
         "deleteforumtopic" => change(&shared, |t| t.delete_forum_topic(&params)).map(|v| (v, None)),
+        "answercallbackquery" => {
+            change(&shared, |t| t.answer_callback_query(&params)).map(|v| (v, None))
+        }
+        "getfile" => change(&shared, |t| t.get_file(&params)).map(|v| (v, None)),
         "getchat" => shared.read().telegram.get_chat(&params).map(|v| (v, None)),
         "getchatmember" => shared
             .read()

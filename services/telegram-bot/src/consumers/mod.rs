@@ -1,6 +1,8 @@
-//! Durable consumers of telegram-bot: customers' messages into their topics ([`to_topic`]),
-//! operators' messages back to the customers ([`to_customer`]). Each module declares its
-//! [`spec`](to_topic::spec) (durable name, filter, ordering key) beside its handler.
+//! Durable consumers of telegram-bot: customers' messages into their topics ([`to_topic`],
+//! through the helpdesk first when it is on), operators' messages back to the customers
+//! ([`to_customer`]), and with `OKDESK_ENABLED` okdesk-bridge's events to the people they
+//! concern ([`notify`]). Each module declares its [`spec`](to_topic::spec) (durable name,
+//! filter, ordering key) beside its handler.
 //!
 //! How a Bot API failure is handled ([`tg_failure`]):
 //!
@@ -11,6 +13,7 @@
 //! | bot removed from the group, no right to manage topics | operator notice once; waits (`TELEGRAM_FIX_RETRY_SECS`) until fixed, never dead-lettered |
 //! | other 4xx | dead letter with Telegram's description |
 
+pub mod notify;
 pub mod to_customer;
 pub mod to_topic;
 

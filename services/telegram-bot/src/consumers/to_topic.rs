@@ -9,6 +9,10 @@
 //! - An edit is mirrored with `editMessageText` / `editMessageCaption` on the copy.
 //! - Banned customers' messages are dropped. A message relayed already (same update twice,
 //!   a redelivery) is not relayed again: `telegram.message_links` says so.
+//! - With `OKDESK_ENABLED` a message goes to the helpdesk first ([`crate::helpdesk`]): a
+//!   dialog's answer, a helpdesk command or a menu button is its, and is not relayed; `/start`
+//!   gets the greeting with the menu. The presses of its inline buttons
+//!   (`message.button_pressed`) come through here too, in the chat's order.
 //!
 //! Ordered per customer chat ([`Event::ordering_key`]: `conversation:<chat id>`).
 
@@ -17,6 +21,7 @@ use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{command, counterpart, db_failure, group_failure, id, tg_failure};
+use crate::helpdesk::{self, Outcome};
 use crate::store::Topic;
 use crate::telegram::TgError;
 use crate::texts::{self, Customer, Lang};
@@ -38,6 +43,9 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
     match &env.payload {
         Event::MessageReceived(m) => received(&state, m).await,
         Event::MessageEdited(m) => edited(&state, m).await,
+        Event::ButtonPressed(b) if state.settings.helpdesk.is_some() => {
+            helpdesk::on_button(&state, b).await
+        }
         other => {
             tracing::debug!(r#type = other.type_name(), "not for the topic relay");
             Ok(())
@@ -60,7 +68,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         return Ok(());
     }
     let lang = Lang::of(m.sender.language.as_deref());
-    if m.attachments.is_empty() && command(m.text.as_deref()).as_deref() == Some("start") {
+    let helpdesk_on = state.settings.helpdesk.is_some();
+    if !helpdesk_on
+        && m.attachments.is_empty()
+        && command(m.text.as_deref()).as_deref() == Some("start")
+    {
         let ids = match state
             .telegram
             .send_text(chat_id, None, texts::greeting(lang), &[], None)
@@ -86,6 +98,9 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             .map_err(db_failure)?;
         tracing::info!(user_id, message_id, "customer is banned; not relayed");
         metrics::counter!("telegram_relayed_total", "direction" => "to_topic", "outcome" => "banned").increment(1);
+        return Ok(());
+    }
+    if helpdesk_on && helpdesk::on_message(state, m).await? == Outcome::Handled {
         return Ok(());
     }
     let thread = match topic {

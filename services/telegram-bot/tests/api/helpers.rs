@@ -47,6 +47,10 @@ pub struct Options {
     pub webhook: bool,
     pub emoji: Option<&'static str>,
     pub dev_id: Option<i64>,
+    /// `OKDESK_ENABLED=true`.
+    pub okdesk: bool,
+    /// `OKDESK_RPC_TIMEOUT_SECS`, when not the default.
+    pub rpc_timeout_secs: Option<u64>,
 }
 
 /// The settings of a test app through the real parser: `env`'s database and NATS prefix, the
@@ -71,7 +75,11 @@ pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options, base: &str
         ("TELEGRAM_GROUP_RATE_PER_MIN", "0".to_owned()),
         ("TELEGRAM_FIX_RETRY_SECS", "1".to_owned()),
         ("WEBHOOK_ENABLED", opts.webhook.to_string()),
+        ("OKDESK_ENABLED", opts.okdesk.to_string()),
     ]);
+    if let Some(secs) = opts.rpc_timeout_secs {
+        vars.push(("OKDESK_RPC_TIMEOUT_SECS", secs.to_string()));
+    }
     if opts.webhook {
         vars.extend([
             ("WEBHOOK_URL", base.to_owned()),

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod binary;
+mod helpdesk;
 mod polling;
 mod relay;
 mod webhook;
