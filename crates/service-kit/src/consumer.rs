@@ -16,7 +16,7 @@
 //!
 //! Order across processes is kept by giving each durable consumer **one holder at a time**: a
 //! replica handles a consumer only while it holds a Postgres advisory lock named after it
-//! (`<schema>.<durable>`), on a connection of its own that it checks every second; the other
+//! (`<schema>.<stream>.<durable>`), on a connection of its own that it checks every second; the other
 //! replicas stand by and take over within about a second when the holder dies (its
 //! connection closes) or stops. When a holder takes a consumer that still has messages in
 //! flight from the previous holder (delivered, never acked: the process was killed, or stopped
@@ -203,7 +203,14 @@ where
 {
     let concurrency = spec.effective_concurrency(deps.default_concurrency);
     let handler = Arc::new(handler);
-    let lease_name = format!("{}.{}", deps.schema, spec.durable);
+    // The stream is in the name: two deployments on one database but different NATS prefixes
+    // (two bots sharing a database) each get their own holder.
+    let lease_name = format!(
+        "{}.{}.{}",
+        deps.schema,
+        spec.stream_name(&deps.bus),
+        spec.durable
+    );
     tracing::info!(durable = %spec.durable, filter = %spec.filter, concurrency, "consumer starting");
     let mut said_standby = false;
     // A stand-by keeps one connection and asks again on it every second.

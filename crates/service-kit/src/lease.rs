@@ -62,9 +62,11 @@ impl Lease {
         }
     }
 
-    /// Checks the lock's connection every [`LEASE_CHECK`]; cancels `held` when it is lost
-    /// (another replica may take over then) and releases the lock once `release` is
-    /// cancelled (after the holder's work drained). `what` names the holder in the log.
+    /// Checks the lock's connection every [`LEASE_CHECK`]; cancels `held` when it does not
+    /// answer within 3 s, and releases the lock only once `release` is cancelled (after the
+    /// holder's work drained) — also after a failed check, so a stall does not hand the lock
+    /// over while work runs (a connection Postgres really lost has released it anyway).
+    /// `what` names the holder in the log.
     pub async fn hold(mut self, held: CancellationToken, release: CancellationToken, what: String) {
         loop {
             if sleep_or_cancel(LEASE_CHECK, &release).await {
@@ -76,9 +78,13 @@ impl Lease {
             )
             .await;
             if !matches!(alive, Ok(Ok(_))) {
-                tracing::error!(lease = %what, "lost the lease (Postgres connection); stopping here");
+                // Stop the work, but keep the session (and so the lock, if Postgres still has
+                // it: a stall, not a lost connection) until the work has drained, so that a
+                // stand-by does not start while an attempt of ours still runs.
+                tracing::error!(lease = %what, "the lease's Postgres connection does not answer; stopping here");
                 held.cancel();
-                return;
+                release.cancelled().await;
+                break;
             }
         }
         // Bounded: a Postgres that vanished must not hold the shutdown (closing the session

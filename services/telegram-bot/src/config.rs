@@ -242,6 +242,17 @@ impl Settings {
                 });
             }
             let path = webhook_path(&c.webhook_path)?;
+            // Old bots put the token in the path; here the path would reach logs and spans.
+            if let Some((_, secret_part)) = token.expose().split_once(':')
+                && path.contains(secret_part)
+            {
+                return Err(ConfigError::Invalid {
+                    name: "WEBHOOK_PATH",
+                    reason: "must not contain the bot token (WEBHOOK_SECRET authenticates \
+                             Telegram); use e.g. /telegram/webhook"
+                        .into(),
+                });
+            }
             let secret = secret(&c.webhook_secret, "WEBHOOK_SECRET")?;
             let s = secret.expose();
             if s.len() > 256
@@ -429,6 +440,26 @@ mod tests {
         );
         let e = parse(&with(&[("BOT_DEV_ID", "abc")])).unwrap_err();
         assert!(e.to_string().contains("BOT_DEV_ID"), "{e}");
+    }
+
+    #[test]
+    fn a_webhook_path_with_the_token_in_it_is_refused() {
+        let e = parse(&with(&[
+            ("WEBHOOK_ENABLED", "true"),
+            ("WEBHOOK_URL", "https://tg.example.com"),
+            ("WEBHOOK_SECRET", "c2VjcmV0LXRva2Vu_-9"),
+            (
+                "WEBHOOK_PATH",
+                "/webhook/7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("WEBHOOK_PATH: must not contain the bot token"),
+            "{e}"
+        );
+        assert!(!e.contains("AAHdqTcv"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// NATS did not take the update: 503, so Telegram delivers it again.
     #[error("event bus unavailable")]
     BusDown(#[source] service_kit::bus::PublishError),
+    /// The database failed: 500, detail only in the log.
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
 }
 
 impl From<ApiError> for HttpError {
@@ -28,6 +31,7 @@ impl From<ApiError> for HttpError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 anyhow::Error::new(e).context("event bus unavailable; Telegram will retry"),
             ),
+            ApiError::Unexpected(e) => HttpError::server(StatusCode::INTERNAL_SERVER_ERROR, e),
         }
     }
 }

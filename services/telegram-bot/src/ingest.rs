@@ -64,3 +64,36 @@ pub async fn ingest(state: &AppState, raw: &Value) -> Result<Ingested, IngestErr
     metrics::counter!("telegram_updates_total", "outcome" => label).increment(1);
     Ok(outcome)
 }
+
+/// An update that cannot be read (the secret or the poll vouch for it coming from Telegram):
+/// kept as a dead letter in `telegram.dead_letters` (subject `telegram.update.unreadable`), so
+/// that nothing Telegram sent is lost without a trace; returns its id.
+///
+/// Errors: the database did not take it.
+pub async fn keep_unreadable(state: &AppState, raw: &Value, reason: &str) -> anyhow::Result<i64> {
+    let body = raw.to_string();
+    let key = format!(
+        "tg:{}:unreadable:{}",
+        state.settings.bot_id,
+        normalize::update_id(raw).map_or_else(|| "-".to_owned(), |i| i.to_string())
+    );
+    let id = state
+        .dead_letters
+        .store(service_kit::dead_letter::NewDeadLetter {
+            consumer: None,
+            subject: "telegram.update.unreadable",
+            msg_id: &key,
+            ordering_key: None,
+            body: body.as_bytes(),
+            reason,
+            attempts: 1,
+        })
+        .await?;
+    tracing::error!(
+        dead_letter = id,
+        reason,
+        "unreadable Telegram update kept as a dead letter"
+    );
+    metrics::counter!("telegram_updates_total", "outcome" => "dead_lettered").increment(1);
+    Ok(id)
+}

@@ -68,12 +68,13 @@ impl Store {
         Ok(v.unwrap_or(0))
     }
 
-    /// Stores the next offset (never moves it back).
+    /// Stores the next offset, as the last batch set it (it may move back: Telegram restarts
+    /// update ids after a week without updates).
     pub async fn save_poll_offset(&self, next_update_id: i64) -> sqlx::Result<()> {
         sqlx::query(
             "INSERT INTO telegram.poll_offsets (bot_id, next_update_id) VALUES ($1, $2) \
              ON CONFLICT (bot_id) DO UPDATE SET \
-               next_update_id = GREATEST(telegram.poll_offsets.next_update_id, EXCLUDED.next_update_id), \
+               next_update_id = EXCLUDED.next_update_id, \
                updated_at = now()",
         )
         .bind(self.bot_id)
@@ -188,6 +189,18 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(first.unwrap_or(false))
+    }
+
+    /// The notice about a block could not be sent: the next 403 tries again.
+    pub async fn unmark_blocked_notice(&self, user_id: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE telegram.topics SET blocked_notified = false WHERE bot_id = $1 AND user_id = $2",
+        )
+        .bind(self.bot_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// What message `message_id` of `chat_id` became, when it was relayed.

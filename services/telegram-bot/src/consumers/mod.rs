@@ -73,6 +73,20 @@ pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
     }
 }
 
+/// Whether `env` came from this bot's updates (key `tg:<bot_id>:…`): two bots on one NATS
+/// prefix would otherwise relay each other's customers with the wrong token. Others are
+/// skipped (and logged).
+pub(crate) fn of_this_bot<P>(state: &AppState, env: &domain::Envelope<P>) -> bool {
+    let ours = env
+        .idempotency_key
+        .as_str()
+        .starts_with(&format!("tg:{}:", state.settings.bot_id));
+    if !ours {
+        tracing::warn!(key = %env.idempotency_key.as_str(), "an update of another bot on this NATS prefix; skipped (give each bot its own NATS_SUBJECT_PREFIX)");
+    }
+    ours
+}
+
 /// A numeric id of the normalized message (they are strings there).
 pub(crate) fn id(what: &str, v: &str) -> Result<i64, HandleError> {
     v.parse()

@@ -33,6 +33,9 @@ pub fn spec() -> ConsumerSpec<Event> {
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {
+    if !crate::consumers::of_this_bot(&state, &env) {
+        return Ok(());
+    }
     match &env.payload {
         Event::TopicMessageReceived(m) => received(&state, m).await,
         Event::TopicMessageEdited(m) => edited(&state, m).await,
@@ -156,7 +159,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
                     .send_text(group, thread, notice, &[], None)
                     .await
                 {
-                    tracing::warn!(error = %e, "could not tell the operators about the block");
+                    tracing::warn!(error = %e, "could not tell the operators about the block; will try with the next reply");
+                    store
+                        .unmark_blocked_notice(user)
+                        .await
+                        .map_err(db_failure)?;
                 }
             }
             metrics::counter!("telegram_relayed_total", "direction" => "to_customer", "outcome" => "blocked").increment(1);

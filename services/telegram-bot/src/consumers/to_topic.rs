@@ -40,6 +40,9 @@ pub fn spec() -> ConsumerSpec<Event> {
 
 /// Handles one envelope.
 pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleError> {
+    if !crate::consumers::of_this_bot(&state, &env) {
+        return Ok(());
+    }
     match &env.payload {
         Event::MessageReceived(m) => received(&state, m).await,
         Event::MessageEdited(m) => edited(&state, m).await,
@@ -136,6 +139,9 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         .save_link(chat_id, message_id, state.settings.group_id, &ids, kind)
         .await
         .map_err(db_failure)?;
+    // The group works: a notice about it may be sent again next time it does not.
+    crate::notices::resolved(state, crate::notices::Kind::RemovedFromGroup).await;
+    crate::notices::resolved(state, crate::notices::Kind::NoTopicRights).await;
     tracing::info!(user_id, message_id, thread, group_message_ids = ?ids, "customer message relayed to the topic");
     metrics::counter!("telegram_relayed_total", "direction" => "to_topic", "outcome" => "relayed")
         .increment(1);

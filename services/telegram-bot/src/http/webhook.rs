@@ -2,8 +2,9 @@
 //!
 //! - `X-Telegram-Bot-Api-Secret-Token` must equal `WEBHOOK_SECRET` (constant-time): else 401,
 //!   and nothing is published.
-//! - The body must be one JSON [Update](https://core.telegram.org/bots/api#update): else 400
-//!   saying what was wrong.
+//! - The body must be JSON: else 400 saying what was wrong. JSON that is not an
+//!   [Update](https://core.telegram.org/bots/api#update) is kept as a dead letter and answered
+//!   200 (Telegram would retry it and then drop it).
 //! - A relayed update is answered `200` with an empty body only after JetStream acknowledged
 //!   it; when NATS does not take it, 503, and Telegram delivers it again later. Ignored
 //!   updates (other chats, bots, the General topic …) are answered 200 at once.
@@ -42,7 +43,14 @@ pub async fn handle(
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     match ingest(&state, &raw).await {
         Ok(_) => Ok(StatusCode::OK),
-        Err(IngestError::Malformed(m)) => Err(ApiError::BadRequest(m.0)),
+        // Authenticated but unreadable: kept, and 200 so Telegram does not retry it for a day
+        // and give up (then it would be lost); 500 when even the database does not take it.
+        Err(IngestError::Malformed(m)) => {
+            crate::ingest::keep_unreadable(&state, &raw, &m.0)
+                .await
+                .map_err(ApiError::Unexpected)?;
+            Ok(StatusCode::OK)
+        }
         Err(IngestError::Bus(e)) => Err(ApiError::BusDown(e)),
     }
 }

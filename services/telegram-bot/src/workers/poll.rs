@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use service_kit::dead_letter::NewDeadLetter;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
@@ -106,9 +105,9 @@ async fn poll(state: AppState, stop: CancellationToken) {
                 keep(&state, raw, "update without a numeric update_id").await;
                 continue;
             };
-            if id < offset {
-                continue;
-            }
+            // No `id < offset` guard: Telegram returns only what it still holds unconfirmed,
+            // and after a week without updates it starts update ids afresh (at random), so an
+            // id below the stored offset is a new update, not an old one.
             loop {
                 match ingest(&state, raw).await {
                     Ok(_) => break,
@@ -141,35 +140,14 @@ async fn poll(state: AppState, stop: CancellationToken) {
     }
 }
 
-/// An update that cannot be read: stored as a dead letter (so it is not lost without a
-/// trace) and skipped, so it does not block every later update.
+/// An update that cannot be read: stored as a dead letter and skipped, so it does not block
+/// every later update.
 async fn keep(state: &AppState, raw: &serde_json::Value, reason: &str) {
-    let body = raw.to_string();
-    let key = format!(
-        "tg:{}:unreadable:{}",
-        state.settings.bot_id,
-        normalize::update_id(raw).map_or_else(|| "-".to_owned(), |i| i.to_string())
-    );
-    let r = state
-        .dead_letters
-        .store(NewDeadLetter {
-            consumer: None,
-            subject: "telegram.update.unreadable",
-            msg_id: &key,
-            ordering_key: None,
-            body: body.as_bytes(),
+    if let Err(e) = crate::ingest::keep_unreadable(state, raw, reason).await {
+        tracing::error!(
+            error = format!("{e:#}"),
             reason,
-            attempts: 1,
-        })
-        .await;
-    match r {
-        Ok(id) => tracing::error!(
-            dead_letter = id,
-            reason,
-            "unreadable Telegram update kept as a dead letter"
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, reason, "unreadable Telegram update could not be stored; skipped")
-        }
+            "unreadable Telegram update could not be stored; skipped"
+        );
     }
 }

@@ -79,7 +79,7 @@ async fn a_wrong_or_missing_secret_is_401_and_nothing_is_published() {
         let res = app.post_webhook(secret, update(1, 5_000_009, 1, "x")).await;
         assert_eq!(res.status(), 401, "{secret:?}");
     }
-    // Malformed bodies with the right secret: 400 saying what was wrong.
+    // A body that is not JSON, with the right secret: 400 saying what was wrong.
     let res = app
         .post_webhook(Some(WEBHOOK_SECRET), "not json".into())
         .await;
@@ -91,8 +91,16 @@ async fn a_wrong_or_missing_secret_is_401_and_nothing_is_published() {
             json!({"update_id": 5, "message": {"text": "no chat"}}).to_string(),
         )
         .await;
-    assert_eq!(res.status(), 400);
-    assert!(res.text().await.unwrap().contains("not a Telegram Message"));
+    // JSON that is not an update, with the right secret: kept as a dead letter, answered 200
+    // (a 400 would make Telegram retry it for a day and then drop it).
+    assert_eq!(res.status(), 200);
+    let kept = app.state.dead_letters.list(10, true).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].reason.contains("not a Telegram Message"),
+        "{}",
+        kept[0].reason
+    );
     assert_eq!(app.events_stored().await, before);
 }
 
