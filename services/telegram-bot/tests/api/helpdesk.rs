@@ -929,3 +929,92 @@ async fn a_file_fetched_for_a_comment_keeps_the_token_out_of_the_logs() {
         "the bot token leaked into the logs: {leaks:#?}"
     );
 }
+
+/// The real okdesk-bridge on the app's database and NATS prefix, against the sandbox's
+/// Okdesk, with its webhook pointed at it.
+async fn real_bridge(
+    app: &TestApp,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let o = app.sandbox.options();
+    let token = "okdesk-hook-e2e-7a1c9f3b5d";
+    let mut vars = app.env.runtime_overrides();
+    vars.extend([
+        ("LOG_LEVEL", "warn".to_owned()),
+        ("OKDESK_API_URL", app.sandbox.okdesk_api_url()),
+        ("OKDESK_API_TOKEN", o.okdesk_api_token.clone()),
+        ("OKDESK_WEBHOOK_TOKEN", token.to_owned()),
+        ("OKDESK_POLL_INTERVAL_SECS", "0".to_owned()),
+    ]);
+    let cli: okdesk_bridge::config::Cli = testkit::parse_config(&vars);
+    let settings = okdesk_bridge::config::Settings::from_config(&cli.config).expect("valid");
+    let bridge = okdesk_bridge::build(settings).await.expect("bridge builds");
+    app.sandbox.okdesk_set_webhook(Some(format!(
+        "http://127.0.0.1:{}/okdesk/webhook/{token}",
+        bridge.port()
+    )));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(bridge.run_until(stop.clone()));
+    (stop, run)
+}
+
+#[tokio::test]
+async fn end_to_end_with_the_real_bridge_register_open_an_issue_and_hear_of_its_status() {
+    let app = spawn_app_with(opts()).await;
+    let (stop, run) = real_bridge(&app).await;
+    let user = ivan();
+    app.says(&user, text("/register"), "частное лицо или сотрудник")
+        .await;
+    app.says(&user, text("👤 Частное лицо"), "Как вас зовут")
+        .await;
+    app.says(&user, text("Иванов Иван Иванович"), "номер телефона")
+        .await;
+    app.says(&user, text("+7 900 123-45-67"), "Регистрация отправлена")
+        .await;
+    app.wait_reply(user.id, 0, "вы зарегистрированы в Okdesk")
+        .await;
+    let contacts = app.sandbox.okdesk_contacts();
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    app.says(&user, text("📝 Создать заявку"), "Опишите проблему")
+        .await;
+    app.says(
+        &user,
+        text("Не печатает принтер в бухгалтерии. Горит красная лампа."),
+        "поставлена в очередь",
+    )
+    .await;
+    let created = app.wait_reply(user.id, 0, "создана: http").await;
+    let issues = app.sandbox.okdesk_issues();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    let id = issues[0]["id"].as_i64().unwrap();
+    assert_eq!(issues[0]["title"], "Не печатает принтер в бухгалтерии");
+    assert!(
+        created["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("№{id}")),
+        "{created}"
+    );
+    // An engineer works in Okdesk: the status and a public comment reach the person, a
+    // private comment does not.
+    let before = app.to_customer(user.id).len();
+    app.sandbox.okdesk_change_status(id, "in_progress");
+    app.wait_reply(user.id, before, &format!("Статус заявки №{id}"))
+        .await;
+    app.sandbox
+        .okdesk_add_comment(id, "Внутренняя заметка", false);
+    app.sandbox
+        .okdesk_add_comment(id, "Картридж заменили", true);
+    app.wait_reply(user.id, before, "Картридж заменили").await;
+    assert!(
+        !app.texts_to(user.id)
+            .iter()
+            .any(|t| t.contains("Внутренняя заметка")),
+        "{:#?}",
+        app.texts_to(user.id)
+    );
+    stop.cancel();
+    let _ = run.await;
+}
