@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs the gateway locally against the sandbox (fake VK, Chatwoot, amoCRM and Telegram) and walks
-# one conversation through it: a VK user writes, the message appears in Chatwoot, an agent answers,
-# the answer is sent to the VK user. Then amoCRM posts a lead webhook (its real form format) to
-# amocrm-sync and the lead appears in Postgres; a messenger user's message is pushed over the hub;
+# Runs the gateway locally against the sandbox (fake VK, Chatwoot, amoCRM, Telegram and Okdesk) and
+# walks one conversation through it: a VK user writes, the message appears in Chatwoot, an agent
+# answers, the answer is sent to the VK user. Then amoCRM posts a lead webhook (its real form format)
+# to amocrm-sync and the lead appears in Postgres; a messenger user's message is pushed over the hub;
 # a Telegram customer writes to the bot, gets a topic in the operators' group, and an operator's
-# answer in the topic reaches the customer. Needs no accounts and no internet.
+# answer in the topic reaches the customer. Last, okdesk-bridge starts: a person registers with the
+# bot's Okdesk helpdesk, opens an issue with one message, and hears in Telegram when an engineer
+# changes its status in Okdesk. Needs no accounts and no internet.
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -15,7 +17,7 @@ Usage: scripts/demo.sh [--once] [--skip-build]
        scripts/demo.sh stop | status
 
 Starts, on this machine:
-  sandbox       fake VK API + Chatwoot + amoCRM + Telegram Bot API on 127.0.0.1:9000
+  sandbox       fake VK API + Chatwoot + amoCRM + Telegram Bot API + Okdesk API on 127.0.0.1:9000
                 (control API: /_sandbox/…)
   vk-connector  on 127.0.0.1:8081, database gateway_demo (dropped and created afresh),
                 NATS subjects and streams prefixed with "demo" (never mixed with the tests')
@@ -23,7 +25,10 @@ Starts, on this machine:
   messenger-api on 127.0.0.1:8085, same database (schema messenger) and NATS prefix
   telegram-bot  on 127.0.0.1:8082, same database (schema telegram) and NATS prefix, long polling
                 the sandbox's Bot API (token 7000000001:AAF-sandbox-test-token, group
-                -1001000000001)
+                -1001000000001), with the Okdesk helpdesk on (OKDESK_ENABLED=true)
+  okdesk-bridge on 127.0.0.1:8083 (started after the Telegram relay), same database (schema
+                okdesk) and NATS prefix, against the sandbox's Okdesk API (token
+                okdesk-test-token); the sandbox posts Okdesk webhooks to it
 then plays one conversation through them and prints each step:
   VK user Иван Петров (id 1001) writes -> Chatwoot conversation -> agent reply -> VK messages.send
   amoCRM form webhook leads[add] -> events.amocrm.lead.created -> row in amocrm.leads
@@ -31,6 +36,11 @@ then plays one conversation through them and prints each step:
   the other listens on the hub (@microsoft/signalr, Node) and gets the message pushed
   Telegram: customer Ivan (5000001) writes to the bot -> getUpdates -> a forum topic in the
   operators' group with his message -> operator Olga answers in the topic -> the customer's chat
+  Okdesk: Мария (5000002) sends /register, «👤 Частное лицо», her full name and phone (typed)
+  -> cmd.okdesk.contact.register -> an Okdesk contact -> «Готово: вы зарегистрированы…»;
+  «📝 Создать заявку» and one message -> cmd.okdesk.issue.create -> «Заявка №N создана: <link>»;
+  an engineer sets the issue "in_progress" in Okdesk -> webhook new_ticket_status ->
+  events.okdesk.issue.status_changed -> «Статус заявки №N: В работе» in her chat
 Both processes keep running afterwards (PIDs, logs and URLs are printed) until
 `scripts/demo.sh stop`; with --once they are stopped at the end.
 
@@ -39,7 +49,8 @@ Options:
   --skip-build  use the binaries already built in target/debug
 Environment:
   DEMO_SANDBOX_PORT (9000), DEMO_VK_PORT (8081), DEMO_AMOCRM_PORT (8084), DEMO_MESSENGER_PORT (8085),
-  DEMO_TELEGRAM_PORT (8082), DEMO_DIR (target/demo: logs and PID files), NATS_URL (nats://127.0.0.1:4222)
+  DEMO_TELEGRAM_PORT (8082), DEMO_OKDESK_PORT (8083), DEMO_DIR (target/demo: logs and PID files),
+  NATS_URL (nats://127.0.0.1:4222)
 Runs scripts/dev-deps.sh first (Postgres and NATS must run locally).
 EOF
 }
@@ -71,6 +82,8 @@ MSG_PORT=${DEMO_MESSENGER_PORT:-8085}
 MSG_URL=http://127.0.0.1:$MSG_PORT
 TG_PORT=${DEMO_TELEGRAM_PORT:-8082}
 TG_URL=http://127.0.0.1:$TG_PORT
+OK_PORT=${DEMO_OKDESK_PORT:-8083}
+OK_URL=http://127.0.0.1:$OK_PORT
 DEMO_NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 PG_SERVER=postgres://postgres@127.0.0.1:5432
 DEMO_DB=gateway_demo
@@ -94,7 +107,16 @@ TG_CUSTOMER_ID=5000001
 TG_CUSTOMER_TEXT="Здравствуйте!"
 TG_OPERATOR_TEXT="Добрый день! Чем помочь?"
 
-PROCS=(sandbox vk-connector amocrm-sync messenger-api telegram-bot)
+# The sandbox's Okdesk: its default API token; the webhook URL's secret part (at least 16
+# characters); a person who uses the bot's helpdesk, and what she types
+OKDESK_TOKEN=okdesk-test-token
+OK_WEBHOOK_TOKEN=demo-okdesk-hook-3b8e1f6a
+OK_PERSON_ID=5000002
+OK_PERSON_NAME="Смирнова Мария Сергеевна"
+OK_PERSON_PHONE="+7 916 765-43-21"
+OK_ISSUE_TEXT="Не печатает принтер в бухгалтерии. Горит красная лампа, замена картриджа не помогла."
+
+PROCS=(sandbox vk-connector amocrm-sync messenger-api telegram-bot okdesk-bridge)
 
 pid_of() {
   local f=$DEMO_DIR/$1.pid pid
@@ -257,35 +279,38 @@ have jq || apt_install jq
 mkdir -p "$DEMO_DIR"
 stop_all
 
-for port in "$SANDBOX_PORT" "$VK_PORT" "$AMO_PORT" "$MSG_PORT" "$TG_PORT"; do
+for port in "$SANDBOX_PORT" "$VK_PORT" "$AMO_PORT" "$MSG_PORT" "$TG_PORT" "$OK_PORT"; do
   if port_busy "$port"; then
-    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT / DEMO_AMOCRM_PORT / DEMO_MESSENGER_PORT / DEMO_TELEGRAM_PORT"
+    die "127.0.0.1:$port is already in use by another program; free it or set DEMO_SANDBOX_PORT / DEMO_VK_PORT / DEMO_AMOCRM_PORT / DEMO_MESSENGER_PORT / DEMO_TELEGRAM_PORT / DEMO_OKDESK_PORT"
   fi
 done
 
 cd "$REPO_ROOT"
 if [[ $build -eq 1 ]]; then
-  log "building vk-connector, amocrm-sync, messenger-api, telegram-bot and sandbox (cargo build; the first build takes a few minutes)"
-  cargo build --bin vk-connector --bin amocrm-sync --bin sandbox --bin messenger-api --bin telegram-bot
+  log "building vk-connector, amocrm-sync, messenger-api, telegram-bot, okdesk-bridge and sandbox (cargo build; the first build takes a few minutes)"
+  cargo build --bin vk-connector --bin amocrm-sync --bin sandbox --bin messenger-api --bin telegram-bot \
+    --bin okdesk-bridge
 fi
 VK_BIN=$TARGET_DIR/debug/vk-connector
 AMO_BIN=$TARGET_DIR/debug/amocrm-sync
 SANDBOX_BIN=$TARGET_DIR/debug/sandbox
 MSG_BIN=$TARGET_DIR/debug/messenger-api
 TG_BIN=$TARGET_DIR/debug/telegram-bot
-[[ -x $VK_BIN && -x $AMO_BIN && -x $SANDBOX_BIN && -x $MSG_BIN && -x $TG_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
+OK_BIN=$TARGET_DIR/debug/okdesk-bridge
+[[ -x $VK_BIN && -x $AMO_BIN && -x $SANDBOX_BIN && -x $MSG_BIN && -x $TG_BIN && -x $OK_BIN ]] || die "binaries not found in $TARGET_DIR/debug (run without --skip-build)"
 
 log "database $DEMO_DB: dropped and created afresh"
 PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/postgres" \
   -c "DROP DATABASE IF EXISTS $DEMO_DB WITH (FORCE)" -c "CREATE DATABASE $DEMO_DB" >/dev/null
 # As in production, where deploy/postgres/init.sql creates the schema for the service's role.
 psql -X -q -v ON_ERROR_STOP=1 "$PG_SERVER/$DEMO_DB" -c 'CREATE SCHEMA IF NOT EXISTS vk' -c 'CREATE SCHEMA IF NOT EXISTS amocrm' \
-  -c 'CREATE SCHEMA IF NOT EXISTS messenger' -c 'CREATE SCHEMA IF NOT EXISTS telegram' >/dev/null
+  -c 'CREATE SCHEMA IF NOT EXISTS messenger' -c 'CREATE SCHEMA IF NOT EXISTS telegram' \
+  -c 'CREATE SCHEMA IF NOT EXISTS okdesk' >/dev/null
 
 reset_demo_streams || warn "could not reset the demo's NATS streams; a run right after another may see duplicates"
 
 # ---------------------------------------------------------------- 1. sandbox
-log "starting the sandbox (fake VK + Chatwoot + amoCRM + Telegram) on $SANDBOX_URL"
+log "starting the sandbox (fake VK + Chatwoot + amoCRM + Telegram + Okdesk) on $SANDBOX_URL"
 (
   # run where no .env of the repository is picked up; survive the terminal closing
   cd "$DEMO_DIR"
@@ -296,6 +321,7 @@ log "starting the sandbox (fake VK + Chatwoot + amoCRM + Telegram) on $SANDBOX_U
     --chatwoot-webhook-url "$VK_URL/chatwoot/webhook/$CW_WEBHOOK_ID" \
     --telegram-bot-token "$TG_TOKEN" \
     --telegram-group-id="$TG_GROUP_ID" \
+    --okdesk-api-token "$OKDESK_TOKEN" \
     </dev/null >"$DEMO_DIR/sandbox.log" 2>&1
 ) &
 echo $! >"$DEMO_DIR/sandbox.pid"
@@ -378,7 +404,7 @@ echo $! >"$DEMO_DIR/messenger-api.pid"
 poll 90 "messenger-api /ready" messenger-api curl -fsS --max-time 3 -o /dev/null "$MSG_URL/ready"
 info "ready: $(curl -sS --max-time 3 "$MSG_URL/ready")"
 
-log "starting telegram-bot on $TG_URL (long polling $SANDBOX_URL/telegram)"
+log "starting telegram-bot on $TG_URL (long polling $SANDBOX_URL/telegram; Okdesk helpdesk on)"
 (
   cd "$DEMO_DIR"
   trap '' HUP
@@ -396,6 +422,7 @@ log "starting telegram-bot on $TG_URL (long polling $SANDBOX_URL/telegram)"
     TELEGRAM_API_URL="$SANDBOX_URL/telegram" \
     WEBHOOK_ENABLED=false \
     TELEGRAM_POLL_TIMEOUT_SECS=5 \
+    OKDESK_ENABLED=true \
     "$TG_BIN" serve </dev/null >"$DEMO_DIR/telegram-bot.log" 2>&1
 ) &
 echo $! >"$DEMO_DIR/telegram-bot.pid"
@@ -598,8 +625,120 @@ find_tg_answer() { tgmsg=$(tg_message "$TG_CUSTOMER_ID" "$TG_OPERATOR_TEXT") && 
 poll 30 "the operator's answer in the customer's chat $TG_CUSTOMER_ID" telegram-bot find_tg_answer
 info "  chat $TG_CUSTOMER_ID, message $(jq -r '.message_id // "?"' <<<"$tgmsg"): \"$(jq -r '.text // .caption' <<<"$tgmsg")\""
 
+# ---------------------------------------------------------------- 7. the Okdesk helpdesk in Telegram
+log "starting okdesk-bridge on $OK_URL (Okdesk API $SANDBOX_URL/okdesk/api/v1)"
+(
+  cd "$DEMO_DIR"
+  trap '' HUP
+  exec env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OKDESK_WEBHOOK_SECRET -u OKDESK_POLL_INTERVAL_SECS \
+    HOST=127.0.0.1 \
+    PORT="$OK_PORT" \
+    DATABASE_URL="$PG_SERVER/$DEMO_DB" \
+    NATS_URL="$DEMO_NATS_URL" \
+    NATS_SUBJECT_PREFIX=demo \
+    LOG_FORMAT=pretty \
+    LOG_LEVEL="${LOG_LEVEL:-info}" \
+    OKDESK_API_URL="$SANDBOX_URL/okdesk/api/v1" \
+    OKDESK_API_TOKEN="$OKDESK_TOKEN" \
+    OKDESK_WEBHOOK_TOKEN="$OK_WEBHOOK_TOKEN" \
+    OKDESK_INN_PARAMETER_CODE=inn \
+    "$OK_BIN" serve </dev/null >"$DEMO_DIR/okdesk-bridge.log" 2>&1
+) &
+echo $! >"$DEMO_DIR/okdesk-bridge.pid"
+poll 90 "okdesk-bridge /ready" okdesk-bridge curl -fsS --max-time 3 -o /dev/null "$OK_URL/ready"
+info "ready: $(curl -sS --max-time 3 "$OK_URL/ready")"
+OK_WEBHOOK_URL=$OK_URL/okdesk/webhook/$OK_WEBHOOK_TOKEN
+sandbox_post /_sandbox/okdesk/webhook "$(jq -nc --arg u "$OK_WEBHOOK_URL" '{url: $u}')" >/dev/null ||
+  die "the sandbox refused the Okdesk webhook URL"
+info "the sandbox's Okdesk posts its webhooks to $OK_WEBHOOK_URL (POST /_sandbox/okdesk/webhook)"
+info "telegram-bot (pid $(cat "$DEMO_DIR/telegram-bot.pid")) runs with OKDESK_ENABLED=true: the helpdesk answers private chats, free text still goes to the operators"
+
+# tg_bot_reply CHAT AFTER TEXT — the first message the bot sent into CHAT after message AFTER
+# with TEXT in it
+tg_bot_reply() {
+  sandbox_get "/_sandbox/telegram/chats/$1/messages" 2>/dev/null |
+    jq -ec --argjson after "$2" --arg t "$3" "$JQ_TG_ITEMS"' [items[]
+      | select(.from.is_bot == true and .message_id > $after and ((.text // "") | contains($t)))]
+      | first // empty'
+}
+# tg_last_id CHAT — the id of the chat's newest message (0 when there is none)
+tg_last_id() {
+  sandbox_get "/_sandbox/telegram/chats/$1/messages" 2>/dev/null |
+    jq -r "$JQ_TG_ITEMS"' [items[].message_id] | max // 0'
+}
+# person_says TEXT NEEDLE — Мария sends TEXT to the bot (a private-chat update); waits for the
+# bot's answer with NEEDLE and prints both. Sets sent_id (her message) and reply (the answer).
+sent_id=0
+reply=""
+person_says() {
+  local pushed
+  info "Мария: \"$1\""
+  pushed=$(sandbox_post /_sandbox/telegram/updates "$(jq -nc --argjson u "$OK_PERSON_ID" --arg t "$1" '
+    {message: {chat: {id: $u, type: "private", first_name: "Мария", last_name: "Смирнова"},
+               from: {id: $u, is_bot: false, first_name: "Мария", last_name: "Смирнова", language_code: "ru"},
+               text: $t}}')") || die "the sandbox refused the update"
+  sent_id=$(jq -er .message_id <<<"$pushed") || die "the sandbox answered no message_id: $pushed"
+  wait_bot_reply "$sent_id" "$2"
+}
+# wait_bot_reply AFTER NEEDLE — waits for the bot's message to Мария with NEEDLE after message
+# AFTER and prints it
+wait_bot_reply() {
+  local after=$1 needle=$2
+  find_bot_reply() { reply=$(tg_bot_reply "$OK_PERSON_ID" "$after" "$needle") && [[ -n $reply ]]; }
+  poll 30 "the bot's answer «$needle» to $OK_PERSON_ID" telegram-bot find_bot_reply
+  info "  bot: \"$(jq -r '.text | gsub("\n"; " ⏎ ")' <<<"$reply")\""
+}
+
+log "okdesk 1/6  Мария ($OK_PERSON_ID) sends /register to the bot"
+person_says "/register" "частное лицо или сотрудник"
+
+log "okdesk 2/6  she presses «👤 Частное лицо» (a reply-keyboard button: Telegram sends its label as text), then types her full name and phone number"
+person_says "👤 Частное лицо" "Как вас зовут"
+person_says "$OK_PERSON_NAME" "номер телефона"
+person_says "$OK_PERSON_PHONE" "Регистрация отправлена"
+phone_sent=$sent_id
+
+log "okdesk 3/6  cmd.okdesk.contact.register -> okdesk-bridge -> an Okdesk contact -> events.okdesk.contact.registered -> the bot"
+wait_bot_reply "$phone_sent" "вы зарегистрированы в Okdesk"
+contact=$(sandbox_get /_sandbox/okdesk/contacts | jq -ec '[.[] | {id, name, mobile_phone, phone}] | first') ||
+  die "no contact in the sandbox's Okdesk"
+info "  Okdesk contact $(jq -r '"\(.id): \(.name), phone \(if .mobile_phone != "" then .mobile_phone else .phone end)"' <<<"$contact")"
+
+log "okdesk 4/6  she presses «📝 Создать заявку» and describes the problem in one message"
+person_says "📝 Создать заявку" "Опишите проблему"
+person_says "$OK_ISSUE_TEXT" "поставлена в очередь"
+issue_sent=$sent_id
+
+log "okdesk 5/6  cmd.okdesk.issue.create -> okdesk-bridge -> Okdesk POST /issues -> events.okdesk.issue.created -> the bot"
+wait_bot_reply "$issue_sent" "создана: http"
+issue_id=$(jq -er '.text | capture("№(?<n>[0-9]+) создана") | .n' <<<"$reply") ||
+  die "no issue number in the bot's answer: $reply"
+issue_link=$(jq -er '.text | capture("создана: (?<u>[^ ]+)") | .u' <<<"$reply") ||
+  die "no link in the bot's answer: $reply"
+info "  issue number $issue_id, link $issue_link"
+issue=$(sandbox_get /_sandbox/okdesk/issues | jq -ec --argjson id "$issue_id" '.[] | select(.id == $id)') ||
+  die "issue $issue_id is not in the sandbox's Okdesk"
+info "  in Okdesk: \"$(jq -r .title <<<"$issue")\", status $(jq -r .status.code <<<"$issue"), contact $(jq -r .contact.id <<<"$issue")"
+[[ $(jq -r .contact.id <<<"$issue") == "$(jq -r .id <<<"$contact")" ]] || die "the issue is not under Мария's contact"
+
+log "okdesk 6/6  an Okdesk engineer sets issue $issue_id to «В работе»; webhook new_ticket_status -> okdesk-bridge -> events.okdesk.issue.status_changed -> the bot"
+before=$(tg_last_id "$OK_PERSON_ID")
+changed=$(sandbox_post "/_sandbox/okdesk/issues/$issue_id/status" '{"code":"in_progress"}') ||
+  die "the sandbox refused the status change"
+info "  POST /_sandbox/okdesk/issues/$issue_id/status {\"code\":\"in_progress\"}: $(jq -r '"\(.old_status.name) -> \(.status.name)"' <<<"$changed")"
+find_delivery() {
+  delivery=$(sandbox_get /_sandbox/okdesk/webhooks 2>/dev/null |
+    jq -ec --argjson id "$issue_id" '[.[] | select(.event_type == "new_ticket_status" and .issue_id == $id and .error == null)] | first // empty') &&
+    [[ -n $delivery ]]
+}
+delivery=""
+poll 30 "the new_ticket_status webhook delivered to okdesk-bridge" okdesk-bridge find_delivery
+info "  webhook $(jq -r '"\(.event_type) for issue \(.issue_id): HTTP \(.status) (attempt \(.attempt))"' <<<"$delivery")"
+wait_bot_reply "$before" "Статус заявки №$issue_id"
+info "  Мария's chat $OK_PERSON_ID, message $(jq -r .message_id <<<"$reply")"
+
 finished=1
-log "the walk-through passed: VK -> Chatwoot -> VK, amoCRM -> Postgres, messenger login -> hub push, Telegram customer -> topic -> customer"
+log "the walk-through passed: VK -> Chatwoot -> VK, amoCRM -> Postgres, messenger login -> hub push, Telegram customer -> topic -> customer, Telegram helpdesk -> Okdesk issue -> status back in Telegram"
 if [[ $once -eq 1 ]]; then
   exit 0
 fi
@@ -611,6 +750,7 @@ The gateway keeps running:
   amocrm-sync   pid $(pid_of amocrm-sync)  $AMO_URL          log $DEMO_DIR/amocrm-sync.log
   messenger-api pid $(pid_of messenger-api)  $MSG_URL          log $DEMO_DIR/messenger-api.log
   telegram-bot  pid $(pid_of telegram-bot)  $TG_URL          log $DEMO_DIR/telegram-bot.log
+  okdesk-bridge pid $(pid_of okdesk-bridge)  $OK_URL          log $DEMO_DIR/okdesk-bridge.log
   sandbox       pid $(pid_of sandbox)  $SANDBOX_URL   log $DEMO_DIR/sandbox.log
 Try:
   curl -s $VK_URL/health
@@ -623,6 +763,8 @@ Try:
   curl -s $SANDBOX_URL/_sandbox/telegram/topics | jq
   curl -s $SANDBOX_URL/_sandbox/telegram/chats/$TG_CUSTOMER_ID/messages | jq
   psql $PG_SERVER/$DEMO_DB -c 'TABLE telegram.topics'
+  curl -s $SANDBOX_URL/_sandbox/okdesk/issues | jq
+  curl -s $SANDBOX_URL/_sandbox/telegram/chats/$OK_PERSON_ID/messages | jq '.[] | {from: .from.first_name, text}'
   scripts/verify.sh --local
 Stop with:
   scripts/demo.sh stop
