@@ -35,7 +35,8 @@ pub struct Link {
     pub target_chat_id: i64,
     /// Message ids of the copies (several when a text was split; none for a command).
     pub target_message_ids: Vec<i64>,
-    /// `text`, `media`, `command` or `banned` (dropped).
+    /// `text`, `media`, `command`, `banned` (dropped), or `partial` (some parts of a split
+    /// text sent; not relayed yet).
     pub kind: String,
 }
 
@@ -242,7 +243,10 @@ impl Store {
         sqlx::query(
             "INSERT INTO telegram.message_links \
                (bot_id, source_chat_id, source_message_id, target_chat_id, target_message_ids, kind) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (bot_id, source_chat_id, source_message_id) \
+             DO UPDATE SET target_chat_id = EXCLUDED.target_chat_id, \
+               target_message_ids = EXCLUDED.target_message_ids, kind = EXCLUDED.kind \
+             WHERE telegram.message_links.kind = 'partial'",
         )
         .bind(self.bot_id)
         .bind(chat_id)
@@ -250,6 +254,36 @@ impl Store {
         .bind(target_chat_id)
         .bind(target_ids)
         .bind(kind)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The parts of a split text already sent for message `message_id` of `chat_id` into
+    /// `target_chat_id` (kind `partial`), so a retry resumes after them.
+    pub async fn partial(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        target_chat_id: i64,
+    ) -> sqlx::Result<Vec<i64>> {
+        Ok(self
+            .link(chat_id, message_id)
+            .await?
+            .filter(|l| l.kind == "partial" && l.target_chat_id == target_chat_id)
+            .map(|l| l.target_message_ids)
+            .unwrap_or_default())
+    }
+
+    /// Forgets the parts sent so far (they went into a topic that was deleted).
+    pub async fn drop_partial(&self, chat_id: i64, message_id: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "DELETE FROM telegram.message_links WHERE bot_id = $1 AND source_chat_id = $2 \
+             AND source_message_id = $3 AND kind = 'partial'",
+        )
+        .bind(self.bot_id)
+        .bind(chat_id)
+        .bind(message_id)
         .execute(&self.pool)
         .await?;
         Ok(())

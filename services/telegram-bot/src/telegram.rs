@@ -435,26 +435,37 @@ impl Telegram {
     ) -> Result<Vec<i32>, TgError> {
         let mut ids = Vec::new();
         for (part, part_spans) in split_text(text, spans, MAX_TEXT_UNITS) {
-            let p = SendMessageParams::builder()
-                .chat_id(chat_id)
-                .text(part)
-                .maybe_message_thread_id(thread_id)
-                .maybe_entities(entities(&part_spans))
-                .maybe_reply_parameters(if ids.is_empty() {
-                    reply(reply_to)
-                } else {
-                    None
-                })
-                .build();
-            let m = self
-                .send(chat_id, || self.bot.send_message(&p))
-                .await?
-                .result;
-            ids.push(m.message_id);
+            let r = if ids.is_empty() { reply_to } else { None };
+            ids.push(
+                self.send_part(chat_id, thread_id, &part, &part_spans, r)
+                    .await?,
+            );
         }
-        metrics::counter!("telegram_sent_total", "method" => "sendMessage")
-            .increment(ids.len() as u64);
         Ok(ids)
+    }
+
+    /// One `sendMessage` of a text that fits ([`split_text`] made it), answering `reply_to`.
+    pub async fn send_part(
+        &self,
+        chat_id: i64,
+        thread_id: Option<i32>,
+        part: &str,
+        spans: &[TextSpan],
+        reply_to: Option<i32>,
+    ) -> Result<i32, TgError> {
+        let p = SendMessageParams::builder()
+            .chat_id(chat_id)
+            .text(part)
+            .maybe_message_thread_id(thread_id)
+            .maybe_entities(entities(spans))
+            .maybe_reply_parameters(reply(reply_to))
+            .build();
+        let m = self
+            .send(chat_id, || self.bot.send_message(&p))
+            .await?
+            .result;
+        metrics::counter!("telegram_sent_total", "method" => "sendMessage").increment(1);
+        Ok(m.message_id)
     }
 
     /// `sendMessage` of a plain `text` with `markup` (a reply keyboard, its removal, or inline
@@ -483,8 +494,6 @@ impl Telegram {
                 .result;
             ids.push(m.message_id);
         }
-        metrics::counter!("telegram_sent_total", "method" => "sendMessage")
-            .increment(ids.len() as u64);
         Ok(ids)
     }
 

@@ -115,6 +115,61 @@ pub(crate) async fn counterpart(
     Ok(id.and_then(|id| i32::try_from(id).ok()))
 }
 
+/// Why a relayed text did not go out.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Telegram refused or did not answer.
+    Tg(TgError),
+    /// The progress of a split text could not be recorded.
+    Db(sqlx::Error),
+}
+
+/// Sends message `source` (chat, message id) as text into `target` (and topic `thread`),
+/// split at 4096 UTF-16 units. Each part sent of a text in several parts is recorded (kind
+/// `partial`), so that a retry after a failure in the middle resumes after the parts that
+/// went out instead of sending them again. Returns every part's message id.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_text_once(
+    state: &AppState,
+    source: (i64, i64),
+    target: i64,
+    thread: Option<i32>,
+    text: &str,
+    spans: &[domain::TextSpan],
+    reply: Option<i32>,
+) -> Result<Vec<i64>, SendError> {
+    let parts = crate::telegram::split_text(text, spans, crate::telegram::MAX_TEXT_UNITS);
+    let mut ids = if parts.len() > 1 {
+        state
+            .store
+            .partial(source.0, source.1, target)
+            .await
+            .map_err(SendError::Db)?
+    } else {
+        Vec::new()
+    };
+    if !ids.is_empty() {
+        tracing::info!(sent = ids.len(), of = parts.len(), "resuming a split text");
+    }
+    for (i, (part, part_spans)) in parts.iter().enumerate().skip(ids.len()) {
+        let r = if i == 0 { reply } else { None };
+        let id = state
+            .telegram
+            .send_part(target, thread, part, part_spans, r)
+            .await
+            .map_err(SendError::Tg)?;
+        ids.push(i64::from(id));
+        if i + 1 < parts.len() {
+            state
+                .store
+                .save_link(source.0, source.1, target, &ids, "partial")
+                .await
+                .map_err(SendError::Db)?;
+        }
+    }
+    Ok(ids)
+}
+
 /// The bot command a text starts with, without `/` and `@botname`: `/ban@support_bot x` →
 /// `ban`.
 pub(crate) fn command(text: Option<&str>) -> Option<String> {

@@ -15,7 +15,9 @@ use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
-use crate::consumers::{command, counterpart, db_failure, group_failure, id, tg_failure};
+use crate::consumers::{
+    SendError, command, counterpart, db_failure, group_failure, id, send_text_once, tg_failure,
+};
 use crate::store::Topic;
 use crate::texts::{self, Lang};
 
@@ -67,7 +69,7 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         .link(group, message_id)
         .await
         .map_err(db_failure)?
-        .is_some()
+        .is_some_and(|l| l.kind != "partial")
     {
         tracing::info!(message_id, "relayed already");
         return Ok(());
@@ -138,11 +140,23 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     let user = topic.user_id;
     let reply = counterpart(state, group, m.reply_to.as_deref()).await?;
     let sent = match (&m.text, m.attachments.is_empty()) {
-        (Some(text), true) => state
-            .telegram
-            .send_text(user, None, text, &m.formatting, reply)
+        (Some(text), true) => {
+            match send_text_once(
+                state,
+                (group, message_id),
+                user,
+                None,
+                text,
+                &m.formatting,
+                reply,
+            )
             .await
-            .map(|ids| (ids.into_iter().map(i64::from).collect::<Vec<_>>(), "text")),
+            {
+                Ok(ids) => Ok((ids, "text")),
+                Err(SendError::Tg(e)) => Err(e),
+                Err(SendError::Db(e)) => return Err(db_failure(e)),
+            }
+        }
         _ => state
             .telegram
             .copy_message(user, None, group, message_id as i32, reply)

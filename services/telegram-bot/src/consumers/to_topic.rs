@@ -20,10 +20,11 @@ use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
-use crate::consumers::{command, counterpart, db_failure, group_failure, id, tg_failure};
+use crate::consumers::{
+    SendError, command, counterpart, db_failure, group_failure, id, send_text_once, tg_failure,
+};
 use crate::helpdesk::{self, Outcome};
 use crate::store::Topic;
-use crate::telegram::TgError;
 use crate::texts::{self, Customer, Lang};
 
 /// Durable name, shared by all replicas.
@@ -65,7 +66,7 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         .link(chat_id, message_id)
         .await
         .map_err(db_failure)?
-        .is_some()
+        .is_some_and(|l| l.kind != "partial")
     {
         tracing::info!(chat_id, message_id, "relayed already");
         return Ok(());
@@ -120,19 +121,28 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     };
     let reply = counterpart(state, chat_id, m.reply_to.as_deref()).await?;
     let (ids, kind) = match relay(state, m, chat_id, message_id, thread, reply).await {
-        Err(e) if e.is_thread_gone() => {
+        Err(SendError::Tg(e)) if e.is_thread_gone() => {
             tracing::warn!(
                 user_id,
                 thread,
                 "the customer's topic was deleted; creating a new one"
             );
+            // Parts of a split text sent into the deleted topic are gone with it.
+            store
+                .drop_partial(chat_id, message_id)
+                .await
+                .map_err(db_failure)?;
             let thread = open_topic(state, m, user_id, true).await?;
             match relay(state, m, chat_id, message_id, thread, reply).await {
                 Ok(r) => r,
-                Err(e) => return Err(group_failure(state, "relay to topic", e).await),
+                Err(SendError::Tg(e)) => {
+                    return Err(group_failure(state, "relay to topic", e).await);
+                }
+                Err(SendError::Db(e)) => return Err(db_failure(e)),
             }
         }
-        Err(e) => return Err(group_failure(state, "relay to topic", e).await),
+        Err(SendError::Tg(e)) => return Err(group_failure(state, "relay to topic", e).await),
+        Err(SendError::Db(e)) => return Err(db_failure(e)),
         Ok(r) => r,
     };
     store
@@ -148,8 +158,8 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     Ok(())
 }
 
-/// Sends `m` into topic `thread` (answering `reply` there): a text with sendMessage,
-/// anything else with copyMessage.
+/// Sends `m` into topic `thread` (answering `reply` there): a text with sendMessage (a split
+/// one resumable, [`send_text_once`]), anything else with copyMessage.
 async fn relay(
     state: &AppState,
     m: &InboundMessage,
@@ -157,22 +167,29 @@ async fn relay(
     message_id: i64,
     thread: i64,
     reply: Option<i32>,
-) -> Result<(Vec<i64>, &'static str), TgError> {
+) -> Result<(Vec<i64>, &'static str), SendError> {
     let group = state.settings.group_id;
     let thread = i32::try_from(thread).ok();
     match (&m.text, m.attachments.is_empty()) {
         (Some(text), true) => {
-            let ids = state
-                .telegram
-                .send_text(group, thread, text, &m.formatting, reply)
-                .await?;
-            Ok((ids.into_iter().map(i64::from).collect(), "text"))
+            let ids = send_text_once(
+                state,
+                (chat_id, message_id),
+                group,
+                thread,
+                text,
+                &m.formatting,
+                reply,
+            )
+            .await?;
+            Ok((ids, "text"))
         }
         _ => {
             let id = state
                 .telegram
                 .copy_message(group, thread, chat_id, message_id as i32, reply)
-                .await?;
+                .await
+                .map_err(SendError::Tg)?;
             Ok((vec![i64::from(id)], "media"))
         }
     }

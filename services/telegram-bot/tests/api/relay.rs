@@ -384,6 +384,13 @@ async fn replies_stay_replies_on_the_other_side() {
     let msgs = app.wait_topic_len(thread, 3).await;
     // The operator answers the first question with Telegram's "reply" on its copy.
     let copy_id = msgs[1]["message_id"].as_i64().unwrap();
+    // The link from the copy back to the question is recorded right after the copy is sent.
+    let store = app.state.store.clone();
+    let q = question.message_id.unwrap();
+    testkit::wait_for("the question's link", || async {
+        store.link(user.id, q).await.unwrap().is_some()
+    })
+    .await;
     app.operator_sends(
         thread,
         json!({"text": "300 ₽", "reply_to_message": {"message_id": copy_id}}),
@@ -397,6 +404,18 @@ async fn replies_stay_replies_on_the_other_side() {
     );
     // The customer replies to that answer: in the topic it answers the operator's message.
     let answer_id = got[0]["message_id"].as_i64().unwrap();
+    let op_msg = app
+        .sandbox
+        .telegram_messages(app.group())
+        .into_iter()
+        .find(|m| m["text"] == "300 ₽")
+        .and_then(|m| m["message_id"].as_i64())
+        .expect("the operator's message");
+    let group = app.group();
+    testkit::wait_for("the answer's link", || async {
+        store.link(group, op_msg).await.unwrap().is_some()
+    })
+    .await;
     app.customer_sends(
         &user,
         json!({"text": "Спасибо!", "reply_to_message": {"message_id": answer_id}}),
