@@ -221,17 +221,30 @@ async fn open_topic(
     };
     crate::notices::resolved(state, crate::notices::Kind::NoTopicRights).await;
     crate::notices::resolved(state, crate::notices::Kind::RemovedFromGroup).await;
-    state
-        .store
-        .save_topic(
-            user_id,
-            group,
-            thread,
-            &topic_name,
-            m.sender.language.as_deref(),
-        )
-        .await
-        .map_err(db_failure)?;
+    // The topic exists now: recording it is retried here, with the thread id in hand, so a
+    // database hiccup does not make the message's retry open a second topic.
+    let mut tries = 0;
+    loop {
+        let saved = state
+            .store
+            .save_topic(
+                user_id,
+                group,
+                thread,
+                &topic_name,
+                m.sender.language.as_deref(),
+            )
+            .await;
+        match saved {
+            Ok(()) => break,
+            Err(e) if tries < 10 => {
+                tries += 1;
+                tracing::warn!(error = %e, thread, "recording the new topic failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
+            }
+            Err(e) => return Err(db_failure(e)),
+        }
+    }
     tracing::info!(user_id, thread, recreated, "topic opened for a customer");
     metrics::counter!("telegram_topics_created_total").increment(1);
     let (card, spans) = texts::card(&customer);
