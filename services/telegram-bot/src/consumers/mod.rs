@@ -170,6 +170,47 @@ pub(crate) async fn send_text_once(
     Ok(ids)
 }
 
+/// Mirrors the edit `m` of message `m.message_id` in `chat_id` on its copy: editMessageText
+/// for a text, editMessageCaption for media (a split text: its first part). `Ok(None)` when
+/// there is nothing to edit (never relayed, or handled without a copy); `Ok(Some(r))` with
+/// Telegram's answer otherwise, for the caller to judge.
+pub(crate) async fn mirror_edit(
+    state: &AppState,
+    chat_id: i64,
+    m: &domain::InboundMessage,
+) -> Result<Option<Result<(), TgError>>, HandleError> {
+    let message_id = id("message id", &m.message_id)?;
+    let Some(link) = state
+        .store
+        .link(chat_id, message_id)
+        .await
+        .map_err(db_failure)?
+    else {
+        tracing::info!(
+            chat_id,
+            message_id,
+            "edit of a message that was not relayed; ignored"
+        );
+        return Ok(None);
+    };
+    let Some(&target) = link.target_message_ids.first() else {
+        return Ok(None);
+    };
+    let text = m.text.as_deref().unwrap_or_default();
+    let tg = &state.telegram;
+    Ok(match link.kind.as_str() {
+        "text" | "partial" => Some(
+            tg.edit_text(link.target_chat_id, target as i32, text, &m.formatting)
+                .await,
+        ),
+        "media" => Some(
+            tg.edit_caption(link.target_chat_id, target as i32, text, &m.formatting)
+                .await,
+        ),
+        _ => None,
+    })
+}
+
 /// The bot command a text starts with, without `/` and `@botname`: `/ban@support_bot x` →
 /// `ban`.
 pub(crate) fn command(text: Option<&str>) -> Option<String> {

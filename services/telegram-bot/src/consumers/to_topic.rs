@@ -21,7 +21,8 @@ use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{
-    SendError, command, counterpart, db_failure, group_failure, id, send_text_once, tg_failure,
+    SendError, command, counterpart, db_failure, group_failure, id, mirror_edit, send_text_once,
+    tg_failure,
 };
 use crate::helpdesk::{self, Outcome};
 use crate::store::Topic;
@@ -301,37 +302,8 @@ async fn reopen_if_closed(
 async fn edited(state: &AppState, m: &InboundMessage) -> Result<(), HandleError> {
     let chat_id = id("chat id", &m.conversation.id)?;
     let message_id = id("message id", &m.message_id)?;
-    let Some(link) = state
-        .store
-        .link(chat_id, message_id)
-        .await
-        .map_err(db_failure)?
-    else {
-        tracing::info!(
-            chat_id,
-            message_id,
-            "edit of a message that was not relayed; ignored"
-        );
+    let Some(r) = mirror_edit(state, chat_id, m).await? else {
         return Ok(());
-    };
-    let Some(&target) = link.target_message_ids.first() else {
-        return Ok(());
-    };
-    let text = m.text.as_deref().unwrap_or_default();
-    let r = match link.kind.as_str() {
-        "text" => {
-            state
-                .telegram
-                .edit_text(link.target_chat_id, target as i32, text, &m.formatting)
-                .await
-        }
-        "media" => {
-            state
-                .telegram
-                .edit_caption(link.target_chat_id, target as i32, text, &m.formatting)
-                .await
-        }
-        _ => Ok(()),
     };
     match r {
         Ok(()) => {
