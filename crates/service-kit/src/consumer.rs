@@ -88,6 +88,41 @@ impl HandleError {
     }
 }
 
+/// Connection-level Postgres failures: the pool cannot reach Postgres, the server is shutting
+/// down or refuses connections (SQLSTATE class 08, 57P01–57P03, 53300 too many connections,
+/// 3D000 no such database, 55000 "database is not currently accepting connections").
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || matches!(
+                    c.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000"
+                )
+        }),
+        _ => false,
+    }
+}
+
+/// A handler's Postgres failure: when Postgres is unreachable ([`db_unavailable`]) the message
+/// is not at fault and waits 2 s without using up attempts (never dead-lettered: the
+/// dead-letter table is in that same database); any other error is retried with the backoff.
+pub fn db_failure(e: sqlx::Error) -> HandleError {
+    if db_unavailable(&e) {
+        HandleError::Unavailable {
+            reason: format!("database unreachable: {e}"),
+            after: Duration::from_secs(2),
+        }
+    } else {
+        HandleError::retry(format!("database: {e}"))
+    }
+}
+
 /// The ordering key of an envelope: `Some(key)` keeps every message with that key in stream
 /// order; `None` means the message is ordered with nothing (it gets a key of its own).
 pub type KeyFn<P> = fn(&Envelope<P>) -> Option<String>;

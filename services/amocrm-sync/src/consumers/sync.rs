@@ -147,33 +147,12 @@ async fn fetch_contacts(state: &AppState, token: &str, lead: &Lead) {
 /// Postgres unreachable → wait without using up attempts; anything else → retry, then dead
 /// letter.
 fn db_failure(state: &AppState, e: sqlx::Error) -> HandleError {
-    if unavailable(&e) {
+    if service_kit::consumer::db_unavailable(&e) {
         HandleError::Unavailable {
             reason: format!("database unavailable: {e}"),
             after: state.settings.db_retry,
         }
     } else {
         HandleError::retry(format!("database: {e}"))
-    }
-}
-
-/// Connection-level failures: the pool cannot reach Postgres, the server is shutting down or
-/// refuses connections (SQLSTATE class 08, 57P01–57P03, 53300 too many connections, 3D000 no
-/// such database, 55000 "database is not currently accepting connections").
-pub fn unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08")
-                || matches!(
-                    c.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "55000"
-                )
-        }),
-        _ => false,
     }
 }

@@ -31,18 +31,7 @@ pub(crate) fn okdesk_failure(what: &str, e: OkdeskError) -> HandleError {
     }
 }
 
-pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => HandleError::Unavailable {
-            reason: format!("database unreachable: {e}"),
-            after: Duration::from_secs(2),
-        },
-        other => HandleError::retry(format!("database: {other}")),
-    }
-}
+pub(crate) use service_kit::consumer::db_failure;
 
 pub(crate) fn announce_failure(e: AnnounceError) -> HandleError {
     match e {

@@ -17,8 +17,6 @@ pub mod notify;
 pub mod to_customer;
 pub mod to_topic;
 
-use std::time::Duration;
-
 use service_kit::consumer::HandleError;
 
 use crate::AppState;
@@ -60,18 +58,7 @@ pub(crate) async fn group_failure(state: &AppState, what: &str, e: TgError) -> H
     }
 }
 
-pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => HandleError::Unavailable {
-            reason: format!("database unreachable: {e}"),
-            after: Duration::from_secs(2),
-        },
-        other => HandleError::retry(format!("database: {other}")),
-    }
-}
+pub(crate) use service_kit::consumer::db_failure;
 
 /// Whether `env` came from this bot's updates (key `tg:<bot_id>:…`): two bots on one NATS
 /// prefix would otherwise relay each other's customers with the wrong token. Others are
@@ -245,7 +232,7 @@ mod tests {
         };
         assert!(matches!(
             tg_failure("x", api(429, "Too Many Requests: retry after 3", Some(3))),
-            HandleError::Unavailable { after, .. } if after == Duration::from_secs(3)
+            HandleError::Unavailable { after, .. } if after == std::time::Duration::from_secs(3)
         ));
         assert!(matches!(
             tg_failure("x", api(502, "Bad Gateway", None)),

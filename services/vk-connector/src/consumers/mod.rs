@@ -40,21 +40,7 @@ pub(crate) fn vk_failure(what: &str, e: VkError) -> HandleError {
     }
 }
 
-/// Postgres failures are always worth retrying. When Postgres itself is unreachable the
-/// message is not at fault: it waits (never dead-lettered, the dead-letter table being in that
-/// same database) until the database is back.
-pub(crate) fn db_failure(e: sqlx::Error) -> HandleError {
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => HandleError::Unavailable {
-            reason: format!("database unreachable: {e}"),
-            after: std::time::Duration::from_secs(2),
-        },
-        other => HandleError::retry(format!("database: {other}")),
-    }
-}
+pub(crate) use service_kit::consumer::db_failure;
 
 #[cfg(test)]
 mod tests {
