@@ -36,34 +36,37 @@ pub fn is_closed(code: &str) -> bool {
     code == "closed"
 }
 
+/// An Okdesk status as the gateway shows it: the name, or the code when Okdesk gave none.
+pub fn status_of(code: &str, name: Option<&str>) -> IssueStatus {
+    IssueStatus {
+        code: code.to_owned(),
+        name: name.filter(|n| !n.is_empty()).unwrap_or(code).to_owned(),
+    }
+}
+
+/// An issue without a status yet is `opened`.
+pub fn opened() -> IssueStatus {
+    status_of("opened", None)
+}
+
+/// Okdesk's RFC 3339 time, when it parses.
+pub fn time_of(t: Option<&str>) -> Option<OffsetDateTime> {
+    t.and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+}
+
 /// The gateway's view of an Okdesk issue.
 pub fn issue(state: &AppState, i: &okdesk_api::Issue) -> Issue {
-    let status = i
-        .status
-        .as_ref()
-        .map(|s| IssueStatus {
-            code: s.code.clone(),
-            name: if s.name.is_empty() {
-                s.code.clone()
-            } else {
-                s.name.clone()
-            },
-        })
-        .unwrap_or_else(|| IssueStatus {
-            code: "opened".into(),
-            name: "opened".into(),
-        });
     Issue {
         id: i.id,
         title: i.title.clone(),
-        status,
+        status: i
+            .status
+            .as_ref()
+            .map_or_else(opened, |s| status_of(&s.code, Some(&s.name))),
         url: state.okdesk.issue_url(i.id),
         contact_id: i.contact.as_ref().map(|c| c.id),
         company_id: i.company_id,
-        created_at: i
-            .created_at
-            .as_deref()
-            .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok()),
+        created_at: time_of(i.created_at.as_deref()),
     }
 }
 

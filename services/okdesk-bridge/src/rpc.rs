@@ -37,10 +37,10 @@ fn invalid<T>(message: String) -> RpcReply<T> {
 }
 
 fn failed<T>(what: &str, e: OkdeskError) -> RpcReply<T> {
-    let kind = match &e {
-        OkdeskError::CompanySearchNotAllowed { .. } => RpcErrorKind::Forbidden,
-        e if e.status() == Some(403) => RpcErrorKind::Forbidden,
-        e if e.status() == Some(404) => RpcErrorKind::NotFound,
+    // A key that may not search companies is a 403 too.
+    let kind = match e.status() {
+        Some(403) => RpcErrorKind::Forbidden,
+        Some(404) => RpcErrorKind::NotFound,
         _ => RpcErrorKind::Unavailable,
     };
     tracing::warn!(error = %e, what, "Okdesk look-up failed");

@@ -23,6 +23,7 @@ use domain::{
     IdempotencyKey, InboundMessage, Sender, Source,
 };
 use frankenstein::types::{Message, User};
+use serde::Deserialize as _;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -74,7 +75,7 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
     } else {
         return Ok(Classified::Ignore("update kind not relayed"));
     };
-    let msg: Message = serde_json::from_value(raw[field].clone())
+    let msg = Message::deserialize(&raw[field])
         .map_err(|e| Malformed(format!("`{field}` is not a Telegram Message: {e}")))?;
     let Some(from) = msg.from.as_deref() else {
         return Ok(Classified::Ignore("no sender (channel or anonymous admin)"));
@@ -82,7 +83,7 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
     if from.is_bot {
         return Ok(Classified::Ignore("written by a bot"));
     }
-    let event = if msg.chat.id == scope.group_id {
+    let (at, event) = if msg.chat.id == scope.group_id {
         if msg.is_topic_message != Some(true) {
             return Ok(Classified::Ignore("General topic, not a customer's topic"));
         }
@@ -94,29 +95,24 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
         let Some(m) = inbound(&msg, from, ConversationKind::Group, Some(thread)) else {
             return Ok(Classified::Ignore("service message"));
         };
+        let at = m.sent_at;
         if edited {
-            Event::TopicMessageEdited(m)
+            (at, Event::TopicMessageEdited(m))
         } else {
-            Event::TopicMessageReceived(m)
+            (at, Event::TopicMessageReceived(m))
         }
     } else if msg.chat.id > 0 && msg.chat.id == i64::try_from(from.id).unwrap_or(-1) {
         let Some(m) = inbound(&msg, from, ConversationKind::Private, None) else {
             return Ok(Classified::Ignore("service message"));
         };
+        let at = m.sent_at;
         if edited {
-            Event::MessageEdited(m)
+            (at, Event::MessageEdited(m))
         } else {
-            Event::MessageReceived(m)
+            (at, Event::MessageReceived(m))
         }
     } else {
         return Ok(Classified::Ignore("another chat"));
-    };
-    let at = match &event {
-        Event::MessageReceived(m)
-        | Event::MessageEdited(m)
-        | Event::TopicMessageReceived(m)
-        | Event::TopicMessageEdited(m) => m.sent_at,
-        _ => OffsetDateTime::now_utc(),
     };
     Ok(Classified::Publish(Box::new(Envelope::new(
         Source::Telegram,
@@ -131,8 +127,7 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
 fn button_press(scope: Scope, update_id: i64, raw: &Value) -> Result<Classified, Malformed> {
     let bad = |what: &str| Malformed(format!("`callback_query` is not a CallbackQuery: {what}"));
     let id = raw["id"].as_str().ok_or_else(|| bad("no id"))?;
-    let from: User =
-        serde_json::from_value(raw["from"].clone()).map_err(|e| bad(&format!("from: {e}")))?;
+    let from = User::deserialize(&raw["from"]).map_err(|e| bad(&format!("from: {e}")))?;
     if from.is_bot {
         return Ok(Classified::Ignore("written by a bot"));
     }

@@ -453,19 +453,8 @@ impl Telegram {
         spans: &[TextSpan],
         reply_to: Option<i32>,
     ) -> Result<i32, TgError> {
-        let p = SendMessageParams::builder()
-            .chat_id(chat_id)
-            .text(part)
-            .maybe_message_thread_id(thread_id)
-            .maybe_entities(entities(spans))
-            .maybe_reply_parameters(reply(reply_to))
-            .build();
-        let m = self
-            .send(chat_id, || self.bot.send_message(&p))
-            .await?
-            .result;
-        metrics::counter!("telegram_sent_total", "method" => "sendMessage").increment(1);
-        Ok(m.message_id)
+        self.send_one(chat_id, thread_id, part, spans, reply_to, None)
+            .await
     }
 
     /// `sendMessage` of a plain `text` with `markup` (a reply keyboard, its removal, or inline
@@ -483,18 +472,36 @@ impl Telegram {
         let last = parts.len().saturating_sub(1);
         let mut ids = Vec::new();
         for (i, (part, _)) in parts.into_iter().enumerate() {
-            let p = SendMessageParams::builder()
-                .chat_id(chat_id)
-                .text(part)
-                .maybe_reply_markup(if i == last { markup.clone() } else { None })
-                .build();
-            let m = self
-                .send(chat_id, || self.bot.send_message(&p))
-                .await?
-                .result;
-            ids.push(m.message_id);
+            let m = if i == last { markup.clone() } else { None };
+            ids.push(self.send_one(chat_id, None, &part, &[], None, m).await?);
         }
         Ok(ids)
+    }
+
+    /// The one `sendMessage` every text goes through (limits, 429 waits, the metric).
+    async fn send_one(
+        &self,
+        chat_id: i64,
+        thread_id: Option<i32>,
+        part: &str,
+        spans: &[TextSpan],
+        reply_to: Option<i32>,
+        markup: Option<ReplyMarkup>,
+    ) -> Result<i32, TgError> {
+        let p = SendMessageParams::builder()
+            .chat_id(chat_id)
+            .text(part)
+            .maybe_message_thread_id(thread_id)
+            .maybe_entities(entities(spans))
+            .maybe_reply_parameters(reply(reply_to))
+            .maybe_reply_markup(markup)
+            .build();
+        let m = self
+            .send(chat_id, || self.bot.send_message(&p))
+            .await?
+            .result;
+        metrics::counter!("telegram_sent_total", "method" => "sendMessage").increment(1);
+        Ok(m.message_id)
     }
 
     /// `answerCallbackQuery`: stops the spinner on the pressed button, showing `text` as a

@@ -106,7 +106,7 @@ async fn made_since(
         else {
             continue;
         };
-        let created = announce::issue(state, &i).created_at;
+        let created = announce::time_of(i.created_at.as_deref());
         if i.title == r.title && created.is_none_or(|c| c + time::Duration::seconds(5) >= since) {
             tracing::warn!(
                 issue_id = id,

@@ -67,14 +67,7 @@ pub async fn handle(
 }
 
 fn status_of(s: &StatusRef) -> IssueStatus {
-    IssueStatus {
-        code: s.code.clone(),
-        name: s
-            .name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| s.code.clone()),
-    }
+    announce::status_of(&s.code, s.name.as_deref())
 }
 
 fn issue_of(state: &AppState, w: &WebhookIssue, status: Option<&StatusRef>) -> Issue {
@@ -83,17 +76,11 @@ fn issue_of(state: &AppState, w: &WebhookIssue, status: Option<&StatusRef>) -> I
         title: w.title.clone().unwrap_or_default(),
         status: status
             .or(w.status.as_ref())
-            .map(status_of)
-            .unwrap_or_else(|| IssueStatus {
-                code: "opened".into(),
-                name: "opened".into(),
-            }),
+            .map_or_else(announce::opened, status_of),
         url: state.okdesk.issue_url(w.id),
         contact_id: w.contact_id,
         company_id: w.company_id,
-        created_at: w.created_at.as_deref().and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        }),
+        created_at: announce::time_of(w.created_at.as_deref()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! An issue seen for the first time is a baseline (nothing announced); closed issues are not
 //! polled any more. Runs on one replica at a time (lease `okdesk.poll`).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -43,20 +44,32 @@ pub async fn run(state: AppState, every: Duration, stop: CancellationToken) -> a
 /// Errors: Okdesk or the database failed (the rest of the round is skipped).
 pub async fn round(state: &AppState) -> anyhow::Result<usize> {
     let mut announced = 0;
-    let mut ids = state.store.open_issues().await?;
+    // Watched and open (known), then the contacts' issues not seen before (first sighting).
+    let mut ids: Vec<(i64, bool)> = state
+        .store
+        .open_issues()
+        .await?
+        .into_iter()
+        .map(|id| (id, false))
+        .collect();
+    let mut seen: HashSet<i64> = ids.iter().map(|(id, _)| *id).collect();
     for contact in state.store.contacts().await? {
         for id in state.okdesk.issue_ids_of_contact(contact).await? {
-            if !ids.contains(&id) && state.store.issue_closed(id).await? != Some(true) {
-                ids.push(id);
+            if !seen.insert(id) {
+                continue;
+            }
+            match state.store.issue_closed(id).await? {
+                Some(true) => {}
+                Some(false) => ids.push((id, false)),
+                None => ids.push((id, true)),
             }
         }
     }
-    for id in ids {
+    for (id, first_sighting) in ids {
         let Some(raw) = state.okdesk.issue(id).await? else {
             continue;
         };
         let issue = announce::issue(state, &raw);
-        let first_sighting = state.store.issue_closed(id).await?.is_none();
         if announce::status(state, &issue, None, true).await? {
             announced += 1;
         }
