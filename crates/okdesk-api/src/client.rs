@@ -7,14 +7,14 @@
 
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::ACCEPT;
+use reqwest::multipart::{Form, Part};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::error::{OkdeskError, error_message};
-use crate::multipart::{self, Part};
 use crate::types::{
     Comment, Company, Contact, Issue, IssueStatus, NewComment, NewContact, NewIssue,
 };
@@ -218,34 +218,22 @@ impl OkdeskClient {
                 }
             }))
         } else {
-            let mut parts = vec![
-                Part::Text {
-                    name: "comment[content]",
-                    value: comment.content_html.clone(),
-                },
-                Part::Text {
-                    name: "comment[author_id]",
-                    value: comment.author_id.to_string(),
-                },
-                Part::Text {
-                    name: "comment[author_type]",
-                    value: "contact".into(),
-                },
-                Part::Text {
-                    name: "comment[public]",
-                    value: comment.public.to_string(),
-                },
-            ];
+            let mut form = Form::new()
+                .text("comment[content]", comment.content_html.clone())
+                .text("comment[author_id]", comment.author_id.to_string())
+                .text("comment[author_type]", "contact")
+                .text("comment[public]", comment.public.to_string());
             for (i, a) in comment.attachments.iter().enumerate() {
-                parts.push(Part::File {
-                    name: format!("comment[attachments][{i}][attachment]"),
-                    file_name: &a.file_name,
-                    mime: &a.mime,
-                    bytes: &a.bytes,
-                });
+                let part = Part::bytes(a.bytes.clone())
+                    .file_name(a.file_name.clone())
+                    .mime_str(&a.mime)
+                    .map_err(|e| OkdeskError::Decode {
+                        endpoint: EP,
+                        message: format!("file {}: MIME type {:?}: {e}", a.file_name, a.mime),
+                    })?;
+                form = form.part(format!("comment[attachments][{i}][attachment]"), part);
             }
-            let (content_type, body) = multipart::encode(&parts);
-            req.header(CONTENT_TYPE, content_type).body(body)
+            req.multipart(form)
         };
         let answer = self.send(req, EP).await?;
         self.ok_json(answer, EP)

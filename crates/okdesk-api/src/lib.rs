@@ -12,7 +12,6 @@ mod client;
 mod de;
 mod error;
 mod html;
-mod multipart;
 mod types;
 pub mod webhook;
 
