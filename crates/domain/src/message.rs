@@ -85,6 +85,10 @@ pub struct Attachment {
     /// Size in bytes, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// A still image of the content (absolute URL), when `url` is not itself a file that can be
+    /// carried: the preview frame of a VK `video`, whose `url` is its page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
 }
 
 /// A formatted stretch of a message's text: Telegram's

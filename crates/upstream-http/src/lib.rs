@@ -1,12 +1,17 @@
 //! The one outbound HTTP client setup every upstream client (VK, Chatwoot, amoCRM, Telegram,
-//! Okdesk) is built on — timeouts, user agent, rustls — and the one `Retry-After` parser.
+//! Okdesk) is built on — timeouts, user agent, rustls — the one `Retry-After` parser, and
+//! [`download`]: a file with a size limit and a timeout.
 //!
 //! Kept apart from the service runtime so that the typed client crates can use it without
 //! pulling Postgres and NATS in.
 
 #![warn(missing_docs)]
 
+mod download;
+
 use std::time::{Duration, SystemTime};
+
+pub use download::{DownloadError, Downloaded, download};
 
 /// A `reqwest::Client` for calling upstream APIs: 5 s connect timeout, `timeout` per request,
 /// user agent `messenger-gateway/<service>/<version>`. Clone it freely (it is an `Arc`).

@@ -123,6 +123,7 @@ pub fn envelope(row: &MessageRow) -> Envelope<Event> {
             mime: row.file_content_type.clone(),
             name: None,
             size: row.file_size.and_then(|s| u64::try_from(s).ok()),
+            preview_url: None,
         })
         .into_iter()
         .collect();

@@ -239,6 +239,7 @@ fn attachments(msg: &Message) -> Vec<Attachment> {
                 mime: mime.cloned(),
                 name: name.cloned(),
                 size,
+                preview_url: None,
             }
         };
     let mut out = Vec::new();

@@ -299,6 +299,7 @@ mod tests {
             mime: None,
             name: Some("contact Ivan 79001234567".into()),
             size: None,
+            preview_url: None,
         };
         assert_eq!(
             Phone::of(&message(None, vec![contact])).unwrap().as_str(),
