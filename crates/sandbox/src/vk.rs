@@ -12,7 +12,10 @@
 //! `request_params` echoes every parameter except `access_token`, after `method` and `oauth`.
 //!
 //! `groups.getLongPollServer` hands out sessions on the Bots Long Poll server fake,
-//! `{url}/vk/longpoll/{group_id}` (see [`long_poll`]).
+//! `{url}/vk/longpoll/{group_id}` (see [`long_poll`]). Uploads (`photos.getMessagesUploadServer`,
+//! `photos.saveMessagesPhoto`, `docs.getMessagesUploadServer`, `docs.save`), the upload servers
+//! `{url}/vk/upload/…` and hosted files `{url}/vk/files/{id}` are in [`media`]; Callback API
+//! servers and event settings (`groups.*CallbackServer*`, `groups.*Settings`) in [`groups`].
 //! Codes and messages come from VK's own schema, <https://github.com/VKCOM/vk-api-schema/blob/master/errors.json>
 //! (v5.199); the detailed 5 / 8 / 100 texts are the ones VK actually returns.
 
@@ -24,12 +27,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::{Shared, VkSentMessage};
 
+pub mod groups;
 pub mod long_poll;
+pub mod media;
 
 /// Longest `message` the fake accepts; longer ones get error 914 "Message is too long".
 ///
@@ -55,6 +60,8 @@ pub(crate) struct VkState {
     last_message_id: i64,
     pub(crate) group: Option<(i64, String)>,
     pub(crate) long_poll: long_poll::LongPollState,
+    pub(crate) media: media::MediaState,
+    pub(crate) groups: groups::GroupsState,
 }
 
 pub(crate) fn router() -> Router<Arc<Shared>> {
@@ -64,6 +71,9 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             "/longpoll/{group_id}",
             get(long_poll::a_check).post(long_poll::a_check),
         )
+        .route("/upload/photo/{token}", post(media::upload_photo))
+        .route("/upload/doc/{token}", post(media::upload_doc))
+        .route("/files/{id}", get(media::file))
 }
 
 /// Request parameters in arrival order: query string first, then the form body.
@@ -211,18 +221,27 @@ async fn call(
         );
     }
 
+    // URLs handed out point back at the address the client used.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| shared.addr.to_string(), str::to_owned);
+    let base = format!("http://{host}");
     let result = match method.as_str() {
         "messages.send" => messages_send(&shared, &params),
         "users.get" => users_get(&shared, &params),
         "groups.getById" => groups_get_by_id(&shared, &params),
-        "groups.getLongPollServer" => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(|| shared.addr.to_string(), str::to_owned);
-            long_poll::get_server(&shared, &params, &host)
+        "groups.getLongPollServer" => long_poll::get_server(&shared, &params, &host),
+        "photos.getMessagesUploadServer" => {
+            media::photos_get_messages_upload_server(&shared, &params, &base)
         }
-        _ => Err((3, error_message(3).to_owned())),
+        "photos.saveMessagesPhoto" => media::photos_save_messages_photo(&shared, &params, &base),
+        "docs.getMessagesUploadServer" => {
+            media::docs_get_messages_upload_server(&shared, &params, &base)
+        }
+        "docs.save" => media::docs_save(&shared, &params, &base),
+        other => groups::call(&shared, other, &params)
+            .unwrap_or_else(|| Err((3, error_message(3).to_owned()))),
     };
     match result {
         Ok(response) => Json(json!({ "response": response })),
@@ -237,7 +256,9 @@ type MethodResult = Result<Value, (i64, String)>;
 /// `messages.send` — <https://dev.vk.com/en/method/messages.send>.
 ///
 /// Destination from `peer_id`, `user_id` or `chat_id` (as peer `2000000000 + chat_id`);
-/// `random_id` is required (since API 5.90); `message` and/or `attachment`. Returns the new
+/// `random_id` is required (since API 5.90); `message` and/or `attachment` (comma-separated
+/// `photo{owner}_{id}[_{key}]` / `doc{owner}_{id}[_{key}]` naming media saved in this fake, see
+/// [`media`]; anything else is error 100 `attachment is invalid`). Returns the new
 /// message id (`{"response": 123}`). A repeated non-zero `random_id` to the same peer is VK's
 /// "resend": the original message id comes back and nothing new is sent. `random_id=0` is never
 /// de-duplicated.
@@ -269,6 +290,7 @@ fn messages_send(shared: &Shared, params: &Params) -> MethodResult {
     if message.is_some_and(|m| m.chars().count() > MESSAGE_MAX_CHARS) {
         return Err((914, error_message(914).into()));
     }
+    let attachments = media::check_attachments(shared, attachment)?;
 
     shared.mutate(|s| {
         let vk = &mut s.vk;
@@ -290,6 +312,7 @@ fn messages_send(shared: &Shared, params: &Params) -> MethodResult {
             random_id,
             message: message.unwrap_or_default().to_owned(),
             attachment: attachment.map(str::to_owned),
+            attachments,
             message_id,
         });
         Ok(json!(message_id))

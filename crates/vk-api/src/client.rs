@@ -12,7 +12,7 @@ use crate::error::VkError;
 /// accepts; <https://dev.vk.com/ru/api/api-requests>).
 #[derive(Clone)]
 pub struct VkClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
     token: String,
     version: String,
@@ -79,7 +79,9 @@ pub struct LongPollUpdate {
     pub failed: Option<i64>,
 }
 
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
     let v: Option<serde_json::Value> = Option::deserialize(d)?;
     Ok(match v {
         Some(serde_json::Value::String(s)) => Some(s),
@@ -253,6 +255,6 @@ impl VkClient {
 
 /// reqwest errors print the URL, which carries no token here (tokens go in the form body),
 /// but long-poll URLs carry the key: strip URLs from messages to be safe.
-fn without_url(e: reqwest::Error) -> String {
+pub(crate) fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
 }

@@ -28,17 +28,29 @@ pub enum VkError {
     /// The body was not what the method documents.
     #[error("unexpected VK response: {0}")]
     Decode(String),
+    /// An upload server (the `upload_url` of `photos.getMessagesUploadServer` /
+    /// `docs.getMessagesUploadServer`) refused the file: a non-2xx status, an error answer
+    /// (`{"error":"…"}` for documents) or an empty `photo` (`"[]"`) for photos
+    /// (<https://dev.vk.com/ru/api/upload/overview>).
+    #[error("VK upload failed (HTTP {status}): {message}")]
+    Upload {
+        /// The HTTP status the upload server answered (200 when it answered an error body).
+        status: u16,
+        /// What went wrong, without the upload URL (it carries signing keys).
+        message: String,
+    },
 }
 
 /// What to do about an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// Try again soon (code 6 too many requests, 10 internal error, 5xx, 429, timeouts).
+    /// Try again soon (code 6 too many requests, 10 internal error, 5xx, 429, timeouts; an
+    /// upload server answering 5xx or 429).
     RetrySoon,
     /// Flood control (code 9): the same message must not be repeated at once; wait long.
     RetryLater,
     /// Will never succeed (5 authorization failed, 901 no permission to message this user,
-    /// 7, 15, 100, 902, 914 …): dead-letter with the reason.
+    /// 7, 15, 100, 902, 914 …; a file an upload server refused): dead-letter with the reason.
     Final,
 }
 
@@ -57,6 +69,12 @@ impl VkError {
             VkError::Http { .. } => ErrorClass::Final,
             VkError::Transport(_) => ErrorClass::RetrySoon,
             VkError::Decode(_) => ErrorClass::RetrySoon,
+            // Like `Http`: the upload host being down or throttling is worth another try; a
+            // file it refused (200 with an error body, 4xx) will be refused again.
+            VkError::Upload { status, .. } if *status == 429 || *status >= 500 => {
+                ErrorClass::RetrySoon
+            }
+            VkError::Upload { .. } => ErrorClass::Final,
         }
     }
 

@@ -10,9 +10,13 @@
 pub mod callback;
 mod client;
 mod error;
+pub mod groups;
+pub mod upload;
 
 pub use client::{Group, LongPollServer, LongPollUpdate, User, VkClient};
 pub use error::{ErrorClass, VkError};
+pub use groups::CallbackServer;
+pub use upload::{DocType, PhotoUpload, SavedDoc, SavedPhoto, UploadServer};
 
 /// VK's limit on the text of one message (`messages.send`, error 914 above it), in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4096;

@@ -32,7 +32,7 @@
 //! are injected with `fail_next(Target::Okdesk, …)`.
 
 mod control;
-mod multipart;
+pub(crate) mod multipart;
 mod webhook;
 
 use std::collections::VecDeque;

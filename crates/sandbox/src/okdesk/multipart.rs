@@ -1,15 +1,16 @@
-//! Just enough `multipart/form-data` (RFC 7578) reading for `POST …/comments` with files.
+//! Just enough `multipart/form-data` (RFC 7578) reading for `POST …/comments` with files (and
+//! the VK fake's upload servers).
 
 /// One part of a form.
-pub(super) struct FormPart {
-    pub(super) name: String,
-    pub(super) file_name: Option<String>,
-    pub(super) content_type: Option<String>,
-    pub(super) data: Vec<u8>,
+pub(crate) struct FormPart {
+    pub(crate) name: String,
+    pub(crate) file_name: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) data: Vec<u8>,
 }
 
 /// The boundary of a `multipart/form-data; boundary=…` content type.
-pub(super) fn boundary(content_type: &str) -> Option<String> {
+pub(crate) fn boundary(content_type: &str) -> Option<String> {
     let (kind, params) = content_type.split_once(';')?;
     if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
         return None;
@@ -23,7 +24,7 @@ pub(super) fn boundary(content_type: &str) -> Option<String> {
 }
 
 /// The parts of `body`; `None` when it is not well-formed.
-pub(super) fn parse(boundary: &str, body: &[u8]) -> Option<Vec<FormPart>> {
+pub(crate) fn parse(boundary: &str, body: &[u8]) -> Option<Vec<FormPart>> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
     let mut pos = find(body, delimiter, 0)? + delimiter.len();
