@@ -1,10 +1,13 @@
-//! `ChatwootClient`: contacts, contact inboxes, conversations and messages of one account.
+//! `ChatwootClient`: contacts, contact inboxes, conversations and messages (with files) of one
+//! account.
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
+
+use crate::admin::ContactDetails;
 
 /// A failed Chatwoot API call.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +76,10 @@ pub struct ContactInbox {
     pub source_id: String,
 }
 
-/// A conversation (only the fields the gateway reads).
+/// A conversation (only the fields the gateway reads), as
+/// `app/views/api/v1/conversations/partials/_conversation.json.jbuilder` renders it for
+/// `GET /conversations`, `GET /conversations/{id}`, `POST /conversations` and
+/// `GET /contacts/{id}/conversations`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Conversation {
     /// The conversation's display id (per account), as `/conversations/{id}` takes it.
@@ -87,6 +93,105 @@ pub struct Conversation {
     /// Attributes given at creation as raw JSON (the gateway puts `vk_peer_id` there).
     #[serde(default)]
     pub additional_attributes: Option<serde_json::Value>,
+    /// The conversation's custom attributes (an object; `{}` when absent or `null`).
+    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    pub custom_attributes: serde_json::Value,
+    /// `meta`: the contact the conversation is with.
+    #[serde(default)]
+    pub meta: ConversationMeta,
+    /// The newest message (at most one) as `Message#push_event_data`, raw; its
+    /// `conversation.contact_inbox.source_id` is the only place the REST conversation names its
+    /// contact inbox (see [`Conversation::source_id`]).
+    #[serde(default)]
+    pub messages: Vec<serde_json::Value>,
+}
+
+impl Conversation {
+    /// The `source_id` of the conversation's contact inbox, read from the newest message
+    /// (`messages[0].conversation.contact_inbox.source_id`); `None` for a conversation without
+    /// messages. The REST conversation has no `contact_inbox` of its own; the contact's
+    /// `contact_inboxes` ([`ChatwootClient::contact`]) list every one.
+    pub fn source_id(&self) -> Option<&str> {
+        self.messages
+            .iter()
+            .find_map(|m| m.pointer("/conversation/contact_inbox/source_id")?.as_str())
+    }
+}
+
+/// `meta` of a conversation.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConversationMeta {
+    /// The contact (`app/views/api/v1/models/_contact.json.jbuilder`, without `contact_inboxes`).
+    #[serde(default)]
+    pub sender: Option<ContactDetails>,
+}
+
+/// A message attachment, `Attachment#push_event_data`
+/// (<https://github.com/chatwoot/chatwoot/blob/develop/app/models/attachment.rb>).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Attachment {
+    /// The attachment's id.
+    pub id: i64,
+    /// `image`, `audio`, `video`, `file`, `location`, `fallback`, `share`, `story_mention`,
+    /// `contact` or `ig_reel` (the `file_type` enum).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub file_type: String,
+    /// Where the file is: for uploaded files `url_for(file)`, an absolute
+    /// `…/rails/active_storage/blobs/redirect/{signed_id}/{filename}` that answers `302` to the
+    /// storage URL (follow redirects); for `location`/`fallback` the external URL; `""` when
+    /// there is none.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub data_url: String,
+    /// A 250 px wide preview for images (and previewable files), `None` or `""` otherwise.
+    #[serde(default)]
+    pub thumb_url: Option<String>,
+    /// Size in bytes (files only).
+    #[serde(default)]
+    pub file_size: Option<i64>,
+    /// The `extension` column; Chatwoot fills it for some channels only, files uploaded through
+    /// the API have `null` (take the type from the download's `Content-Type` or the URL's name).
+    #[serde(default)]
+    pub extension: Option<String>,
+}
+
+/// One file to upload with [`ChatwootClient::create_message_with_attachments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file name Chatwoot stores and shows (any UTF-8; `/` and `\` become `-`).
+    pub file_name: String,
+    /// The MIME type; Chatwoot's `file_type` follows it (`image/jpeg|png|gif|bmp|webp` → image,
+    /// `video/mp4|webm|ogg|quicktime` → video, `*audio/*` → audio, the rest file).
+    pub mime: String,
+    /// The content.
+    pub bytes: Vec<u8>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// jsonb attributes: an object, or `{}` for `null` and anything else.
+pub(crate) fn object_or_empty<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Value, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(if v.is_object() { v } else { empty_object() })
+}
+
+/// `null` reads as the type's default (`""`).
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `attachments.map(&:push_event_data)` holds `null` for an attachment without `file_type`;
+/// those are dropped.
+fn attachments_skipping_null<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Attachment>, D::Error> {
+    let list: Option<Vec<Option<Attachment>>> = Option::deserialize(d)?;
+    Ok(list.unwrap_or_default().into_iter().flatten().collect())
 }
 
 /// A message as the API returns it (list and create).
@@ -112,9 +217,9 @@ pub struct Message {
     /// The author's kind: `User` (an agent), `Contact`, `AgentBot` …
     #[serde(default)]
     pub sender_type: Option<String>,
-    /// Attachments as raw JSON (`{"id","file_type","data_url"…}`).
-    #[serde(default)]
-    pub attachments: Vec<serde_json::Value>,
+    /// The message's files (absent in the JSON when there are none: empty).
+    #[serde(default, deserialize_with = "attachments_skipping_null")]
+    pub attachments: Vec<Attachment>,
     /// Extra attributes as raw JSON, e.g. `in_reply_to`.
     #[serde(default)]
     pub content_attributes: Option<serde_json::Value>,
@@ -156,7 +261,7 @@ pub struct Profile {
 /// Client of one account. Base URL like `https://chatwoot.example.com`.
 #[derive(Clone)]
 pub struct ChatwootClient {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     base_url: String,
     token: String,
     account_id: i64,
@@ -184,14 +289,15 @@ impl ChatwootClient {
         self.account_id
     }
 
-    fn account_url(&self, path: &str) -> String {
+    pub(crate) fn account_url(&self, path: &str) -> String {
         format!(
             "{}/api/v1/accounts/{}{path}",
             self.base_url, self.account_id
         )
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// Sends with the token; the one place Chatwoot's answers become [`ChatwootError`]s.
+    pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ChatwootError> {
@@ -371,6 +477,60 @@ impl ChatwootClient {
             self.http
                 .post(self.account_url(&format!("/conversations/{conversation_id}/messages")))
                 .json(&body),
+        )
+        .await
+    }
+
+    /// `POST /conversations/{id}/messages` as `multipart/form-data`
+    /// (<https://developers.chatwoot.com/api-reference/messages/create-new-message>): `content`,
+    /// `message_type`, `private=false`, `source_id` (when given), `content_attributes` and one
+    /// `attachments[]` file part per upload (its name and MIME type). A form carries strings only,
+    /// so `content_attributes` goes as its JSON text: `Messages::MessageBuilder#content_attributes`
+    /// parses a string value as JSON (`safe_parse_json`), and it keeps `in_reply_to`,
+    /// `in_reply_to_external_id` and `items` of it like the JSON route does. Answers the message
+    /// with its [`Attachment`]s.
+    ///
+    /// # Errors
+    /// As [`ChatwootClient::create_message`]; a refused file (e.g. too big) is a 422
+    /// [`ChatwootError::Status`], a body above the proxy's limit a 413.
+    pub async fn create_message_with_attachments(
+        &self,
+        conversation_id: i64,
+        content: &str,
+        message_type: crate::MessageType,
+        content_attributes: serde_json::Value,
+        source_id: Option<&str>,
+        files: Vec<Upload>,
+    ) -> Result<Message, ChatwootError> {
+        let mut form = reqwest::multipart::Form::new()
+            .text("content", content.to_owned())
+            .text("message_type", message_type.as_str())
+            .text("private", "false")
+            .text("content_attributes", content_attributes.to_string());
+        if let Some(source_id) = source_id {
+            form = form.text("source_id", source_id.to_owned());
+        }
+        for file in files {
+            // Chatwoot derives `file_type` from the part's type, so there always is one: an
+            // unparsable MIME type goes as `application/octet-stream` (a plain file).
+            let mime = if reqwest::multipart::Part::text("")
+                .mime_str(&file.mime)
+                .is_ok()
+            {
+                file.mime
+            } else {
+                "application/octet-stream".to_owned()
+            };
+            let part = reqwest::multipart::Part::bytes(file.bytes)
+                .file_name(file.file_name)
+                .mime_str(&mime)
+                .map_err(|e| ChatwootError::Decode(format!("MIME type {mime}: {e}")))?;
+            form = form.part("attachments[]", part);
+        }
+        self.send(
+            self.http
+                .post(self.account_url(&format!("/conversations/{conversation_id}/messages")))
+                .multipart(form),
         )
         .await
     }

@@ -1,4 +1,5 @@
-//! A typed client for the parts of the Chatwoot Application API the gateway uses, and the
+//! A typed client for the parts of the Chatwoot Application API the gateway uses (contacts,
+//! conversations, messages with files, and the account setup: inboxes, webhooks), and the
 //! `message_created` webhook payload.
 //!
 //! API reference: <https://developers.chatwoot.com/api-reference/introduction> (Application
@@ -7,12 +8,14 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod client;
 pub mod webhook;
 
+pub use admin::{CONVERSATIONS_PER_PAGE, ContactDetails, ContactInboxRef, Inbox, Webhook};
 pub use client::{
-    CONTACTS_PER_PAGE, ChatwootClient, ChatwootError, Contact, ContactInbox, Conversation,
-    MESSAGES_PER_PAGE, Message, Profile,
+    Attachment, CONTACTS_PER_PAGE, ChatwootClient, ChatwootError, Contact, ContactInbox,
+    Conversation, ConversationMeta, MESSAGES_PER_PAGE, Message, Profile, Upload,
 };
 
 /// Chatwoot's `message_type`: a string in webhook payloads, a number inside

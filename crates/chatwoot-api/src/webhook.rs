@@ -11,6 +11,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::MessageType;
+use crate::admin::ContactDetails;
+use crate::client::object_or_empty;
 
 /// Any webhook: `event` names it, the rest depends on it.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,8 +75,10 @@ pub struct WebhookSender {
     pub kind: Option<String>,
 }
 
-/// The conversation part of the payload (`id` is the conversation's display id, the one
-/// the API's `/conversations/{id}` takes).
+/// The conversation part of the payload, `Conversation#webhook_data` =
+/// `Conversations::EventDataPresenter#push_data`
+/// (`app/presenters/conversations/event_data_presenter.rb`); `id` is the conversation's display
+/// id, the one the API's `/conversations/{id}` takes.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookConversation {
     /// The conversation's display id (per account).
@@ -89,6 +93,43 @@ pub struct WebhookConversation {
     /// numeric here).
     #[serde(default)]
     pub messages: Vec<serde_json::Value>,
+    /// The contact inbox the conversation runs through (the raw record: `source_id` is the
+    /// contact's id in the channel, e.g. `vk:<user id>`).
+    #[serde(default)]
+    pub contact_inbox: Option<WebhookContactInbox>,
+    /// `meta`: the contact.
+    #[serde(default)]
+    pub meta: WebhookConversationMeta,
+    /// Attributes given at creation (an object; `{}` when absent or `null`).
+    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    pub additional_attributes: serde_json::Value,
+    /// The conversation's custom attributes (an object; `{}` when absent or `null`).
+    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    pub custom_attributes: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// `conversation.contact_inbox` of a webhook: the `ContactInbox` record as JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookContactInbox {
+    /// The contact's id in the inbox's channel.
+    #[serde(default)]
+    pub source_id: Option<String>,
+    /// The inbox.
+    #[serde(default)]
+    pub inbox_id: Option<i64>,
+}
+
+/// `conversation.meta` of a webhook.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WebhookConversationMeta {
+    /// The contact (`Contact#push_event_data`: `id, name, identifier, email, phone_number,
+    /// custom_attributes, additional_attributes, thumbnail, type`).
+    #[serde(default)]
+    pub sender: Option<ContactDetails>,
 }
 
 /// `{"id": N}`.
@@ -98,16 +139,31 @@ pub struct IdOnly {
     pub id: i64,
 }
 
-/// A message attachment.
+/// A message attachment, `Attachment#push_event_data`
+/// (<https://github.com/chatwoot/chatwoot/blob/develop/app/models/attachment.rb>): `id,
+/// message_id, file_type, account_id` plus, for files, `extension, data_url, thumb_url,
+/// file_size, width, height`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebhookAttachment {
-    /// `image`, `audio`, `video`, `file`, `location` …
+    /// The attachment's id.
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// The message it belongs to.
+    #[serde(default)]
+    pub message_id: Option<i64>,
+    /// `image`, `audio`, `video`, `file`, `location`, `fallback`, `share`, `story_mention`,
+    /// `contact`, `ig_reel`.
     #[serde(default)]
     pub file_type: Option<String>,
-    /// URL the file can be downloaded from.
+    /// URL the file can be downloaded from: for uploads an absolute
+    /// `…/rails/active_storage/blobs/redirect/…` that answers `302` to the storage URL (follow
+    /// redirects, no token needed); for `location`/`fallback` the external URL.
     #[serde(default)]
     pub data_url: Option<String>,
-    /// The file's extension, as Chatwoot gives it.
+    /// A 250 px wide preview for images; `""` for files without one.
+    #[serde(default)]
+    pub thumb_url: Option<String>,
+    /// The `extension` column: `null` for files uploaded through the API.
     #[serde(default)]
     pub extension: Option<String>,
     /// Size in bytes.
@@ -282,6 +338,113 @@ mod tests {
             verify_signature(b"s3cret", Some(&sig), Some(&now.to_string()), body, now, -1),
             Err(SignatureError::Stale(0, -1))
         );
+    }
+
+    /// `message_created` for an agent reply with a file, shaped like `Message#webhook_data` with
+    /// `Conversations::EventDataPresenter#push_data` and `Attachment#push_event_data`.
+    const AGENT_REPLY_WITH_FILE: &str = r#"{
+      "account": {"id": 1, "name": "Ромашка"},
+      "additional_attributes": {},
+      "content_attributes": {},
+      "content_type": "text",
+      "content": "Счёт во вложении",
+      "conversation": {
+        "additional_attributes": {"vk_peer_id": 745120398},
+        "can_reply": true,
+        "channel": "Channel::Api",
+        "contact_inbox": {
+          "id": 903, "contact_id": 512, "inbox_id": 7, "source_id": "vk:745120398",
+          "created_at": "2025-01-15T09:04:06.912Z", "updated_at": "2025-01-15T09:04:06.912Z",
+          "hmac_verified": false, "pubsub_token": "qZ7mW2xR9vT4kP1nL8sY3bC6"
+        },
+        "id": 128,
+        "inbox_id": 7,
+        "messages": [],
+        "labels": [],
+        "meta": {
+          "sender": {
+            "additional_attributes": {"city": "Тверь"},
+            "custom_attributes": {"vk_id": 745120398},
+            "email": "anna@example.com",
+            "id": 512,
+            "identifier": "vk:745120398",
+            "name": "Анна",
+            "phone_number": null,
+            "thumbnail": "",
+            "type": "contact"
+          },
+          "assignee": null, "team": null, "hmac_verified": false
+        },
+        "status": "open",
+        "custom_attributes": {"legacy_ticket": "T-1"},
+        "unread_count": 0
+      },
+      "created_at": "2025-01-15T09:08:15.641Z",
+      "id": 30144,
+      "inbox": {"id": 7, "name": "VK"},
+      "message_type": "outgoing",
+      "private": false,
+      "sender": {"id": 3, "name": "Мария", "email": "m@example.com", "type": "user"},
+      "source_id": null,
+      "event": "message_created",
+      "attachments": [{
+        "id": 7741, "message_id": 30144, "file_type": "file", "account_id": 1,
+        "extension": null,
+        "data_url": "https://cw.example/rails/active_storage/blobs/redirect/eyJfcmFpbHMi--a1/invoice.pdf",
+        "thumb_url": "", "file_size": 48213, "width": null, "height": null
+      }]
+    }"#;
+
+    #[test]
+    fn agent_reply_with_a_file_and_the_old_gateway_marks_parses() {
+        let p: MessagePayload = serde_json::from_str(AGENT_REPLY_WITH_FILE).expect("parses");
+        assert_eq!(p.message_type(), Some(MessageType::Outgoing));
+        let a = &p.attachments[0];
+        assert_eq!((a.id, a.message_id), (Some(7741), Some(30144)));
+        assert_eq!(a.file_type.as_deref(), Some("file"));
+        assert_eq!(a.file_size, Some(48213));
+        assert_eq!(a.thumb_url.as_deref(), Some(""));
+        assert_eq!(a.extension, None);
+        assert!(
+            a.data_url
+                .as_deref()
+                .is_some_and(|u| u.ends_with("/invoice.pdf"))
+        );
+        let c = p.conversation.expect("conversation");
+        let ci = c.contact_inbox.expect("contact_inbox");
+        assert_eq!(
+            (ci.source_id.as_deref(), ci.inbox_id),
+            (Some("vk:745120398"), Some(7))
+        );
+        let sender = c.meta.sender.expect("meta.sender");
+        assert_eq!(sender.identifier.as_deref(), Some("vk:745120398"));
+        assert_eq!(sender.email.as_deref(), Some("anna@example.com"));
+        assert_eq!(
+            sender.custom_attributes,
+            serde_json::json!({"vk_id": 745120398})
+        );
+        assert_eq!(sender.additional_attributes["city"], "Тверь");
+        assert_eq!(
+            c.custom_attributes,
+            serde_json::json!({"legacy_ticket": "T-1"})
+        );
+        assert_eq!(c.additional_attributes["vk_peer_id"], 745120398);
+    }
+
+    #[test]
+    fn older_payloads_without_the_new_fields_still_parse() {
+        let p: MessagePayload = serde_json::from_str(
+            r#"{"id":5,"message_type":"outgoing","conversation":{"id":1,"custom_attributes":null},
+                "attachments":[{"file_type":"image","data_url":"https://x/y.png"}]}"#,
+        )
+        .expect("parses");
+        let c = p.conversation.expect("conversation");
+        assert!(c.contact_inbox.is_none());
+        assert!(c.meta.sender.is_none());
+        assert_eq!(c.custom_attributes, serde_json::json!({}));
+        assert_eq!(c.additional_attributes, serde_json::json!({}));
+        assert_eq!(p.attachments[0].id, None);
+        assert_eq!(p.attachments[0].thumb_url, None);
     }
 
     #[test]

@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use okdesk::{OkdeskAttachment, OkdeskWebhookDelivery};
 pub use telegram::{PushedUpdate, TelegramTopic, TelegramWebhookDelivery, TgUser};
+pub use vk::media::VkMedia;
 pub use webhook::WebhookDelivery;
 
 /// Credentials and ids the fakes accept. `Default`: `"vk-test-token"`, `"cw-test-token"`, account 1,
@@ -138,6 +139,9 @@ pub struct VkSentMessage {
     pub message: String,
     /// The `attachment` parameter as sent (e.g. `photo-1_2`), when there was one.
     pub attachment: Option<String>,
+    /// The `attachment` items, split at commas and trimmed (each names media of the fake; see
+    /// [`Sandbox::vk_media`]).
+    pub attachments: Vec<String>,
     /// The message id the fake answered with.
     pub message_id: i64,
 }

@@ -13,8 +13,18 @@
 //! `{"message":"Identifier has already been taken","attributes":["identifier"]}`.
 //!
 //! Every created message of type incoming, outgoing or template (private notes included) fires one
-//! `message_created` webhook, like `WebhookListener#message_created` with `webhook_sendable?`.
+//! `message_created` webhook, like `WebhookListener#message_created` with `webhook_sendable?`: to
+//! the URL of `Sandbox::set_chatwoot_webhook`, and to every webhook registered through
+//! `POST /webhooks` that subscribes to `message_created` (an inbox webhook only for its inbox),
+//! signed with that webhook's secret.
+//!
+//! Messages take files (`multipart/form-data` with `attachments[]` parts); the files are served
+//! under `/rails/active_storage/…` like ActiveStorage's disk service (see [`files`]). Inboxes,
+//! account webhooks and the conversation list are in [`admin`].
 
+mod admin;
+mod control;
+mod files;
 pub(crate) mod model;
 
 use std::collections::HashMap;
@@ -23,7 +33,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -40,7 +50,24 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/contacts/{id}", get(show_contact))
         .route("/contacts/{id}/contact_inboxes", post(create_contact_inbox))
         .route("/contacts/{id}/conversations", get(contact_conversations))
-        .route("/conversations", post(create_conversation))
+        .route(
+            "/conversations",
+            get(admin::list_conversations).post(create_conversation),
+        )
+        .route(
+            "/inboxes",
+            get(admin::list_inboxes).post(admin::create_inbox),
+        )
+        .route(
+            "/webhooks",
+            get(admin::list_webhooks).post(admin::create_webhook),
+        )
+        .route(
+            "/webhooks/{id}",
+            axum::routing::patch(admin::update_webhook)
+                .put(admin::update_webhook)
+                .delete(admin::delete_webhook),
+        )
         .route("/conversations/{id}", get(show_conversation))
         .route("/conversations/{id}/toggle_status", post(toggle_status))
         .route(
@@ -50,7 +77,11 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/v1/profile", get(profile))
         .nest("/api/v1/accounts/{account_id}", account)
+        .merge(files::router())
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "Not Found"}))) })
+        // The recording middleware already caps bodies (4 MiB); axum's own 2 MB default for
+        // `Bytes` would refuse uploads below that.
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// Chatwoot's error responses.
@@ -134,8 +165,10 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Authentication plus `EnsureCurrentAccountHelper`: the agent belongs to one account only.
+/// Also remembers the request's `Host` as the fake's `FRONTEND_URL` (see [`files::frontend_url`]).
 fn authorize(shared: &Shared, headers: &HeaderMap, account_id: &str) -> Result<(), ApiError> {
     authenticate(shared, headers)?;
+    files::remember_host(shared, headers);
     match account_id.parse::<i64>() {
         Ok(id) if id == shared.opts.chatwoot_account_id => Ok(()),
         Ok(_) => Err(ApiError::OtherAccount),
@@ -298,7 +331,7 @@ async fn create_contact(
     let email = string(&params, "email").map(|e| e.to_lowercase());
     let phone_number = string(&params, "phone_number");
     let inbox_id = string(&params, "inbox_id").map(|raw| raw.trim().parse::<i64>().unwrap_or(0));
-    if inbox_id.is_some_and(|id| id != shared.opts.chatwoot_inbox_id) {
+    if inbox_id.is_some_and(|id| shared.read().cw.inbox(id).is_none()) {
         return Err(ApiError::NotFound);
     }
     let source_id = string(&params, "source_id");
@@ -367,7 +400,7 @@ async fn create_contact_inbox(
         return Err(ApiError::NotFound);
     }
     let inbox_id = integer(&params, "inbox_id")
-        .filter(|inbox| *inbox == shared.opts.chatwoot_inbox_id)
+        .filter(|inbox| shared.read().cw.inbox(*inbox).is_some())
         .ok_or(ApiError::NotFoundMessage("Inbox not found"))?;
     shared.mutate(|s| {
         let link =
@@ -425,7 +458,7 @@ async fn create_conversation(
     }
     // Blank ids are ignored, unknown ones are 404 (`Current.account.inboxes.find`).
     let inbox_id = string(&params, "inbox_id").map(|raw| raw.trim().parse::<i64>().unwrap_or(0));
-    if inbox_id.is_some_and(|id| id != shared.opts.chatwoot_inbox_id) {
+    if inbox_id.is_some_and(|id| shared.read().cw.inbox(id).is_none()) {
         return Err(ApiError::NotFound);
     }
     let contact_id =
@@ -452,15 +485,16 @@ async fn create_conversation(
                 .map(|ci| ci.id)
                 .ok_or(ApiError::NotFound)?,
         };
-        let contact_id = cw
+        let (contact_id, inbox_id) = cw
             .contact_inbox(contact_inbox_id)
-            .map(|ci| ci.contact_id)
+            .map(|ci| (ci.contact_id, ci.inbox_id))
             .ok_or(ApiError::Internal)?;
         let id = cw.next_id();
         let now = OffsetDateTime::now_utc();
         cw.conversations.push(Conversation {
             id,
             uuid: uuid::Uuid::new_v4().to_string(),
+            inbox_id,
             contact_id,
             contact_inbox_id,
             status,
@@ -577,14 +611,18 @@ async fn list_messages(
 /// <https://developers.chatwoot.com/api-reference/messages/create-new-message>.
 ///
 /// Body: `content, message_type ("outgoing" default | "incoming" | …), private, content_type
-/// ("text" default), content_attributes, source_id`. Incoming messages come from the
-/// conversation's contact, the rest from the agent (`Messages::MessageBuilder`). Answers the message
-/// (`message_type` as a number). Failures are 422 `{"error": …}` (the controller rescues
+/// ("text" default), content_attributes, source_id`, as JSON, a urlencoded form, or
+/// `multipart/form-data` with one `attachments[]` file part per file (see
+/// [`files::parse_form`]). Incoming messages come from the conversation's contact, the rest from
+/// the agent (`Messages::MessageBuilder`). Answers the message (`message_type` as a number, with
+/// `attachments` when it has files). Failures are 422 `{"error": …}` (the controller rescues
 /// everything into `render_could_not_create_error`), e.g. `'x' is not a valid message_type`.
 ///
-/// Stricter than the server: blank `content` is refused (422 `{"error":"Content can't be blank"}`)
-/// because the fake takes no attachments, and the API reference marks `content` required; the real
-/// model has no presence validation and would store an empty message.
+/// Stricter than the server: blank `content` without files is refused (422
+/// `{"error":"Content can't be blank"}`), as the API reference marks `content` required; the real
+/// model has no presence validation and would store an empty message. A file above the
+/// attachment limit (40 MB) is refused for every inbox, where the server checks it for website
+/// widget inboxes only (see [`files::check_sizes`]).
 async fn create_message(
     State(shared): State<Arc<Shared>>,
     Path((account_id, id)): Path<(String, String)>,
@@ -594,7 +632,10 @@ async fn create_message(
     let received_at = OffsetDateTime::now_utc();
     authorize(&shared, &headers, &account_id)?;
     let id = path_id(&id)?;
-    let params = body_params(&headers, &body)?;
+    let (params, uploads) = match files::parse_form(&headers, &body)? {
+        Some(form) => form,
+        None => (body_params(&headers, &body)?, Vec::new()),
+    };
     if shared.read().cw.conversation(id).is_none() {
         return Err(ApiError::NotFound);
     }
@@ -611,21 +652,27 @@ async fn create_message(
             "'{content_type}' is not a valid content_type"
         )));
     }
-    let content = string(&params, "content")
-        .ok_or_else(|| ApiError::CouldNotCreate("Content can't be blank".into()))?;
-    if content.chars().count() > 150_000 {
+    let content = string(&params, "content");
+    if content.is_none() && uploads.is_empty() {
+        return Err(ApiError::CouldNotCreate("Content can't be blank".into()));
+    }
+    if content
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 150_000)
+    {
         return Err(ApiError::CouldNotCreate(
             "Validation failed: Content is too long (maximum is 150000 characters)".into(),
         ));
     }
     let new = NewMessage {
         message_type: message_type as i64,
-        content: Some(content),
+        content,
         private: boolean(&params, "private"),
         content_type,
-        content_attributes: object(&params, "content_attributes"),
+        content_attributes: files::content_attributes(&params),
         source_id: string(&params, "source_id"),
         received_at: Some(received_at),
+        files: uploads,
     };
     let message_id = store_message(&shared, id, new)?;
     let state = shared.read();
@@ -656,6 +703,8 @@ struct NewMessage {
     source_id: Option<String>,
     /// When its request arrived; `None`: when it is stored.
     received_at: Option<OffsetDateTime>,
+    /// Files to attach, in order.
+    files: Vec<files::Upload>,
 }
 
 impl Default for NewMessage {
@@ -668,23 +717,27 @@ impl Default for NewMessage {
             content_attributes: json!({}),
             source_id: None,
             received_at: None,
+            files: Vec::new(),
         }
     }
 }
 
 /// Stores a message the way `Message` callbacks do (a resolved conversation reopens on an incoming
-/// message, activity times move) and fires `message_created` unless it is an activity.
+/// message, activity times move), with its files, and fires `message_created` unless it is an
+/// activity: to the URL of `Sandbox::set_chatwoot_webhook` and to every registered webhook
+/// subscribed to it (`WebhookListener#deliver_account_webhooks`; an inbox webhook only for its
+/// inbox). Files above the attachment limit refuse the whole message (422).
 fn store_message(
     shared: &Arc<Shared>,
     conversation_id: i64,
     new: NewMessage,
 ) -> Result<i64, ApiError> {
-    let (id, webhook) = shared.mutate(|s| {
+    files::check_sizes(shared, &new.files)?;
+    let frontend_url = files::frontend_url(shared);
+    let (id, deliveries) = shared.mutate(|s| {
         let cw = &mut s.cw;
-        let contact_id = cw
-            .conversation(conversation_id)
-            .ok_or(ApiError::NotFound)?
-            .contact_id;
+        let conversation = cw.conversation(conversation_id).ok_or(ApiError::NotFound)?;
+        let (contact_id, inbox_id) = (conversation.contact_id, conversation.inbox_id);
         let id = cw.next_id();
         let now = OffsetDateTime::now_utc();
         let sender = if new.message_type == 1 {
@@ -692,6 +745,11 @@ fn store_message(
         } else {
             Sender::Contact(contact_id)
         };
+        for upload in new.files {
+            let attachment_id = cw.next_id();
+            let attachment = files::attachment(&frontend_url, attachment_id, id, upload);
+            cw.attachments.push(attachment);
+        }
         let message = Message {
             id,
             conversation_id,
@@ -727,23 +785,34 @@ fn store_message(
         }
         cw.messages.push(message);
         // webhook_sendable?: incoming, outgoing, template — private notes included.
-        let webhook = match (&s.webhook_url, new.message_type) {
-            (Some(url), 0 | 1 | 3) => {
-                let message = cw.messages.last().ok_or(ApiError::Internal)?;
-                let payload = cw.message_webhook(message, "message_created");
-                Some((url.clone(), s.webhook_secret.clone(), payload, id))
+        let mut deliveries = Vec::new();
+        if matches!(new.message_type, 0 | 1 | 3) {
+            let message = cw.messages.last().ok_or(ApiError::Internal)?;
+            let payload = cw.message_webhook(message, "message_created");
+            if let Some(url) = &s.webhook_url {
+                deliveries.push((url.clone(), s.webhook_secret.clone(), payload.clone()));
             }
-            _ => None,
-        };
-        Ok((id, webhook))
+            for webhook in &cw.webhooks {
+                if webhook.subscriptions.iter().any(|e| e == "message_created")
+                    && webhook.inbox_id.is_none_or(|inbox| inbox == inbox_id)
+                {
+                    deliveries.push((
+                        webhook.url.clone(),
+                        Some(webhook.secret.clone()),
+                        payload.clone(),
+                    ));
+                }
+            }
+        }
+        Ok((id, deliveries))
     })?;
-    if let Some((url, secret, payload, message_id)) = webhook {
+    for (url, secret, payload) in deliveries {
         crate::webhook::deliver(
             shared.clone(),
             url,
             secret,
             "message_created",
-            Some(message_id),
+            Some(id),
             payload,
         );
     }

@@ -10,6 +10,8 @@
 //! * `webhook_data` (the top level of a webhook): `message_type` is a STRING (`"incoming"`),
 //!   `created_at` ISO 8601.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -66,6 +68,8 @@ pub(crate) struct Conversation {
     /// The `display_id`, which is what every API path and payload calls `id`.
     pub(crate) id: i64,
     pub(crate) uuid: String,
+    /// The inbox of its contact inbox.
+    pub(crate) inbox_id: i64,
     pub(crate) contact_id: i64,
     pub(crate) contact_inbox_id: i64,
     pub(crate) status: String,
@@ -104,16 +108,130 @@ pub(crate) struct Message {
     pub(crate) received_at: OffsetDateTime,
 }
 
-/// All Chatwoot records: one account, one API inbox, one agent, and what the API creates.
+/// An inbox; the fake has API channel inboxes only (`Channel::Api`).
+#[derive(Debug, Clone)]
+pub(crate) struct Inbox {
+    pub(crate) id: i64,
+    /// The id of its `Channel::Api` record.
+    pub(crate) channel_id: i64,
+    pub(crate) name: String,
+    /// `Channel::Api#webhook_url`; stored and rendered, the fake posts nothing to it.
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) inbox_identifier: String,
+}
+
+/// A file attached to a message (`Attachment` with its ActiveStorage blob).
+#[derive(Debug, Clone)]
+pub(crate) struct Attachment {
+    pub(crate) id: i64,
+    pub(crate) message_id: i64,
+    /// `image`, `audio`, `video` or `file` (see [`file_type`]).
+    pub(crate) file_type: &'static str,
+    /// The blob's (sanitized) file name.
+    pub(crate) file_name: String,
+    /// The blob's content type, as the upload part declared it.
+    pub(crate) content_type: String,
+    pub(crate) bytes: Arc<Vec<u8>>,
+    /// The blob's signed id, the path segment of `/rails/active_storage/blobs/redirect/…`.
+    pub(crate) signed_id: String,
+    /// The blob's key, the path segment of `/rails/active_storage/disk/…`.
+    pub(crate) key: String,
+    /// `Attachment#file_url`, absolute.
+    pub(crate) data_url: String,
+    /// `Attachment#thumb_url`: a representation URL for images, `""` for the rest.
+    pub(crate) thumb_url: String,
+    /// Set by `Sandbox::chatwoot_fail_file`: every download of this file answers it.
+    pub(crate) fail_status: Option<u16>,
+}
+
+/// An account webhook (`Webhook`, `app/models/webhook.rb`).
+#[derive(Debug, Clone)]
+pub(crate) struct Webhook {
+    pub(crate) id: i64,
+    pub(crate) name: Option<String>,
+    pub(crate) url: String,
+    pub(crate) subscriptions: Vec<String>,
+    /// Set for an inbox webhook: only that inbox's events are delivered.
+    pub(crate) inbox_id: Option<i64>,
+    /// The signing secret (`has_secure_token`, 24 characters), shown in every render.
+    pub(crate) secret: String,
+}
+
+/// `Attachmentable#validate_file_size`: `40.megabytes`.
+pub(crate) const MAX_ATTACHMENT_BYTES: u64 = 40 * 1024 * 1024;
+
+/// `Webhook::ALLOWED_WEBHOOK_EVENTS` (`app/models/webhook.rb`).
+pub(crate) const WEBHOOK_EVENTS: [&str; 12] = [
+    "conversation_status_changed",
+    "conversation_updated",
+    "conversation_created",
+    "contact_created",
+    "contact_updated",
+    "message_created",
+    "message_updated",
+    "webwidget_triggered",
+    "inbox_created",
+    "inbox_updated",
+    "conversation_typing_on",
+    "conversation_typing_off",
+];
+
+/// The `webhooks.subscriptions` column default, what a webhook created without `subscriptions`
+/// gets (`db/schema.rb`).
+pub(crate) const DEFAULT_SUBSCRIPTIONS: [&str; 6] = [
+    "conversation_status_changed",
+    "conversation_updated",
+    "conversation_created",
+    "message_created",
+    "message_updated",
+    "webwidget_triggered",
+];
+
+/// `FileTypeHelper#file_type` (`app/helpers/file_type_helper.rb`): a handful of image and video
+/// types by exact match, anything containing `audio/` is audio, the rest (SVG, HEIC, MKV …) a
+/// plain file.
+pub(crate) fn file_type(content_type: &str) -> &'static str {
+    const IMAGES: [&str; 5] = [
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/bmp",
+        "image/webp",
+    ];
+    const VIDEOS: [&str; 4] = ["video/ogg", "video/mp4", "video/webm", "video/quicktime"];
+    if IMAGES.contains(&content_type) {
+        "image"
+    } else if VIDEOS.contains(&content_type) {
+        "video"
+    } else if content_type.contains("audio/") {
+        "audio"
+    } else {
+        "file"
+    }
+}
+
+/// All Chatwoot records: one account, its API inboxes (the one of
+/// `SandboxOptions::chatwoot_inbox_id` and those created through the API), one agent, and what
+/// the API creates.
 #[derive(Debug)]
 pub(crate) struct Store {
     pub(crate) account_id: i64,
+    /// The seeded inbox (`SandboxOptions::chatwoot_inbox_id`).
     pub(crate) inbox_id: i64,
+    pub(crate) inboxes: Vec<Inbox>,
     pub(crate) contacts: Vec<Contact>,
     pub(crate) contact_inboxes: Vec<ContactInbox>,
     pub(crate) conversations: Vec<Conversation>,
     pub(crate) messages: Vec<Message>,
+    pub(crate) attachments: Vec<Attachment>,
+    pub(crate) webhooks: Vec<Webhook>,
+    /// Largest attachment accepted, in bytes ([`MAX_ATTACHMENT_BYTES`] unless a test lowers it).
+    pub(crate) attachment_limit: u64,
+    /// `FRONTEND_URL` of the fake, e.g. `http://127.0.0.1:PORT/chatwoot`: the last API request's
+    /// `Host`, so file URLs point where the client reached the fake.
+    pub(crate) frontend_url: Option<String>,
     last_id: i64,
+    last_webhook_id: i64,
 }
 
 pub(crate) const ACCOUNT_NAME: &str = "Sandbox Account";
@@ -131,12 +249,55 @@ impl Store {
         Store {
             account_id: opts.chatwoot_account_id,
             inbox_id: opts.chatwoot_inbox_id,
+            inboxes: vec![Inbox {
+                id: opts.chatwoot_inbox_id,
+                channel_id: 1,
+                name: INBOX_NAME.to_owned(),
+                webhook_url: None,
+                inbox_identifier: "sandbox-api-inbox".to_owned(),
+            }],
             contacts: Vec::new(),
             contact_inboxes: Vec::new(),
             conversations: Vec::new(),
             messages: Vec::new(),
+            attachments: Vec::new(),
+            webhooks: Vec::new(),
+            attachment_limit: MAX_ATTACHMENT_BYTES,
+            frontend_url: None,
             last_id: 0,
+            last_webhook_id: 0,
         }
+    }
+
+    /// Webhooks have their own id sequence, from 1.
+    pub(crate) fn next_webhook_id(&mut self) -> i64 {
+        self.last_webhook_id += 1;
+        self.last_webhook_id
+    }
+
+    pub(crate) fn inbox(&self, id: i64) -> Option<&Inbox> {
+        self.inboxes.iter().find(|i| i.id == id)
+    }
+
+    /// Creates an API channel inbox; inboxes have their own id sequence.
+    pub(crate) fn create_inbox(&mut self, name: String, webhook_url: Option<String>) -> i64 {
+        let id = self.inboxes.iter().map(|i| i.id).max().unwrap_or(0) + 1;
+        let channel_id = self.inboxes.iter().map(|i| i.channel_id).max().unwrap_or(0) + 1;
+        self.inboxes.push(Inbox {
+            id,
+            channel_id,
+            name,
+            webhook_url,
+            inbox_identifier: uuid::Uuid::new_v4().simple().to_string()[..24].to_owned(),
+        });
+        id
+    }
+
+    /// The attachments of a message, in upload order.
+    pub(crate) fn attachments_of(&self, message_id: i64) -> impl Iterator<Item = &Attachment> {
+        self.attachments
+            .iter()
+            .filter(move |a| a.message_id == message_id)
     }
 
     /// Ids are unique across record kinds, which keeps a mixed-up id from finding a wrong record.
@@ -314,12 +475,12 @@ impl Store {
 
     /// `app/views/api/v1/models/_inbox.json.jbuilder` for an API channel inbox (the fields that
     /// apply to it).
-    fn inbox_json(&self) -> Value {
+    pub(crate) fn inbox_json(&self, inbox: &Inbox) -> Value {
         json!({
-            "id": self.inbox_id,
+            "id": inbox.id,
             "avatar_url": "",
-            "channel_id": 1,
-            "name": INBOX_NAME,
+            "channel_id": inbox.channel_id,
+            "name": inbox.name,
             "channel_type": "Channel::Api",
             "greeting_enabled": false,
             "greeting_message": null,
@@ -335,8 +496,8 @@ impl Store {
             "lock_to_single_conversation": false,
             "sender_name_type": "friendly",
             "business_name": null,
-            "webhook_url": null,
-            "inbox_identifier": "sandbox-api-inbox",
+            "webhook_url": inbox.webhook_url,
+            "inbox_identifier": inbox.inbox_identifier,
             "additional_attributes": {},
             "provider": null,
         })
@@ -344,7 +505,64 @@ impl Store {
 
     /// `app/views/api/v1/models/_contact_inbox.json.jbuilder`: `{source_id, inbox}`.
     pub(crate) fn contact_inbox_json(&self, ci: &ContactInbox) -> Value {
-        json!({"source_id": ci.source_id, "inbox": self.inbox_json()})
+        let inbox = self.inbox(ci.inbox_id).map(|i| self.inbox_json(i));
+        json!({"source_id": ci.source_id, "inbox": inbox})
+    }
+
+    /// `Inbox#webhook_data`: `{id, name}`.
+    fn inbox_webhook(&self, inbox_id: i64) -> Value {
+        json!({"id": inbox_id, "name": self.inbox(inbox_id).map(|i| i.name.as_str())})
+    }
+
+    /// The inbox a message is in (its conversation's).
+    fn message_inbox_id(&self, m: &Message) -> i64 {
+        self.conversation(m.conversation_id)
+            .map_or(self.inbox_id, |c| c.inbox_id)
+    }
+
+    /// `Attachment#push_event_data` for a file (`base_data.merge(file_metadata)`,
+    /// `app/models/attachment.rb`): `extension` is a column the API upload path never fills, and
+    /// `width`/`height` come from the blob analysis, which runs later in a job: both `null` here
+    /// as in a fresh real message.
+    pub(crate) fn attachment_push(&self, a: &Attachment) -> Value {
+        json!({
+            "id": a.id,
+            "message_id": a.message_id,
+            "file_type": a.file_type,
+            "account_id": self.account_id,
+            "extension": null,
+            "data_url": a.data_url,
+            "thumb_url": a.thumb_url,
+            "file_size": a.bytes.len(),
+            "width": null,
+            "height": null,
+        })
+    }
+
+    /// `attachments.map(&:push_event_data)`, or `None` when the message has none (the key is
+    /// then absent: `if attachments.present?`).
+    fn attachments_json(&self, message_id: i64) -> Option<Value> {
+        let list: Vec<Value> = self
+            .attachments_of(message_id)
+            .map(|a| self.attachment_push(a))
+            .collect();
+        (!list.is_empty()).then_some(Value::Array(list))
+    }
+
+    /// `app/views/api/v1/accounts/webhooks/_webhook.json.jbuilder` (with `secret`, v4.11.2+).
+    pub(crate) fn webhook_json(&self, w: &Webhook) -> Value {
+        let mut json = json!({
+            "id": w.id,
+            "name": w.name,
+            "url": w.url,
+            "account_id": self.account_id,
+            "subscriptions": w.subscriptions,
+            "secret": w.secret,
+        });
+        if let Some(inbox) = w.inbox_id.and_then(|id| self.inbox(id)) {
+            json["inbox"] = json!({"id": inbox.id, "name": inbox.name});
+        }
+        json
     }
 
     /// A `ContactInbox` serialised whole, as in `conversation.contact_inbox` of a webhook.
@@ -370,7 +588,7 @@ impl Store {
         let mut json = json!({
             "id": m.id,
             "content": m.content,
-            "inbox_id": self.inbox_id,
+            "inbox_id": self.message_inbox_id(m),
             "conversation_id": m.conversation_id,
             "message_type": m.message_type,
             "content_type": m.content_type,
@@ -384,6 +602,9 @@ impl Store {
         if json["sender"].is_null() {
             json.as_object_mut().map(|o| o.remove("sender"));
         }
+        if let Some(attachments) = self.attachments_json(m.id) {
+            json["attachments"] = attachments;
+        }
         json
     }
 
@@ -395,11 +616,11 @@ impl Store {
             Sender::Contact(id) => ("Contact", id),
         };
         let conversation = self.conversation(m.conversation_id);
-        json!({
+        let mut json = json!({
             "id": m.id,
             "content": m.content,
             "account_id": self.account_id,
-            "inbox_id": self.inbox_id,
+            "inbox_id": self.message_inbox_id(m),
             "conversation_id": m.conversation_id,
             "message_type": m.message_type,
             "created_at": m.created_at.unix_timestamp(),
@@ -422,7 +643,11 @@ impl Store {
                 "contact_inbox": {"source_id": self.contact_inbox(c.contact_inbox_id).map(|ci| ci.source_id.clone())},
             })),
             "sender": self.sender_push(m.sender),
-        })
+        });
+        if let Some(attachments) = self.attachments_json(m.id) {
+            json["attachments"] = attachments;
+        }
+        json
     }
 
     /// Incoming messages the agent has not seen; the sandbox agent never looks.
@@ -463,7 +688,7 @@ impl Store {
             "can_reply": true,
             "contact_last_seen_at": 0,
             "custom_attributes": c.custom_attributes,
-            "inbox_id": self.inbox_id,
+            "inbox_id": c.inbox_id,
             "labels": [],
             "muted": false,
             "snoozed_until": null,
@@ -489,7 +714,7 @@ impl Store {
             "channel": "Channel::Api",
             "contact_inbox": self.contact_inbox(c.contact_inbox_id).map(|ci| self.contact_inbox_raw(ci)),
             "id": c.id,
-            "inbox_id": self.inbox_id,
+            "inbox_id": c.inbox_id,
             "messages": self.last_chat_message(c.id).map(|m| vec![self.message_push(m)]).unwrap_or_default(),
             "labels": [],
             "meta": {
@@ -525,7 +750,7 @@ impl Store {
                 .contact(id)
                 .map_or(Value::Null, |c| self.contact_webhook(c)),
         };
-        json!({
+        let mut json = json!({
             "account": self.account_json(),
             "additional_attributes": {},
             "content_attributes": m.content_attributes,
@@ -534,13 +759,17 @@ impl Store {
             "conversation": self.conversation(m.conversation_id).map(|c| self.conversation_push(c)),
             "created_at": iso(m.created_at),
             "id": m.id,
-            "inbox": {"id": self.inbox_id, "name": INBOX_NAME},
+            "inbox": self.inbox_webhook(self.message_inbox_id(m)),
             "message_type": MESSAGE_TYPES[m.message_type as usize],
             "private": m.private,
             "sender": sender,
             "source_id": m.source_id,
             "event": event,
-        })
+        });
+        if let Some(attachments) = self.attachments_json(m.id) {
+            json["attachments"] = attachments;
+        }
+        json
     }
 }
 
