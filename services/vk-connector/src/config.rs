@@ -81,9 +81,13 @@ pub struct Config {
     /// Chatwoot account id.
     #[arg(long, env = "CHATWOOT_ACCOUNT_ID")]
     pub chatwoot_account_id: Option<i64>,
-    /// Id of the Chatwoot inbox (an API channel inbox) VK conversations live in.
+    /// Id of the Chatwoot inbox (an API channel inbox) VK conversations live in. May be left
+    /// out: the inbox named CHATWOOT_INBOX_NAME is looked up at start (`setup` creates it).
     #[arg(long, env = "CHATWOOT_INBOX_ID")]
     pub chatwoot_inbox_id: Option<i64>,
+    /// Name of the inbox to use when CHATWOOT_INBOX_ID is not set (and the one `setup` creates).
+    #[arg(long, env = "CHATWOOT_INBOX_NAME", default_value = "VK")]
+    pub chatwoot_inbox_name: String,
     /// Unguessable path segment of the webhook URL: POST /chatwoot/webhook/{CHATWOOT_WEBHOOK_ID_VK},
     /// at least 16 characters (openssl rand -hex 16). Never logged.
     #[arg(long, env = "CHATWOOT_WEBHOOK_ID_VK", hide_env_values = true)]
@@ -102,6 +106,14 @@ pub struct Config {
     /// How far back the sweep looks, in seconds.
     #[arg(long, env = "RECONCILE_LOOKBACK_SECS", default_value_t = 86_400)]
     pub reconcile_lookback_secs: u64,
+
+    /// Largest photo, document or voice message carried as a file, in bytes, each way; a
+    /// larger one is sent as a link (and logged).
+    #[arg(long, env = "MEDIA_MAX_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub media_max_bytes: u64,
+    /// Seconds one file download or upload may take.
+    #[arg(long, env = "MEDIA_TIMEOUT_SECS", default_value_t = 60)]
+    pub media_timeout_secs: u64,
 
     /// The flags every service shares (database, NATS, logs, HTTP limits).
     #[command(flatten)]
@@ -155,14 +167,33 @@ pub struct ChatwootSettings {
     pub api_token: Secret,
     /// `CHATWOOT_ACCOUNT_ID` (positive).
     pub account_id: i64,
-    /// `CHATWOOT_INBOX_ID`: the API channel inbox VK conversations live in (positive).
-    pub inbox_id: i64,
+    /// The inbox VK conversations live in: `CHATWOOT_INBOX_ID` when set, else looked up by name.
+    pub inbox: InboxRef,
     /// `CHATWOOT_WEBHOOK_ID_VK`: the path segment of `POST /chatwoot/webhook/{id}`.
     pub webhook_id: Secret,
     /// `CHATWOOT_WEBHOOK_SECRET`; `None` when unset or empty (signatures are then not checked).
     pub webhook_secret: Option<Secret>,
     /// `CHATWOOT_ALLOWED_AGENT_BOTS`: agent bot ids whose outgoing messages are relayed too.
     pub allowed_agent_bots: Vec<i64>,
+}
+
+/// How the Chatwoot inbox is named in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxRef {
+    /// `CHATWOOT_INBOX_ID` (positive).
+    Id(i64),
+    /// `CHATWOOT_INBOX_NAME`, used when no id is set: resolved at start
+    /// ([`crate::resolve_inbox`]).
+    Name(String),
+}
+
+/// Limits on files carried each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaSettings {
+    /// `MEDIA_MAX_BYTES`: the largest file carried as a file, in bytes.
+    pub max_bytes: u64,
+    /// `MEDIA_TIMEOUT_SECS`: how long one download or upload may take.
+    pub timeout: Duration,
 }
 
 /// Everything `serve` and `check` need, checked.
@@ -174,6 +205,8 @@ pub struct Settings {
     pub vk: VkSettings,
     /// Chatwoot settings.
     pub chatwoot: ChatwootSettings,
+    /// File size limit and timeout.
+    pub media: MediaSettings,
     /// `RECONCILE_INTERVAL_SECS`: time between reconciliation sweeps; zero = only the one at start.
     pub reconcile_interval: Duration,
     /// `RECONCILE_LOOKBACK_SECS`: how far back a sweep looks.
@@ -219,7 +252,13 @@ impl Settings {
             base_url: required_str(&c.chatwoot_base_url, "CHATWOOT_BASE_URL")?,
             api_token: secret(&c.chatwoot_api_access_token, "CHATWOOT_API_ACCESS_TOKEN")?,
             account_id: positive(c.chatwoot_account_id, "CHATWOOT_ACCOUNT_ID")?,
-            inbox_id: positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?,
+            inbox: match c.chatwoot_inbox_id {
+                Some(_) => InboxRef::Id(positive(c.chatwoot_inbox_id, "CHATWOOT_INBOX_ID")?),
+                None => InboxRef::Name(required_str(
+                    &Some(c.chatwoot_inbox_name.clone()),
+                    "CHATWOOT_INBOX_NAME",
+                )?),
+            },
             webhook_id: long_secret(
                 &c.chatwoot_webhook_id_vk,
                 "CHATWOOT_WEBHOOK_ID_VK",
@@ -232,6 +271,10 @@ impl Settings {
             port: c.port,
             vk,
             chatwoot,
+            media: MediaSettings {
+                max_bytes: c.media_max_bytes.max(1),
+                timeout: Duration::from_secs(c.media_timeout_secs.max(1)),
+            },
             reconcile_interval: Duration::from_secs(c.reconcile_interval_secs),
             reconcile_lookback: Duration::from_secs(c.reconcile_lookback_secs),
             runtime: c.runtime.clone(),
@@ -306,12 +349,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("VK_SECRET "), "{e}");
-        let e = parse(&without("CHATWOOT_INBOX_ID"))
+        let e = parse(&with("CHATWOOT_INBOX_ID", "0"))
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "CHATWOOT_INBOX_ID is not set");
+        assert_eq!(e, "CHATWOOT_INBOX_ID must be positive");
         let e = parse(&with("VK_GROUP_ID", "-5")).unwrap_err().to_string();
         assert_eq!(e, "VK_GROUP_ID must be positive");
+    }
+
+    #[test]
+    fn the_inbox_is_found_by_name_when_no_id_is_set() {
+        let s = parse(FULL).expect("valid");
+        assert_eq!(s.chatwoot.inbox, InboxRef::Id(2));
+        let s = parse(&without("CHATWOOT_INBOX_ID")).expect("valid without the id");
+        assert_eq!(s.chatwoot.inbox, InboxRef::Name("VK".into()));
+        let mut env = without("CHATWOOT_INBOX_ID");
+        env.push(("CHATWOOT_INBOX_NAME", "ВКонтакте"));
+        assert_eq!(
+            parse(&env).expect("valid").chatwoot.inbox,
+            InboxRef::Name("ВКонтакте".into())
+        );
+        let mut blank = without("CHATWOOT_INBOX_ID");
+        blank.push(("CHATWOOT_INBOX_NAME", " "));
+        assert!(parse(&blank).is_err(), "a blank name is refused");
+        assert_eq!(s.media.max_bytes, 20 * 1024 * 1024);
+        assert_eq!(s.media.timeout, Duration::from_secs(60));
     }
 
     #[test]

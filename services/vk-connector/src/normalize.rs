@@ -144,12 +144,22 @@ pub fn attachment(a: &MessageAttachment) -> Attachment {
             None,
         ),
     };
+    // A video's page cannot be carried as a file; its largest preview frame can
+    // (<https://dev.vk.com/ru/reference/objects/video>: `image[]`, then `first_frame[]`).
+    let preview_url = (a.kind == "video")
+        .then(|| {
+            o.and_then(|v| v.get("image"))
+                .and_then(largest_size)
+                .or_else(|| o.and_then(|v| v.get("first_frame")).and_then(largest_size))
+        })
+        .flatten();
     Attachment {
         kind,
         url,
         mime,
         name,
         size,
+        preview_url,
     }
 }
 
@@ -169,22 +179,6 @@ fn largest_size(sizes: &serde_json::Value) -> Option<String> {
         .get("url")?
         .as_str()
         .map(str::to_owned)
-}
-
-/// Text of an inbound message for Chatwoot: the text, then one line per attachment
-/// (`📎 image: <url>`), so nothing the customer sent is invisible to the agent.
-pub fn chatwoot_content(msg: &InboundMessage) -> String {
-    let mut out = msg.text.clone().unwrap_or_default();
-    for a in &msg.attachments {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(&attachment_line(a));
-    }
-    if out.is_empty() {
-        out.push_str("[empty message]");
-    }
-    out
 }
 
 /// `📎 <kind>[ «name»]: <url>` (or without the URL when VK gave none).

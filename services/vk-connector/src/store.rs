@@ -103,6 +103,45 @@ impl Store {
         .await
     }
 
+    /// Maps a conversation another gateway made ([`crate::legacy`]) to its VK dialogue, unless
+    /// the dialogue already has a conversation or the conversation a dialogue; for a private
+    /// dialogue (`peer_id` = user id) the user's contact is recorded too when none is. Returns
+    /// whether the mapping was stored.
+    pub async fn adopt_conversation(
+        &self,
+        peer_id: i64,
+        conversation_id: i64,
+        contact_id: i64,
+        source_id: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let stored = sqlx::query(
+            "INSERT INTO vk.conversations (peer_id, chatwoot_conversation_id, chatwoot_contact_id) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(peer_id)
+        .bind(conversation_id)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if let Some(source_id) = source_id.filter(|_| peer_id < vk_api::callback::CHAT_PEER_OFFSET)
+        {
+            sqlx::query(
+                "INSERT INTO vk.contacts (vk_user_id, chatwoot_contact_id, source_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (vk_user_id) DO NOTHING",
+            )
+            .bind(peer_id)
+            .bind(contact_id)
+            .bind(source_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
     /// The VK dialogue of a Chatwoot conversation (None: not ours).
     pub async fn peer_for_conversation(&self, conversation_id: i64) -> sqlx::Result<Option<i64>> {
         sqlx::query_scalar(
@@ -196,8 +235,28 @@ impl Store {
         .await
     }
 
+    /// Counts an attempt to send Chatwoot message `message_id` (one with files) to VK and
+    /// returns how many were made before this one (0 the first time). The count ends with
+    /// [`Store::mark_outbound_delivered`].
+    pub async fn start_outbound_attempt(
+        &self,
+        account_id: i64,
+        message_id: i64,
+    ) -> sqlx::Result<i32> {
+        let attempts: i32 = sqlx::query_scalar(
+            "INSERT INTO vk.outbound_attempts (chatwoot_account_id, chatwoot_message_id) VALUES ($1, $2) \
+             ON CONFLICT (chatwoot_account_id, chatwoot_message_id) \
+             DO UPDATE SET attempts = vk.outbound_attempts.attempts + 1 RETURNING attempts",
+        )
+        .bind(account_id)
+        .bind(message_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(attempts - 1)
+    }
+
     /// Records that a Chatwoot message was sent to VK `peer_id` as `vk_message_ids` (one per part;
-    /// a repeat is a no-op).
+    /// a repeat is a no-op), and ends its attempt count.
     pub async fn mark_outbound_delivered(
         &self,
         account_id: i64,
@@ -206,7 +265,9 @@ impl Store {
         vk_message_ids: &[i64],
     ) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO vk.outbound_delivered (chatwoot_account_id, chatwoot_message_id, peer_id, vk_message_ids) \
+            "WITH finished AS (DELETE FROM vk.outbound_attempts \
+               WHERE chatwoot_account_id = $1 AND chatwoot_message_id = $2) \
+             INSERT INTO vk.outbound_delivered (chatwoot_account_id, chatwoot_message_id, peer_id, vk_message_ids) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         )
         .bind(account_id)

@@ -1,6 +1,7 @@
 //! `events.vk.message.received` → Chatwoot: find or create the contact (named from VK's
 //! `users.get`, cached), its contact inbox, reuse the open conversation or create one, and
-//! post the message as `incoming`. Idempotent on the envelope's key (`vk.inbound_processed`).
+//! post the message as `incoming`, the customer's files as Chatwoot attachments
+//! ([`crate::media`]; a file that cannot be carried becomes a link line). Idempotent on the envelope's key (`vk.inbound_processed`).
 //!
 //! Ordered per VK conversation ([`Event::ordering_key`]: `conversation:<peer_id>`): one
 //! dialogue's messages reach Chatwoot in the order VK sent them, other dialogues flow on
@@ -20,13 +21,17 @@
 //! (`vk.relay_attempts`) before the post, and a handling that finds an unfinished earlier
 //! attempt first looks for the message among the conversation's latest messages.
 
-use chatwoot_api::{CONTACTS_PER_PAGE, ChatwootClient, Contact, MESSAGES_PER_PAGE, MessageType};
+use chatwoot_api::{
+    CONTACTS_PER_PAGE, ChatwootClient, ChatwootError, Contact, MESSAGES_PER_PAGE, MessageType,
+    Upload,
+};
 use domain::{Envelope, Event, InboundMessage, Source, Subject};
 use serde_json::json;
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{chatwoot_failure, db_failure};
+use crate::media::{self, MediaError};
 use crate::normalize;
 
 /// Durable name, shared by all replicas.
@@ -99,27 +104,21 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
             );
             id
         }
-        None => {
-            let content = normalize::chatwoot_content(&msg);
-            let attrs = json!({ "external_id": key });
-            match state
-                .chatwoot
-                .create_message(
-                    conversation_id,
-                    &content,
-                    MessageType::Incoming,
-                    attrs,
-                    Some(key),
-                )
-                .await
-            {
-                Ok(m) => m.id,
-                Err(e) if e.status() == Some(404) => {
-                    return Err(conversation_gone(&state, peer_id, conversation_id).await);
-                }
-                Err(e) => return Err(chatwoot_failure("posting the message", e)),
+        None => match post(
+            &state,
+            conversation_id,
+            key,
+            &msg,
+            earlier.as_ref().map_or(0, |e| e.attempts),
+        )
+        .await
+        {
+            Ok(id) => id,
+            Err(PostError::Gone) => {
+                return Err(conversation_gone(&state, peer_id, conversation_id).await);
             }
-        }
+            Err(PostError::Failed(e)) => return Err(e),
+        },
     };
     state
         .store
@@ -137,6 +136,146 @@ pub async fn handle(state: AppState, env: Envelope<Event>) -> Result<(), HandleE
         metrics::counter!("relayed_to_chatwoot_total").increment(1);
     }
     Ok(())
+}
+
+enum PostError {
+    /// The conversation is gone in Chatwoot (404).
+    Gone,
+    /// Anything else, as the consumer should take it.
+    Failed(HandleError),
+}
+
+/// Posts the message as `incoming` with the key as `source_id`: the customer's photos,
+/// documents, voice messages, stickers and video previews as Chatwoot attachments (multipart
+/// `attachments[]`), the rest (links, wall posts, files that could not be carried) as link
+/// lines in the text. Chatwoot refusing the files (a 4xx other than 404: too large for it, a
+/// type it rejects) posts the message again with every file as a link, so the text is never
+/// lost. A file whose server keeps failing holds the message back for
+/// [`media::MEDIA_HANDLINGS`] handlings (`attempts_before` came before this one), then goes as a
+/// link. Returns the Chatwoot message id.
+async fn post(
+    state: &AppState,
+    conversation_id: i64,
+    key: &str,
+    msg: &InboundMessage,
+    attempts_before: i32,
+) -> Result<i64, PostError> {
+    let mut files = Vec::new();
+    let mut lines = Vec::new();
+    for a in &msg.attachments {
+        let Some(url) = media::file_url(a) else {
+            lines.push(normalize::attachment_line(a));
+            continue;
+        };
+        let fetched = media::fetch(&state.http, state.settings.media, a, url)
+            .await
+            .map_err(|e| e.or_skip_after(attempts_before));
+        match fetched {
+            Ok(file) => {
+                // A video's preview goes as the file; the video itself stays a link.
+                if a.kind == domain::AttachmentKind::Video {
+                    lines.push(normalize::attachment_line(a));
+                }
+                files.push((a, file));
+            }
+            Err(MediaError::Skip(reason)) => {
+                tracing::warn!(
+                    kind = ?a.kind,
+                    reason = %reason,
+                    "a VK attachment is posted to Chatwoot as a link"
+                );
+                metrics::counter!("media_fallbacks_total", "direction" => "to_chatwoot")
+                    .increment(1);
+                lines.push(normalize::attachment_line(a));
+            }
+            Err(MediaError::Retry { reason, after }) => {
+                return Err(PostError::Failed(HandleError::Retry {
+                    reason: format!("downloading a VK attachment: {reason}"),
+                    after,
+                }));
+            }
+        }
+    }
+    let content = content_of(msg.text.as_deref(), &lines, !files.is_empty());
+    let attrs = json!({ "external_id": key });
+    let failed = |what: &str, e: ChatwootError| {
+        if e.status() == Some(404) {
+            PostError::Gone
+        } else {
+            PostError::Failed(chatwoot_failure(what, e))
+        }
+    };
+    if !files.is_empty() {
+        let uploads = files
+            .iter()
+            .map(|(_, f)| Upload {
+                file_name: f.file_name.clone(),
+                mime: f.mime.clone(),
+                bytes: f.bytes.clone(),
+            })
+            .collect();
+        match state
+            .chatwoot
+            .create_message_with_attachments(
+                conversation_id,
+                &content,
+                MessageType::Incoming,
+                attrs.clone(),
+                Some(key),
+                uploads,
+            )
+            .await
+        {
+            Ok(m) => {
+                metrics::counter!("media_carried_total", "direction" => "to_chatwoot")
+                    .increment(files.len() as u64);
+                return Ok(m.id);
+            }
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 404 && s != 429) =>
+            {
+                tracing::warn!(
+                    error = %e,
+                    files = files.len(),
+                    "Chatwoot refused the attachments; posting them as links"
+                );
+                metrics::counter!("media_fallbacks_total", "direction" => "to_chatwoot")
+                    .increment(files.len() as u64);
+                lines.extend(files.iter().map(|(a, _)| normalize::attachment_line(a)));
+            }
+            Err(e) => return Err(failed("posting the message with its files", e)),
+        }
+    }
+    let content = content_of(msg.text.as_deref(), &lines, false);
+    state
+        .chatwoot
+        .create_message(
+            conversation_id,
+            &content,
+            MessageType::Incoming,
+            attrs,
+            Some(key),
+        )
+        .await
+        .map(|m| m.id)
+        .map_err(|e| failed("posting the message", e))
+}
+
+/// The text of the Chatwoot message: the customer's text, then one line per attachment that is
+/// not carried as a file; `[empty message]` when there is nothing at all.
+fn content_of(text: Option<&str>, lines: &[String], has_files: bool) -> String {
+    let mut out = text.unwrap_or_default().to_owned();
+    for line in lines {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    if out.is_empty() && !has_files {
+        out.push_str("[empty message]");
+    }
+    out
 }
 
 /// How much earlier than the first attempt the lookup still reads: Chatwoot's clock and
@@ -220,7 +359,7 @@ async fn conversation(
         // Made by the relay this one waited for.
         return Ok(id);
     }
-    let inbox_id = state.settings.chatwoot.inbox_id;
+    let inbox_id = state.inbox_id;
     let open = state
         .chatwoot
         .contact_conversations(contact_id)
@@ -287,7 +426,7 @@ async fn contact(
     };
     let identifier = format!("vk:{from_id}");
     let source_id = format!("vk:{from_id}");
-    let inbox_id = state.settings.chatwoot.inbox_id;
+    let inbox_id = state.inbox_id;
     let found = contact_by_identifier(&state.chatwoot, &identifier)
         .await
         .map_err(|e| chatwoot_failure("searching the contact", e))?;

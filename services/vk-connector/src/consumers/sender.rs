@@ -1,6 +1,8 @@
-//! `cmd.vk.message.send` → VK `messages.send`: the text (attachments as links) split at VK's
-//! length limit, each part with a `random_id` derived from the Chatwoot message, so VK sends
-//! each part once however often the command is delivered. Recorded in `vk.outbound_delivered`.
+//! `cmd.vk.message.send` → VK `messages.send`: the agent's files uploaded to VK as message
+//! photos and documents ([`crate::media`]; one that cannot be carried becomes a link line), the
+//! text split at VK's length limit, each message with a `random_id` derived from the Chatwoot
+//! message, so VK sends each once however often the command is delivered — the uploads and
+//! sends are retried as one unit. Recorded in `vk.outbound_delivered`.
 //!
 //! Ordered per VK peer ([`Command::ordering_key`]: `peer:<peer_id>`): the replies to one
 //! dialogue are sent in the order agents wrote them.
@@ -10,7 +12,12 @@ use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{db_failure, vk_failure};
+use crate::media::{self, MediaError};
 use crate::normalize;
+
+/// `messages.send` takes at most ten attachments (<https://dev.vk.com/ru/method/messages.send>,
+/// `attachment`).
+const MAX_ATTACHMENTS: usize = 10;
 
 /// Durable name, shared by all replicas.
 pub const DURABLE: &str = "vk-connector-sender";
@@ -45,27 +52,57 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
     let peer_id: i64 = out.conversation.id.parse().map_err(|_| {
         HandleError::Fatal(format!("peer id `{}` is not a number", out.conversation.id))
     })?;
-    let mut text = out.text.clone().unwrap_or_default();
+    // Files first: an outage here retries the whole message, and nothing has been sent yet
+    // that the retry would not de-duplicate (the random_ids are the same each time).
+    let mut vk_attachments = Vec::new();
+    let mut lines = Vec::new();
+    let attempts_before = if out.attachments.iter().any(|a| media::file_url(a).is_some()) {
+        state
+            .store
+            .start_outbound_attempt(origin.account_id, origin.message_id)
+            .await
+            .map_err(db_failure)?
+    } else {
+        0
+    };
     for a in &out.attachments {
+        match carry(&state, peer_id, a, attempts_before).await? {
+            Some(attachment) => vk_attachments.push(attachment),
+            None => lines.push(normalize::attachment_line(a)),
+        }
+    }
+    let mut text = out.text.clone().unwrap_or_default();
+    for line in &lines {
         if !text.is_empty() {
             text.push('\n');
         }
-        text.push_str(&normalize::attachment_line(a));
+        text.push_str(line);
     }
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && vk_attachments.is_empty() {
         return Err(HandleError::Fatal(
             "nothing to send: no text and no attachments".into(),
         ));
     }
+    let mut messages: Vec<(String, Option<String>)> =
+        normalize::split_text(&text, vk_api::MAX_MESSAGE_CHARS)
+            .into_iter()
+            .map(|t| (t, None))
+            .collect();
+    // The files ride on the last text part, at most VK's ten per message; more go in
+    // messages of their own after it.
+    for (n, group) in vk_attachments.chunks(MAX_ATTACHMENTS).enumerate() {
+        let joined = group.join(",");
+        match messages.last_mut() {
+            Some(last) if n == 0 => last.1 = Some(joined),
+            _ => messages.push((String::new(), Some(joined))),
+        }
+    }
     let mut ids = Vec::new();
-    for (part, chunk) in normalize::split_text(&text, vk_api::MAX_MESSAGE_CHARS)
-        .iter()
-        .enumerate()
-    {
+    for (part, (chunk, attachment)) in messages.iter().enumerate() {
         let random_id = normalize::random_id(origin.account_id, origin.message_id, part);
         let id = state
             .vk
-            .send_message(peer_id, random_id, chunk, None)
+            .send_message(peer_id, random_id, chunk, attachment.as_deref())
             .await
             .map_err(|e| vk_failure("messages.send", e))?;
         ids.push(id);
@@ -79,8 +116,46 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
         peer_id,
         chatwoot_message_id = origin.message_id,
         vk_message_ids = ?ids,
+        files = vk_attachments.len(),
         "agent reply delivered to VK"
     );
     metrics::counter!("delivered_to_vk_total").increment(1);
+    if !vk_attachments.is_empty() {
+        metrics::counter!("media_carried_total", "direction" => "to_vk")
+            .increment(vk_attachments.len() as u64);
+    }
     Ok(())
+}
+
+/// Uploads one agent's file to VK: the attachment string, or `None` when it goes as a link
+/// (not a file, too large, refused by Chatwoot's storage or by VK — logged with the reason).
+///
+/// Errors: an outage of Chatwoot's storage or of VK's upload, for the consumer to retry, for
+/// [`media::MEDIA_HANDLINGS`] handlings (`attempts_before` came before this one); the last one
+/// sends the file as a link.
+async fn carry(
+    state: &AppState,
+    peer_id: i64,
+    a: &domain::Attachment,
+    attempts_before: i32,
+) -> Result<Option<String>, HandleError> {
+    let Some(url) = media::file_url(a) else {
+        return Ok(None);
+    };
+    let uploaded = match media::fetch(&state.http, state.settings.media, a, url).await {
+        Ok(file) => media::upload_to_vk(&state.vk, peer_id, a.kind, file).await,
+        Err(e) => Err(e),
+    };
+    match uploaded.map_err(|e| e.or_skip_after(attempts_before)) {
+        Ok(attachment) => Ok(Some(attachment)),
+        Err(MediaError::Skip(reason)) => {
+            tracing::warn!(peer_id, kind = ?a.kind, reason = %reason, "an agent's file is sent to VK as a link");
+            metrics::counter!("media_fallbacks_total", "direction" => "to_vk").increment(1);
+            Ok(None)
+        }
+        Err(MediaError::Retry { reason, after }) => Err(HandleError::Retry {
+            reason: format!("carrying an agent's file to VK: {reason}"),
+            after,
+        }),
+    }
 }

@@ -121,6 +121,12 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, Webhook
     if event.event != "message_created" {
         return Ok(Processed::Ignored(format!("event {}", event.event)));
     }
+    // Kept as JSON for recognising another gateway's conversation ([`crate::legacy`]).
+    let conversation_json = event
+        .rest
+        .get("conversation")
+        .cloned()
+        .unwrap_or(Value::Null);
     let msg: MessagePayload = serde_json::from_value(Value::Object(event.rest)).map_err(|e| {
         WebhookError::Unreadable(format!("message_created payload is malformed: {e}"))
     })?;
@@ -146,13 +152,26 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, Webhook
         ));
     };
     span.record("chatwoot_conversation_id", conversation.id);
-    let Some(peer_id) = state
+    let mapped = state
         .store
         .peer_for_conversation(conversation.id)
         .await
+        .map_err(WebhookError::Store)?;
+    let peer_id = match mapped {
+        Some(peer_id) => peer_id,
+        // Not ours: perhaps the old gateway's, whose conventions name the VK user.
+        None => match crate::legacy::peer_of_unmapped(
+            state,
+            conversation.id,
+            conversation.inbox_id.or(msg.inbox.as_ref().map(|i| i.id)),
+            &conversation_json,
+        )
+        .await
         .map_err(WebhookError::Store)?
-    else {
-        return Ok(Processed::Ignored("conversation not mapped to VK".into()));
+        {
+            Some(peer_id) => peer_id,
+            None => return Ok(Processed::Ignored("conversation not mapped to VK".into())),
+        },
     };
     let command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
     let published = state.bus.publish(&command).await?;
@@ -211,18 +230,13 @@ pub fn outbound_command(
     let attachments = msg
         .attachments
         .iter()
-        .map(|a| Attachment {
-            kind: match a.file_type.as_deref() {
-                Some("image") => AttachmentKind::Image,
-                Some("audio") => AttachmentKind::Audio,
-                Some("video") => AttachmentKind::Video,
-                Some("location") => AttachmentKind::Location,
-                _ => AttachmentKind::File,
-            },
-            url: a.data_url.clone(),
-            mime: None,
-            name: a.extension.as_ref().map(|e| format!("file.{e}")),
-            size: a.file_size,
+        .map(|a| {
+            attachment_of(
+                a.file_type.as_deref(),
+                a.data_url.as_deref(),
+                a.extension.as_deref(),
+                a.file_size,
+            )
         })
         .collect();
     command_for(
@@ -234,6 +248,34 @@ pub fn outbound_command(
         attachments,
         msg.sender.as_ref().and_then(|s| s.name.clone()),
     )
+}
+
+/// A Chatwoot attachment (`file_type` of `Attachment#push_event_data`: image, audio, video,
+/// file, location …, <https://github.com/chatwoot/chatwoot/blob/develop/app/models/attachment.rb>)
+/// as a normalized [`Attachment`]; the webhook and the sweep share it. The name is left to the
+/// download (the file URL's last segment); the extension gives the MIME type.
+pub fn attachment_of(
+    file_type: Option<&str>,
+    data_url: Option<&str>,
+    extension: Option<&str>,
+    size: Option<u64>,
+) -> Attachment {
+    Attachment {
+        kind: match file_type {
+            Some("image") => AttachmentKind::Image,
+            Some("audio") => AttachmentKind::Audio,
+            Some("video") => AttachmentKind::Video,
+            Some("location") => AttachmentKind::Location,
+            _ => AttachmentKind::File,
+        },
+        url: data_url.filter(|u| !u.is_empty()).map(str::to_owned),
+        mime: extension
+            .and_then(crate::media::mime_of_extension)
+            .map(str::to_owned),
+        name: None,
+        size,
+        preview_url: None,
+    }
 }
 
 /// Builds the command from its parts (webhook and sweep share it).

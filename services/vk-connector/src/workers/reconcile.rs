@@ -91,15 +91,13 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
             let attachments: Vec<domain::Attachment> = m
                 .attachments
                 .iter()
-                .map(|a| domain::Attachment {
-                    kind: domain::AttachmentKind::File,
-                    url: a
-                        .get("data_url")
-                        .and_then(|u| u.as_str())
-                        .map(str::to_owned),
-                    mime: None,
-                    name: None,
-                    size: None,
+                .map(|a| {
+                    crate::http::chatwoot::attachment_of(
+                        Some(&a.file_type),
+                        Some(&a.data_url),
+                        a.extension.as_deref(),
+                        a.file_size.and_then(|s| u64::try_from(s).ok()),
+                    )
                 })
                 .collect();
             if !has_text && attachments.is_empty() {

@@ -36,11 +36,19 @@ pub struct Options {
     pub webhook_secret: Option<&'static str>,
     pub reconcile_interval: Option<Duration>,
     pub long_poll: Option<Duration>,
+    /// `MEDIA_MAX_BYTES` (default: the service's 20 MB).
+    pub media_max_bytes: Option<u64>,
 }
 
 /// The settings of a test app, through the real parser: `env`'s database and NATS prefix,
 /// the sandbox as VK and Chatwoot, and `opts`.
 pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Settings {
+    let cli: Cli = testkit::parse_config(&vars_for(sandbox, env, opts));
+    Settings::from_config(&cli.config).expect("test settings are valid")
+}
+
+/// The environment of a test app (see [`settings_for`]), to change before parsing.
+pub fn vars_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Vec<(&'static str, String)> {
     let o = sandbox.options();
     let mut vars = env.runtime_overrides();
     vars.extend([
@@ -71,7 +79,11 @@ pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Setting
                 .to_string(),
         ),
         ("RECONCILE_LOOKBACK_SECS", "3600".to_owned()),
+        ("MEDIA_TIMEOUT_SECS", "10".to_owned()),
     ]);
+    if let Some(max) = opts.media_max_bytes {
+        vars.push(("MEDIA_MAX_BYTES", max.to_string()));
+    }
     match opts.long_poll {
         Some(wait) => vars.extend([
             ("VK_LONG_POLL", "true".to_owned()),
@@ -79,8 +91,7 @@ pub fn settings_for(sandbox: &Sandbox, env: &TestEnv, opts: &Options) -> Setting
         ]),
         None => vars.push(("VK_LONG_POLL", "false".to_owned())),
     }
-    let cli: Cli = testkit::parse_config(&vars);
-    Settings::from_config(&cli.config).expect("test settings are valid")
+    vars
 }
 
 pub use testkit::WAIT;

@@ -126,6 +126,12 @@ async fn attachment_only_reply_and_long_reply_are_sent_as_vk_allows() {
     let mut attach = fixture("chatwoot_message_created_attachment_only.json");
     attach["conversation"]["id"] = json!(conv);
     attach["account"]["id"] = json!(1);
+    // The file is gone from Chatwoot's storage (404): sent as a link at once.
+    let gone = format!(
+        "{}/chatwoot/rails/active_storage/blobs/redirect/gone/накладная.jpg",
+        app.sandbox.url()
+    );
+    attach["attachments"][0]["data_url"] = json!(gone);
     assert_eq!(app.post_webhook(&attach).await.status(), 200);
     app.sandbox
         .wait_until(WAIT, |s| s.vk_sent_messages().len() == 1)
