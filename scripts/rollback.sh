@@ -16,7 +16,11 @@ Options:
   --to TAG           go to this tag (its image must exist locally: docker images <repo>/<service>)
   --list             print the recorded tags, newest last, and exit
   --timeout SECONDS  how long to wait for /ready (default 120)
+
+Each rollback appends a line to deploy/rollouts.log (outcome rollback-ok or rollback-failed).
+Services:
 EOF
+  echo "  $(services_help)"
 }
 
 svc=""
@@ -72,10 +76,12 @@ log "rollback $svc: $current -> $target"
 compose_up_tag "$svc" "$target"
 if ! wait_ready "$svc" "$timeout"; then
   compose logs --no-color --tail=50 "$svc" >&2 || true
+  record_rollout "$svc" "$current" "$target" rollback-failed
   die "$svc is not ready on $target; .env still says $var=$current (run scripts/rollout.sh or rollback.sh --to <tag>)"
 fi
 
 env_set "$var" "$target"
+record_rollout "$svc" "$current" "$target" rollback-ok
 if [[ $pop -eq 1 ]]; then
   printf '%s\n' "${tags[@]:0:${#tags[@]}-1}" >"$history"
 else

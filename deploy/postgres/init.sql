@@ -8,9 +8,13 @@
 --
 -- Passwords come from the environment of the postgres container:
 --   VK_DB_PASSWORD, TELEGRAM_DB_PASSWORD, OKDESK_DB_PASSWORD, AMOCRM_DB_PASSWORD, MESSENGER_DB_PASSWORD
--- It refuses to run while one of them, or the superuser's POSTGRES_PASSWORD, is empty or still a
--- placeholder (change_me, your_…), and names the variable. On the first start that stops the
--- container: fix .env, remove the half-made volume (`docker compose down`, then
+-- Only the enabled integrations have one: a role whose password is empty or still a placeholder
+-- (change_me, your_…) is created (or set) NOLOGIN with no password, with a NOTICE naming the
+-- variable, so a disabled service's role exists, owns its schema and cannot log in. Enabling
+-- that service later: set its password in .env, `docker compose up -d postgres`, run this file
+-- again (above). It refuses to run while the superuser's POSTGRES_PASSWORD is empty or a
+-- placeholder, and names it. On the first start that stops the container: fix .env, remove the
+-- half-made volume (`docker compose down`, then
 -- `docker volume rm <COMPOSE_PROJECT_NAME>_postgres-data`) and start again.
 -- A new service = one more entry in the two lists below and one more variable.
 
@@ -63,17 +67,15 @@ DO $$
 DECLARE
   svc text;
   pw  text;
+  login text;
 BEGIN
-  -- Refuse an empty or placeholder password (the placeholders service-kit refuses too) before
-  -- anything changes; POSTGRES_PASSWORD first: the superuser is reachable from every container.
-  FOREACH svc IN ARRAY ARRAY['postgres', 'vk', 'telegram', 'okdesk', 'amocrm', 'messenger'] LOOP
-    pw := lower(coalesce(current_setting('gateway.pw_' || svc), ''));
-    IF btrim(pw) = '' OR pw LIKE 'change\_me%' OR pw = 'changeme' OR pw LIKE 'your\_%'
-       OR pw LIKE 'your-%' OR pw LIKE '<%>' OR pw ~ '^x{3,}$' THEN
-      RAISE EXCEPTION '% is not set (or is a placeholder)',
-        CASE svc WHEN 'postgres' THEN 'POSTGRES_PASSWORD' ELSE upper(svc) || '_DB_PASSWORD' END;
-    END IF;
-  END LOOP;
+  -- Refuse an empty or placeholder superuser password (the placeholders service-kit refuses
+  -- too) before anything changes: the superuser is reachable from every container.
+  pw := lower(coalesce(current_setting('gateway.pw_postgres'), ''));
+  IF btrim(pw) = '' OR pw LIKE 'change\_me%' OR pw = 'changeme' OR pw LIKE 'your\_%'
+     OR pw LIKE 'your-%' OR pw LIKE '<%>' OR pw ~ '^x{3,}$' THEN
+    RAISE EXCEPTION 'POSTGRES_PASSWORD is not set (or is a placeholder)';
+  END IF;
 
   -- Nobody but the superuser and the roles granted below may connect to this database.
   EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
@@ -81,12 +83,23 @@ BEGIN
   REVOKE ALL ON SCHEMA public FROM PUBLIC;
 
   FOREACH svc IN ARRAY ARRAY['vk', 'telegram', 'okdesk', 'amocrm', 'messenger'] LOOP
-    pw := current_setting('gateway.pw_' || svc);
+    pw := coalesce(current_setting('gateway.pw_' || svc), '');
+
+    -- The service is off (no password in .env): its role cannot log in.
+    IF btrim(pw) = '' OR lower(pw) LIKE 'change\_me%' OR lower(pw) = 'changeme'
+       OR lower(pw) LIKE 'your\_%' OR lower(pw) LIKE 'your-%' OR pw LIKE '<%>'
+       OR lower(pw) ~ '^x{3,}$' THEN
+      RAISE NOTICE '% is not set (or is a placeholder): role % is NOLOGIN until it is set and this file runs again',
+        upper(svc) || '_DB_PASSWORD', svc;
+      login := format('NOLOGIN PASSWORD NULL');
+    ELSE
+      login := format('LOGIN PASSWORD %L', pw);
+    END IF;
 
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = svc) THEN
-      EXECUTE format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', svc, pw);
+      EXECUTE format('ALTER ROLE %I WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION ', svc) || login;
     ELSE
-      EXECUTE format('CREATE ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', svc, pw);
+      EXECUTE format('CREATE ROLE %I WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION ', svc) || login;
     END IF;
 
     EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(), svc);

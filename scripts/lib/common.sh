@@ -7,17 +7,23 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export REPO_ROOT
 
-# The application services that compose runs, as name:port:subdomain[:profile].
-# Adding a service to the gateway = one line here, one server block in nginx/conf.d/,
-# one service in docker-compose.yml. A service with a profile (its `profiles:` in
-# docker-compose.yml) starts only when COMPOSE_PROFILES names it.
+# The application services that compose runs, as name:port:subdomain:profile:schema.
+# Adding a service to the gateway = one line here, one server block in nginx/conf.d/ (and its
+# profile in nginx/gateway-sites.sh), one service in docker-compose.yml. Each service has a
+# compose profile (its `profiles:` in docker-compose.yml) and starts only when
+# COMPOSE_PROFILES names it; schema is its Postgres schema and login role.
 GATEWAY_SERVICES=(
-  "vk-connector:8081:vk"
-  "telegram-bot:8082:tg:telegram"
-  "okdesk-bridge:8083:okdesk:okdesk"
-  "messenger-api:8085:messenger"
-  "amocrm-sync:8084:amocrm"
+  "vk-connector:8081:vk:vk:vk"
+  "telegram-bot:8082:tg:telegram:telegram"
+  "okdesk-bridge:8083:okdesk:okdesk:okdesk"
+  "amocrm-sync:8084:amocrm:amocrm:amocrm"
+  "messenger-api:8085:messenger:messenger:messenger"
 )
+
+# The containers besides the application services: always started, except certbot (profile
+# `tls`).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+INFRA_SERVICES=(postgres nats nginx certbot)
 
 log()  { printf '==> %s\n' "$*" >&2; }
 info() { printf '    %s\n' "$*" >&2; }
@@ -70,21 +76,58 @@ wait_until() {
   done
 }
 
-# service_field NAME FIELD — FIELD is port, subdomain or profile (empty: always started).
+# service_field NAME FIELD — FIELD is port, subdomain, profile or schema. certbot answers
+# profile (tls) only; the other infrastructure containers are unknown here.
 service_field() {
-  local entry name port sub profile
+  local entry name port sub profile schema
+  if [[ $1 == certbot ]]; then
+    [[ $2 == profile ]] && echo tls
+    return 0
+  fi
   for entry in "${GATEWAY_SERVICES[@]}"; do
-    IFS=: read -r name port sub profile <<<"$entry"
+    IFS=: read -r name port sub profile schema <<<"$entry"
     if [[ $name == "$1" ]]; then
       case $2 in
         port) echo "$port" ;;
         subdomain) echo "$sub" ;;
         profile) echo "$profile" ;;
+        schema) echo "$schema" ;;
       esac
       return 0
     fi
   done
   return 1
+}
+
+# service_of_schema SCHEMA — the application service that owns SCHEMA (vk -> vk-connector).
+service_of_schema() {
+  local entry name schema
+  for entry in "${GATEWAY_SERVICES[@]}"; do
+    IFS=: read -r name _ _ _ schema <<<"$entry"
+    [[ $schema == "$1" ]] && { echo "$name"; return 0; }
+  done
+  return 1
+}
+
+# The Postgres schemas of the services, one per line.
+service_schemas() {
+  local entry schema
+  for entry in "${GATEWAY_SERVICES[@]}"; do
+    IFS=: read -r _ _ _ _ schema <<<"$entry"
+    echo "$schema"
+  done
+}
+
+# "vk-connector (profile vk), telegram-bot (profile telegram), …" for --help texts.
+services_help() {
+  local entry name profile helps=()
+  for entry in "${GATEWAY_SERVICES[@]}"; do
+    IFS=: read -r name _ _ profile _ <<<"$entry"
+    helps+=("$name (profile $profile)")
+  done
+  local joined
+  printf -v joined "%s, " "${helps[@]}"
+  echo "${joined%, }"
 }
 
 service_names() {
@@ -93,7 +136,7 @@ service_names() {
 }
 
 require_known_service() {
-  service_field "$1" port >/dev/null || die "unknown service '$1' (known: $(service_names | tr '\n' ' '))"
+  [[ -n $(service_field "$1" port 2>/dev/null) ]] || die "unknown service '$1' (known: $(service_names | tr '\n' ' '))"
 }
 
 # vk-connector -> VK_CONNECTOR_TAG, the variable docker-compose.yml reads for the image tag.
@@ -112,11 +155,12 @@ enabled_profiles() {
   done
 }
 
-# service_enabled NAME — NAME has no profile, or COMPOSE_PROFILES enables its profile.
+# service_enabled NAME — COMPOSE_PROFILES enables NAME's profile (or NAME has none).
 service_enabled() {
   local profile
   profile=$(service_field "$1" profile) || return 1
-  [[ -z $profile ]] || enabled_profiles | grep -qxF -- "$profile"
+  # no `enabled_profiles | grep -q`: grep's early exit can fail the pipe under pipefail
+  [[ -z $profile || $'\n'$(enabled_profiles)$'\n' == *$'\n'"$profile"$'\n'* ]]
 }
 
 # docker compose v2 plugin when present, else the v1 docker-compose binary. A gateway service
@@ -124,7 +168,7 @@ service_enabled() {
 # that `exec`, `logs`, `ps` and `up --no-deps` reach it whatever COMPOSE_PROFILES says; the
 # profiles of .env apply as well.
 compose() {
-  local arg profile flags=() p
+  local arg profile flags=() p list_files=()
   for arg in "$@"; do
     profile=$(service_field "$arg" profile 2>/dev/null) || continue
     [[ -n $profile ]] && flags+=(--profile "$profile")
@@ -132,10 +176,20 @@ compose() {
   if [[ ${#flags[@]} -gt 0 ]]; then
     while read -r p; do flags+=(--profile "$p"); done < <(enabled_profiles)
   fi
+  # COMPOSE_FILE (environment, else .env; ':'-separated, relative to the checkout) adds e.g.
+  # the Traefik override, deploy/dokploy/docker-compose.override.yml
+  local files=() f list
+  list=$(env_get COMPOSE_FILE)
+  IFS=: read -r -a list_files <<<"${list:-docker-compose.yml}"
+  for f in "${list_files[@]}"; do
+    [[ -n $f ]] || continue
+    [[ $f == /* ]] || f=$REPO_ROOT/$f
+    files+=(-f "$f")
+  done
   if docker compose version >/dev/null 2>&1; then
-    docker compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "${flags[@]}" "$@"
+    docker compose --project-directory "$REPO_ROOT" "${files[@]}" "${flags[@]}" "$@"
   elif have docker-compose; then
-    docker-compose --project-directory "$REPO_ROOT" -f "$REPO_ROOT/docker-compose.yml" "${flags[@]}" "$@"
+    docker-compose --project-directory "$REPO_ROOT" "${files[@]}" "${flags[@]}" "$@"
   else
     die "neither 'docker compose' nor 'docker-compose' is installed"
   fi
@@ -226,3 +280,16 @@ wait_ready() {
 
 # The history of deployed tags of a service, one per line, newest last.
 tag_history_file() { echo "$REPO_ROOT/deploy/.tags/$1"; }
+
+# How many tags (and their images) rollout.sh keeps per service, the running one included.
+# shellcheck disable=SC2034 # used by rollout.sh
+KEEP_TAGS=3
+
+# record_rollout SERVICE FROM TO OUTCOME — appends one line to deploy/rollouts.log:
+# <UTC time> TAB <service> TAB <from> TAB <to> TAB <outcome>
+# (outcome: ok, rolled-back, failed, rollback-ok, rollback-failed).
+record_rollout() {
+  local file=$REPO_ROOT/deploy/rollouts.log
+  mkdir -p "$(dirname "$file")"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$2" "$3" "$4" >>"$file"
+}
