@@ -92,20 +92,9 @@ async fn fail(
         Failure::TooManyRequests { retry_after_secs } if target == Target::Telegram => {
             crate::telegram::injected_too_many_requests(retry_after_secs)
         }
-        Failure::TooManyRequests { retry_after_secs } => {
-            let mut response = proxy_page(StatusCode::TOO_MANY_REQUESTS);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            response
-        }
-        Failure::Timeout => {
-            tokio::select! {
-                () = tokio::time::sleep(TIMEOUT_HANG) => {}
-                () = shared.shutdown.cancelled() => {}
-            }
-            proxy_page(StatusCode::GATEWAY_TIMEOUT)
-        }
+        Failure::TooManyRequests { .. } | Failure::Timeout => proxy_failure(shared, failure)
+            .await
+            .unwrap_or_else(|| proxy_page(StatusCode::INTERNAL_SERVER_ERROR)),
         Failure::VkError(code) => match target {
             Target::Vk if uri.path().contains("/longpoll/") => {
                 match crate::vk::long_poll::injected_failure(shared, code) {
@@ -129,8 +118,35 @@ async fn fail(
     }
 }
 
+/// The HTTP-level failures a reverse proxy in front of a platform produces: `Status` as its
+/// page, `TooManyRequests` as 429 with `Retry-After`, `Timeout` as a hang of [`TIMEOUT_HANG`]
+/// (or until the sandbox stops) and then 504. `None` for `VkError`, an API-level answer that
+/// only the caller can shape.
+pub(crate) async fn proxy_failure(shared: &Shared, failure: Failure) -> Option<Response> {
+    Some(match failure {
+        Failure::Status(code) => {
+            proxy_page(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        }
+        Failure::TooManyRequests { retry_after_secs } => {
+            let mut response = proxy_page(StatusCode::TOO_MANY_REQUESTS);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            response
+        }
+        Failure::Timeout => {
+            tokio::select! {
+                () = tokio::time::sleep(TIMEOUT_HANG) => {}
+                () = shared.shutdown.cancelled() => {}
+            }
+            proxy_page(StatusCode::GATEWAY_TIMEOUT)
+        }
+        Failure::VkError(_) => return None,
+    })
+}
+
 /// What a reverse proxy in front of either platform answers on its own: a tiny HTML page.
-fn proxy_page(status: StatusCode) -> Response {
+pub(crate) fn proxy_page(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     let html = format!(
         "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n",

@@ -25,6 +25,7 @@ pub mod amocrm;
 pub mod chatwoot;
 pub mod control;
 mod intercept;
+mod multipart;
 pub mod okdesk;
 pub mod telegram;
 pub mod vk;

@@ -32,7 +32,6 @@
 //! are injected with `fail_next(Target::Okdesk, …)`.
 
 mod control;
-pub(crate) mod multipart;
 mod webhook;
 
 use std::collections::VecDeque;
@@ -47,6 +46,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::multipart;
 use crate::{Sandbox, Shared};
 
 pub(crate) use control::router as control_router;

@@ -39,13 +39,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{DEFAULT_GROUP, MethodResult, Params, error_message};
-use crate::okdesk::multipart;
-use crate::{Failure, Sandbox, Shared, TIMEOUT_HANG};
+use crate::intercept::proxy_page;
+use crate::multipart;
+use crate::{Failure, Sandbox, Shared};
 
 /// `album_id` of photos saved for messages (what VK answers for community uploads).
 pub const MESSAGES_ALBUM_ID: i64 = -64;
@@ -474,31 +475,17 @@ async fn upload(
     if let Some(failure) = failure {
         tracing::warn!(?failure, "injected VK upload failure");
         return match failure {
-            Failure::Status(code) => {
-                html_status(StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY))
-            }
-            Failure::TooManyRequests { retry_after_secs } => {
-                let mut response = html_status(StatusCode::TOO_MANY_REQUESTS);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                response
-            }
-            Failure::Timeout => {
-                tokio::select! {
-                    () = tokio::time::sleep(TIMEOUT_HANG) => {}
-                    () = shared.shutdown.cancelled() => {}
-                }
-                html_status(StatusCode::GATEWAY_TIMEOUT)
-            }
             Failure::VkError(_) if photo => axum::Json(refused_photo()).into_response(),
             Failure::VkError(_) => {
                 axum::Json(refused_doc("injected upload failure")).into_response()
             }
+            other => crate::intercept::proxy_failure(shared, other)
+                .await
+                .unwrap_or_else(|| proxy_page(StatusCode::INTERNAL_SERVER_ERROR)),
         };
     }
     let Some(kind) = kind.filter(|k| (*k == UploadKind::Photo) == photo) else {
-        return html_status(StatusCode::FORBIDDEN);
+        return proxy_page(StatusCode::FORBIDDEN);
     };
     let field = if photo { "photo" } else { "file" };
     let content_type = headers
@@ -574,10 +561,10 @@ async fn upload(
 pub(super) async fn file(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let state = shared.read();
     let Some(file) = state.vk.media.files.get(&id) else {
-        return html_status(StatusCode::NOT_FOUND);
+        return proxy_page(StatusCode::NOT_FOUND);
     };
     if let Some(status) = file.fail_status {
-        return html_status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+        return proxy_page(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
     }
     (
         StatusCode::OK,
@@ -591,15 +578,6 @@ pub(super) async fn file(State(shared): State<Arc<Shared>>, Path(id): Path<Strin
 }
 
 /// What VK's nginx answers for errors: a small HTML page.
-fn html_status(status: StatusCode) -> Response {
-    let code = status.as_u16();
-    let reason = status.canonical_reason().unwrap_or("Error");
-    let html = format!(
-        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-    );
-    (status, [(header::CONTENT_TYPE, "text/html")], html).into_response()
-}
-
 impl Sandbox {
     /// Hosts `bytes` at `{url}/vk/files/{id}` (served with `mime` as `Content-Type`); returns
     /// that URL. `file_name` is only for logs and [`VkMedia`].
