@@ -75,6 +75,12 @@ pub fn classify(scope: Scope, raw: &Value) -> Result<Classified, Malformed> {
     } else {
         return Ok(Classified::Ignore("update kind not relayed"));
     };
+    let nested = nested_messages(&raw[field]);
+    if nested > MAX_NESTED_MESSAGES {
+        return Err(Malformed(format!(
+            "`{field}` nests {nested} messages in each other (at most {MAX_NESTED_MESSAGES})"
+        )));
+    }
     let msg = Message::deserialize(&raw[field])
         .map_err(|e| Malformed(format!("`{field}` is not a Telegram Message: {e}")))?;
     let Some(from) = msg.from.as_deref() else {
@@ -163,6 +169,31 @@ fn button_press(scope: Scope, update_id: i64, raw: &Value) -> Result<Classified,
         IdempotencyKey::telegram_update(scope.bot_id, update_id),
         Event::ButtonPressed(press),
     ))))
+}
+
+/// How many Messages an update's message may carry inside each other. The Bot API nests one
+/// level ("the Message object in this field will not contain further reply_to_message fields",
+/// the same for `pinned_message`); a reply to a pinned-message notice is two. Each level is a
+/// whole Message to deserialize, tens of KiB of stack in a debug build: a body 28 levels deep
+/// overflowed a 2 MiB thread stack, which aborts the process.
+const MAX_NESTED_MESSAGES: usize = 4;
+
+/// The depth of the Messages inside `m` (`reply_to_message`, `pinned_message`,
+/// `giveaway_completed.giveaway_message`, the fields typed Message in
+/// <https://core.telegram.org/bots/api#message>); 0 when there are none. Bounded by
+/// serde_json's 128 levels, with a small frame per level.
+fn nested_messages(m: &Value) -> usize {
+    [
+        m.get("reply_to_message"),
+        m.get("pinned_message"),
+        m.get("giveaway_completed")
+            .and_then(|g| g.get("giveaway_message")),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|inner| 1 + nested_messages(inner))
+    .max()
+    .unwrap_or(0)
 }
 
 fn sender(from: &User) -> Sender {
