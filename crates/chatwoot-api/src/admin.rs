@@ -31,7 +31,7 @@ pub struct Inbox {
 }
 
 /// An account webhook (`app/views/api/v1/accounts/webhooks/_webhook.json.jbuilder`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct Webhook {
     /// The webhook id.
     pub id: i64,
@@ -46,6 +46,18 @@ pub struct Webhook {
     /// verifies with it ([`crate::webhook::verify_signature`]).
     #[serde(default)]
     pub secret: Option<String>,
+}
+
+/// Shows everything but the signing secret.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("subscriptions", &self.subscriptions)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 /// A contact as `GET /contacts/{id}` renders it (`app/views/api/v1/models/_contact.json.jbuilder`
@@ -68,19 +80,21 @@ pub struct ContactDetails {
     #[serde(default)]
     pub phone_number: Option<String>,
     /// Custom attributes (an object; `{}` when absent or `null`).
-    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    #[serde(
+        default = "crate::client::empty_object",
+        deserialize_with = "object_or_empty"
+    )]
     pub custom_attributes: serde_json::Value,
     /// Additional attributes such as `city`, `company_name`, `social_profiles` (an object; `{}`
     /// when absent or `null`).
-    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    #[serde(
+        default = "crate::client::empty_object",
+        deserialize_with = "object_or_empty"
+    )]
     pub additional_attributes: serde_json::Value,
     /// The contact's links to inboxes; empty where the JSON has none.
     #[serde(default, deserialize_with = "null_as_default")]
     pub contact_inboxes: Vec<ContactInboxRef>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// A contact inbox: the contact's id (`source_id`) in one inbox. The API renders

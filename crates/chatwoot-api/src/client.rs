@@ -96,8 +96,8 @@ pub struct Conversation {
     /// The conversation's custom attributes (an object; `{}` when absent or `null`).
     #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
     pub custom_attributes: serde_json::Value,
-    /// `meta`: the contact the conversation is with.
-    #[serde(default)]
+    /// `meta`: the contact the conversation is with (default when it has another shape).
+    #[serde(default, deserialize_with = "lenient")]
     pub meta: ConversationMeta,
     /// The newest message (at most one) as `Message#push_event_data`, raw; its
     /// `conversation.contact_inbox.source_id` is the only place the REST conversation names its
@@ -166,7 +166,8 @@ pub struct Upload {
     pub bytes: Vec<u8>,
 }
 
-fn empty_object() -> serde_json::Value {
+/// `{}`, the default of attribute objects.
+pub(crate) fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
 
@@ -176,6 +177,17 @@ pub(crate) fn object_or_empty<'de, D: Deserializer<'de>>(
 ) -> Result<serde_json::Value, D::Error> {
     let v = serde_json::Value::deserialize(d)?;
     Ok(if v.is_object() { v } else { empty_object() })
+}
+
+/// A part the gateway only reads for hints (`meta`, `contact_inbox`): any shape it does not
+/// expect reads as the type's default instead of failing the whole payload.
+pub(crate) fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + serde::de::DeserializeOwned,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 /// `null` reads as the type's default (`""`).

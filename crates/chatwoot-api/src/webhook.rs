@@ -94,22 +94,25 @@ pub struct WebhookConversation {
     #[serde(default)]
     pub messages: Vec<serde_json::Value>,
     /// The contact inbox the conversation runs through (the raw record: `source_id` is the
-    /// contact's id in the channel, e.g. `vk:<user id>`).
-    #[serde(default)]
+    /// contact's id in the channel, e.g. `vk:<user id>`); `None` also when it has another
+    /// shape: a hint, never a reason to refuse the payload.
+    #[serde(default, deserialize_with = "crate::client::lenient")]
     pub contact_inbox: Option<WebhookContactInbox>,
-    /// `meta`: the contact.
-    #[serde(default)]
+    /// `meta`: the contact (default when it has another shape).
+    #[serde(default, deserialize_with = "crate::client::lenient")]
     pub meta: WebhookConversationMeta,
     /// Attributes given at creation (an object; `{}` when absent or `null`).
-    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    #[serde(
+        default = "crate::client::empty_object",
+        deserialize_with = "object_or_empty"
+    )]
     pub additional_attributes: serde_json::Value,
     /// The conversation's custom attributes (an object; `{}` when absent or `null`).
-    #[serde(default = "empty_object", deserialize_with = "object_or_empty")]
+    #[serde(
+        default = "crate::client::empty_object",
+        deserialize_with = "object_or_empty"
+    )]
     pub custom_attributes: serde_json::Value,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
 }
 
 /// `conversation.contact_inbox` of a webhook: the `ContactInbox` record as JSON.
@@ -459,5 +462,18 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(nested.message_type(), Some(MessageType::Incoming));
+    }
+
+    #[test]
+    fn hints_of_another_shape_never_refuse_the_payload() {
+        let v = serde_json::json!({
+            "id": 5,
+            "inbox_id": 1,
+            "meta": {"sender": {"name": "no id"}},
+            "contact_inbox": "unexpected"
+        });
+        let c: WebhookConversation = serde_json::from_value(v).expect("parses");
+        assert!(c.meta.sender.is_none());
+        assert!(c.contact_inbox.is_none());
     }
 }

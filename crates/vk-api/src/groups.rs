@@ -21,7 +21,7 @@ use crate::error::VkError;
 pub const MAX_SERVER_TITLE_CHARS: usize = 14;
 
 /// One Callback API server of a community (`groups_callback_server`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 pub struct CallbackServer {
     /// Server id within the community.
     pub id: i64,
@@ -42,6 +42,22 @@ pub struct CallbackServer {
 fn non_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v: Option<String> = Option::deserialize(d)?;
     Ok(v.filter(|s| !s.is_empty()))
+}
+
+/// Shows everything but the secret key.
+impl std::fmt::Debug for CallbackServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackServer")
+            .field("id", &self.id)
+            .field("title", &self.title)
+            .field("url", &self.url)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("status", &self.status)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]

@@ -158,7 +158,7 @@ fn upload_refused(message: impl Into<String>) -> VkError {
 /// Decodes a photo upload server's answer; an `error` or an empty `photo` is [`VkError::Upload`].
 fn decode_photo_upload(body: &[u8]) -> Result<PhotoUpload, VkError> {
     let raw: RawPhotoUpload = serde_json::from_slice(body)
-        .map_err(|e| upload_refused(format!("photo upload answer is not JSON: {e}")))?;
+        .map_err(|e| VkError::Decode(format!("photo upload answer is not JSON: {e}")))?;
     if let Some(error) = raw.error {
         return Err(upload_refused(format!("photo upload refused: {error}")));
     }
@@ -187,7 +187,7 @@ fn decode_photo_upload(body: &[u8]) -> Result<PhotoUpload, VkError> {
 /// [`VkError::Upload`].
 fn decode_doc_upload(body: &[u8]) -> Result<String, VkError> {
     let raw: RawDocUpload = serde_json::from_slice(body)
-        .map_err(|e| upload_refused(format!("document upload answer is not JSON: {e}")))?;
+        .map_err(|e| VkError::Decode(format!("document upload answer is not JSON: {e}")))?;
     if let Some(error) = raw.error {
         let error = match error {
             serde_json::Value::String(s) => s,
@@ -387,7 +387,6 @@ mod tests {
             &br#"{"server":1,"photo":"[]","hash":"h"}"#[..],
             br#"{"server":1,"photo":"","hash":"h"}"#,
             br#"{"error":"ERR_UPLOAD_FILE_NOT_UPLOADED"}"#,
-            b"<html>oops</html>",
         ] {
             let err = decode_photo_upload(body).expect_err("refused");
             assert!(
@@ -396,6 +395,10 @@ mod tests {
             );
             assert_eq!(err.class(), ErrorClass::Final);
         }
+        // A page that is not JSON (a proxy's maintenance page) is not a refusal: retried.
+        let err = decode_photo_upload(b"<html>oops</html>").expect_err("not JSON");
+        assert!(matches!(err, VkError::Decode(_)), "{err:?}");
+        assert_eq!(err.class(), ErrorClass::RetrySoon);
     }
 
     #[test]

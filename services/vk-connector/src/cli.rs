@@ -89,7 +89,9 @@ async fn run_own(own: OwnCommand, config: &Config) -> Result<(), CliError> {
         OwnCommand::ImportConversations { dry_run } => {
             let settings = Settings::from_config(config)?;
             let chatwoot = crate::chatwoot_client(&settings, &http);
-            let inbox_id = crate::resolve_inbox(&chatwoot, &settings.chatwoot.inbox).await?;
+            let inbox_id = crate::resolve_inbox(&chatwoot, &settings.chatwoot.inbox)
+                .await
+                .map_err(anyhow::Error::from)?;
             let pool = service_kit::db::connect_and_migrate(
                 &settings.runtime.database_url,
                 store::SCHEMA,

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use clap::Parser;
-use service_kit::config::{long_secret, optional_secret, positive, required_str, secret};
+use service_kit::config::{
+    duration_secs, long_secret, optional_secret, positive, required_str, secret,
+};
 use service_kit::{ConfigError, RuntimeArgs, Secret};
 
 use crate::cli::Command;
@@ -272,8 +274,11 @@ impl Settings {
             vk,
             chatwoot,
             media: MediaSettings {
-                max_bytes: c.media_max_bytes.max(1),
-                timeout: Duration::from_secs(c.media_timeout_secs.max(1)),
+                max_bytes: match c.media_max_bytes {
+                    0 => return Err(ConfigError::NotPositive("MEDIA_MAX_BYTES")),
+                    n => n,
+                },
+                timeout: duration_secs(c.media_timeout_secs, "MEDIA_TIMEOUT_SECS", false)?,
             },
             reconcile_interval: Duration::from_secs(c.reconcile_interval_secs),
             reconcile_lookback: Duration::from_secs(c.reconcile_lookback_secs),
@@ -373,6 +378,10 @@ mod tests {
         blank.push(("CHATWOOT_INBOX_NAME", " "));
         assert!(parse(&blank).is_err(), "a blank name is refused");
         assert_eq!(s.media.max_bytes, 20 * 1024 * 1024);
+        for name in ["MEDIA_MAX_BYTES", "MEDIA_TIMEOUT_SECS"] {
+            let e = parse(&with(name, "0")).unwrap_err().to_string();
+            assert_eq!(e, format!("{name} must be positive"));
+        }
         assert_eq!(s.media.timeout, Duration::from_secs(60));
     }
 

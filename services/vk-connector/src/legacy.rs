@@ -153,16 +153,30 @@ pub fn contact_id_of(conversation: &Value) -> Option<i64> {
 pub enum Adopted {
     /// Not in the VK inbox, or nothing in it names a VK user.
     NotRecognised,
-    /// Recognised and mapped now (`stored`), or recognised but the dialogue already has a
-    /// conversation of its own (`stored: false`): replies still go to `peer_id`.
+    /// Recognised: replies go to `peer_id`, whatever became of the mapping.
     Recognised {
         /// The VK dialogue.
         peer_id: i64,
-        /// The mapping was stored.
-        stored: bool,
         /// Which convention named it.
         convention: &'static str,
+        /// Whether the mapping was stored.
+        mapping: Mapping,
     },
+}
+
+/// What became of the mapping of a recognised conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// Stored now.
+    Stored,
+    /// A dry run: it would be stored.
+    WouldStore,
+    /// The dialogue already has a conversation of its own (the customer's VK messages go
+    /// there); not stored.
+    Taken,
+    /// The conversation names no contact id (`meta.sender.id`, `contact_inbox.contact_id`);
+    /// not stored.
+    NoContact,
 }
 
 /// Recognises the VK dialogue of an unmapped conversation (a JSON object, see [`clues_of`]) in
@@ -185,18 +199,27 @@ pub async fn adopt(
     let Some(found) = recognise(&clues) else {
         return Ok(Adopted::NotRecognised);
     };
-    let stored = match (contact_id_of(conversation), dry_run) {
-        (Some(contact_id), false) => {
-            state_store
+    let mapping = match contact_id_of(conversation) {
+        None => Mapping::NoContact,
+        Some(_) if dry_run => match state_store.conversation_for_peer(found.peer_id).await? {
+            Some(_) => Mapping::Taken,
+            None => Mapping::WouldStore,
+        },
+        Some(contact_id) => {
+            if state_store
                 .adopt_conversation(found.peer_id, conversation_id, contact_id, clues.source_id)
                 .await?
+            {
+                Mapping::Stored
+            } else {
+                Mapping::Taken
+            }
         }
-        _ => false,
     };
     Ok(Adopted::Recognised {
         peer_id: found.peer_id,
-        stored,
         convention: found.convention,
+        mapping,
     })
 }
 
@@ -210,9 +233,12 @@ pub async fn peer_of_unmapped(
     conversation_inbox_id: Option<i64>,
     conversation: &Value,
 ) -> sqlx::Result<Option<i64>> {
+    let Some(inbox_id) = state.inbox_id() else {
+        return Ok(None);
+    };
     match adopt(
         &state.store,
-        state.inbox_id,
+        inbox_id,
         conversation_id,
         conversation_inbox_id,
         conversation,
@@ -223,17 +249,26 @@ pub async fn peer_of_unmapped(
         Adopted::NotRecognised => Ok(None),
         Adopted::Recognised {
             peer_id,
-            stored,
             convention,
+            mapping,
         } => {
-            tracing::info!(
-                chatwoot_conversation_id = conversation_id,
-                peer_id,
-                convention,
-                stored,
-                "a conversation of another gateway is mapped to its VK dialogue"
-            );
-            metrics::counter!("legacy_conversations_mapped_total").increment(1);
+            if mapping == Mapping::Stored {
+                tracing::info!(
+                    chatwoot_conversation_id = conversation_id,
+                    peer_id,
+                    convention,
+                    "a conversation of another gateway is mapped to its VK dialogue"
+                );
+                metrics::counter!("legacy_conversations_mapped_total").increment(1);
+            } else {
+                tracing::debug!(
+                    chatwoot_conversation_id = conversation_id,
+                    peer_id,
+                    convention,
+                    ?mapping,
+                    "a reply in a conversation of another gateway, not mapped"
+                );
+            }
             Ok(Some(peer_id))
         }
     }
@@ -251,6 +286,8 @@ pub struct ImportReport {
     /// Recognised, but their VK dialogue already has another conversation: replies in them
     /// still reach VK through the webhook, the dialogue's messages go to the other one.
     pub taken: Vec<i64>,
+    /// Recognised, but naming no contact id: replies reach VK, nothing is stored.
+    pub no_contact: Vec<i64>,
     /// Conversations nothing in which names a VK user.
     pub unrecognised: Vec<i64>,
 }
@@ -269,6 +306,14 @@ impl ImportReport {
         if !self.unrecognised.is_empty() {
             let ids: Vec<String> = self.unrecognised.iter().map(i64::to_string).collect();
             s.push_str(&format!(" (ids {})", ids.join(", ")));
+        }
+        if !self.no_contact.is_empty() {
+            let ids: Vec<String> = self.no_contact.iter().map(i64::to_string).collect();
+            s.push_str(&format!(
+                "; {} without a contact id (ids {})",
+                self.no_contact.len(),
+                ids.join(", ")
+            ));
         }
         if !self.taken.is_empty() {
             let ids: Vec<String> = self.taken.iter().map(i64::to_string).collect();
@@ -320,9 +365,11 @@ pub async fn import(
             let c = with_contact_inbox(chatwoot, inbox_id, c).await?;
             match adopt(store, inbox_id, id, conversation_inbox, &c, dry_run).await? {
                 Adopted::NotRecognised => report.unrecognised.push(id),
-                Adopted::Recognised { stored: true, .. } => report.mapped += 1,
-                Adopted::Recognised { stored: false, .. } if dry_run => report.mapped += 1,
-                Adopted::Recognised { stored: false, .. } => report.taken.push(id),
+                Adopted::Recognised { mapping, .. } => match mapping {
+                    Mapping::Stored | Mapping::WouldStore => report.mapped += 1,
+                    Mapping::Taken => report.taken.push(id),
+                    Mapping::NoContact => report.no_contact.push(id),
+                },
             }
         }
         progress(&format!(

@@ -62,28 +62,48 @@ pub struct AppState {
     /// The Chatwoot API client of the configured account.
     pub chatwoot: ChatwootClient,
     /// The Chatwoot inbox VK conversations live in: `CHATWOOT_INBOX_ID`, or the inbox named
-    /// `CHATWOOT_INBOX_NAME` found at start ([`resolve_inbox`]).
-    pub inbox_id: i64,
-    /// The runtime's HTTP client, for file downloads and uploads ([`media`]).
-    pub http: reqwest::Client,
+    /// `CHATWOOT_INBOX_NAME` ([`resolve_inbox`]), found at start or, when Chatwoot was down
+    /// then, by a background task soon after (read it with [`AppState::inbox_id`]).
+    pub inbox: Arc<std::sync::OnceLock<i64>>,
+    /// The HTTP client for files (downloads, VK uploads, Chatwoot posts with attachments):
+    /// its timeout is `MEDIA_TIMEOUT_SECS`, not `UPSTREAM_TIMEOUT_SECS`.
+    pub media_http: reqwest::Client,
+    /// [`AppState::vk`] on [`AppState::media_http`], for uploads.
+    pub media_vk: VkClient,
+    /// [`AppState::chatwoot`] on [`AppState::media_http`], for messages with attachments.
+    pub media_chatwoot: ChatwootClient,
     /// The dead-letter table `vk.dead_letters`.
     pub dead_letters: DeadLetters,
 }
 
 impl AppState {
     /// The state on a connected runtime: the store on its pool, both upstream clients on its
-    /// HTTP client; `inbox_id` as [`resolve_inbox`] found it.
-    pub fn new(rt: &Runtime, settings: Settings, inbox_id: i64) -> Self {
-        Self {
+    /// HTTP client (and on a client with the media timeout); the inbox set when configured by id.
+    ///
+    /// Errors: the TLS backend of the media client cannot be initialised.
+    pub fn new(rt: &Runtime, settings: Settings) -> anyhow::Result<Self> {
+        let media_http = upstream_http::build(SERVICE, settings.media.timeout)?;
+        let inbox = Arc::new(std::sync::OnceLock::new());
+        if let InboxRef::Id(id) = settings.chatwoot.inbox {
+            let _ = inbox.set(id);
+        }
+        Ok(Self {
             vk: vk_client(&settings, &rt.http),
             chatwoot: chatwoot_client(&settings, &rt.http),
+            media_vk: vk_client(&settings, &media_http),
+            media_chatwoot: chatwoot_client(&settings, &media_http),
+            media_http,
+            inbox,
             settings: Arc::new(settings),
             store: Store::new(rt.pool.clone()),
             bus: rt.bus.clone(),
-            inbox_id,
-            http: rt.http.clone(),
             dead_letters: rt.dead_letters.clone(),
-        }
+        })
+    }
+
+    /// The Chatwoot inbox id, once known (see [`AppState::inbox`]).
+    pub fn inbox_id(&self) -> Option<i64> {
+        self.inbox.get().copied()
     }
 }
 
@@ -107,34 +127,14 @@ pub fn chatwoot_client(settings: &Settings, http: &reqwest::Client) -> ChatwootC
     )
 }
 
-/// How often [`resolve_inbox`] asks an unreachable Chatwoot before giving up.
-const INBOX_LOOKUP_ATTEMPTS: usize = 5;
-
-/// The id of the inbox `inbox` names: the id itself, or the one inbox whose name is the given
-/// one (`GET /api/v1/accounts/{id}/inboxes`; exact match first, then ignoring case). Chatwoot
-/// being unreachable or answering 5xx is retried a few times with a growing pause.
+/// The one inbox of `inboxes` named `name`: the exact name first, then ignoring case.
 ///
-/// Errors: no inbox of that name (with the names there are, and what to do), more than one,
-/// or Chatwoot failing.
-pub async fn resolve_inbox(chatwoot: &ChatwootClient, inbox: &InboxRef) -> anyhow::Result<i64> {
-    use backon::{ExponentialBuilder, Retryable};
-    let name = match inbox {
-        InboxRef::Id(id) => return Ok(*id),
-        InboxRef::Name(name) => name,
-    };
-    let inboxes = (|| chatwoot.inboxes())
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(std::time::Duration::from_millis(500))
-                .with_max_times(INBOX_LOOKUP_ATTEMPTS - 1),
-        )
-        .when(chatwoot_api::ChatwootError::is_retriable)
-        .notify(|e, after| {
-            tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, "listing Chatwoot inboxes failed; retrying");
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("listing Chatwoot inboxes to find «{name}»: {e}"))?;
-    let exact: Vec<_> = inboxes.iter().filter(|i| i.name == *name).collect();
+/// Errors: no inbox of that name (with the names there are, and what to do), or more than one.
+pub fn find_inbox<'a>(
+    inboxes: &'a [chatwoot_api::Inbox],
+    name: &str,
+) -> anyhow::Result<&'a chatwoot_api::Inbox> {
+    let exact: Vec<_> = inboxes.iter().filter(|i| i.name == name).collect();
     let found = if exact.is_empty() {
         inboxes
             .iter()
@@ -144,10 +144,7 @@ pub async fn resolve_inbox(chatwoot: &ChatwootClient, inbox: &InboxRef) -> anyho
         exact
     };
     match found.as_slice() {
-        [one] => {
-            tracing::info!(chatwoot_inbox_id = one.id, inbox = %name, "Chatwoot inbox found by name");
-            Ok(one.id)
-        }
+        [one] => Ok(one),
         [] => {
             let names: Vec<_> = inboxes
                 .iter()
@@ -173,6 +170,71 @@ pub async fn resolve_inbox(chatwoot: &ChatwootClient, inbox: &InboxRef) -> anyho
     }
 }
 
+/// Why [`resolve_inbox`] found no inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// Chatwoot did not answer (unreachable, 429, 5xx): try again later.
+    #[error("listing Chatwoot inboxes: {0}")]
+    Unavailable(chatwoot_api::ChatwootError),
+    /// Chatwoot answered, and the configuration names no single inbox (or the token is
+    /// refused): the operator must act.
+    #[error(transparent)]
+    Config(anyhow::Error),
+}
+
+/// The id of the inbox `inbox` names: the id itself, or the one inbox of that name
+/// (`GET /api/v1/accounts/{id}/inboxes`, [`find_inbox`]).
+///
+/// Errors: [`InboxError`].
+pub async fn resolve_inbox(chatwoot: &ChatwootClient, inbox: &InboxRef) -> Result<i64, InboxError> {
+    let name = match inbox {
+        InboxRef::Id(id) => return Ok(*id),
+        InboxRef::Name(name) => name,
+    };
+    let inboxes = chatwoot.inboxes().await.map_err(|e| {
+        if e.is_retriable() {
+            InboxError::Unavailable(e)
+        } else {
+            InboxError::Config(anyhow::anyhow!("listing Chatwoot inboxes: {e}"))
+        }
+    })?;
+    let found = find_inbox(&inboxes, name).map_err(InboxError::Config)?;
+    tracing::info!(chatwoot_inbox_id = found.id, inbox = %name, "Chatwoot inbox found by name");
+    Ok(found.id)
+}
+
+/// Keeps asking Chatwoot for the inbox until it answers (after 5 s, doubling up to a minute),
+/// then fills `state.inbox`. A configuration that names no inbox is logged as an error each
+/// time: the relay waits meanwhile (nothing is dead-lettered).
+async fn resolve_inbox_later(
+    state: AppState,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let mut pause = std::time::Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = stop.cancelled() => return Ok(()),
+        }
+        match resolve_inbox(&state.chatwoot, &state.settings.chatwoot.inbox).await {
+            Ok(id) => {
+                let _ = state.inbox.set(id);
+                return Ok(());
+            }
+            Err(InboxError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "Chatwoot still down; VK messages wait for the inbox");
+            }
+            Err(InboxError::Config(e)) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "no Chatwoot inbox to post VK messages into"
+                );
+            }
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
 /// Connects the runtime (Postgres with migrations, NATS, the HTTP client), declares the
 /// consumers and loops, and binds `HOST:PORT` (port 0 picks a free one, for tests).
 ///
@@ -180,12 +242,18 @@ pub async fn resolve_inbox(chatwoot: &ChatwootClient, inbox: &InboxRef) -> anyho
 pub async fn build(settings: Settings) -> anyhow::Result<App> {
     let rt = Runtime::connect(SERVICE, store::SCHEMA, &MIGRATOR, &settings.runtime).await?;
     let port = settings.port;
-    let inbox_id = resolve_inbox(
-        &chatwoot_client(&settings, &rt.http),
-        &settings.chatwoot.inbox,
-    )
-    .await?;
-    let state = AppState::new(&rt, settings, inbox_id);
+    let state = AppState::new(&rt, settings)?;
+    // Found now when Chatwoot answers; a configuration that names no inbox stops the start.
+    // Chatwoot being down must not stop VK's intake: the inbox is then found later.
+    match resolve_inbox(&state.chatwoot, &state.settings.chatwoot.inbox).await {
+        Ok(id) => {
+            let _ = state.inbox.set(id);
+        }
+        Err(InboxError::Config(e)) => return Err(e),
+        Err(InboxError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "Chatwoot is down at start; the inbox is looked up again in the background");
+        }
+    }
     let mut run = rt.workers();
     run.consumer(
         consumers::relay::spec(),
@@ -202,6 +270,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<App> {
         state.clone(),
         consumers::reingest::handle,
     );
+    if state.inbox_id().is_none() {
+        let s = state.clone();
+        run.spawn("inbox lookup", move |stop| resolve_inbox_later(s, stop));
+    }
     let s = state.clone();
     run.spawn("reconcile", move |stop| workers::reconcile::run(s, stop));
     if let Some(wait) = state.settings.vk.long_poll {

@@ -70,7 +70,8 @@ pub enum MediaError {
 }
 
 /// The URL a file of `a` is fetched from: the content itself, or for a video its preview frame.
-/// `None` for what is not a file (links, wall posts, locations, unknown types).
+/// `None` for what is not a file (links, wall posts, locations, unknown types). For VK → Chatwoot
+/// use [`vk_file_url`].
 pub fn file_url(a: &Attachment) -> Option<&str> {
     match a.kind {
         AttachmentKind::Image
@@ -118,6 +119,15 @@ pub async fn fetch(
             reason: e.to_string(),
         }),
         Err(e) => Err(MediaError::Skip(format!("refused: {e}"))),
+    }
+}
+
+/// [`file_url`] for an attachment from VK: music tracks (`audio`) stay links, since VK gives
+/// third-party tokens no track file (`audio_api_unavailable.mp3` placeholders).
+pub fn vk_file_url(a: &Attachment) -> Option<&str> {
+    match a.kind {
+        AttachmentKind::Audio => None,
+        _ => file_url(a),
     }
 }
 
@@ -172,8 +182,28 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect();
-    cleaned.trim().chars().take(200).collect()
+    let cleaned = cleaned.trim();
+    if cleaned.chars().count() <= MAX_NAME_CHARS {
+        return cleaned.to_owned();
+    }
+    // Shortened in the stem: the extension tells the receiving side the type.
+    match cleaned
+        .rsplit_once('.')
+        .filter(|(_, e)| e.chars().count() <= 5)
+    {
+        Some((stem, ext)) => {
+            let stem: String = stem
+                .chars()
+                .take(MAX_NAME_CHARS - ext.chars().count() - 1)
+                .collect();
+            format!("{stem}.{ext}")
+        }
+        None => cleaned.chars().take(MAX_NAME_CHARS).collect(),
+    }
 }
+
+/// The longest file name sent on, in characters.
+const MAX_NAME_CHARS: usize = 200;
 
 fn extension(name: &str) -> Option<&str> {
     let (stem, ext) = name.rsplit_once('.')?;
@@ -225,12 +255,25 @@ fn extension_of_mime(mime: &str) -> Option<&'static str> {
     TYPES.iter().find(|(_, m)| *m == mime).map(|(e, _)| *e)
 }
 
+/// What VK takes as a message photo: JPG and PNG (GIF too, but as a photo it loses its
+/// animation, so it goes as a document) — <https://dev.vk.com/ru/api/upload/photo-in-message>.
+fn is_vk_photo(mime: &str) -> bool {
+    matches!(mime, "image/jpeg" | "image/pjpeg" | "image/png")
+}
+
+/// What VK takes as a voice message: OGG with Opus —
+/// <https://dev.vk.com/ru/api/upload/audio-record>.
+fn is_vk_voice(mime: &str) -> bool {
+    matches!(mime, "audio/ogg" | "audio/opus" | "audio/ogg; codecs=opus")
+}
+
 /// Uploads `file` to VK for a message to `peer_id` and returns the attachment string for
-/// `messages.send` (`photo<owner>_<id>[_<key>]`, `doc<owner>_<id>[_<key>]`): images as message
-/// photos, voice and audio as `audio_message` documents, everything else as a `doc`.
+/// `messages.send` (`photo<owner>_<id>[_<key>]`, `doc<owner>_<id>[_<key>]`): JPG/PNG images as
+/// message photos, OGG voice and audio as `audio_message` documents, everything else (and a
+/// photo or voice message VK refuses as such) as a `doc`.
 ///
-/// Errors: [`MediaError::Skip`] when VK refuses the file (the upload server's error, an empty
-/// photo, a final API error); [`MediaError::Retry`] for VK's transient errors (6, 10, 429,
+/// Errors: [`MediaError::Skip`] when VK refuses the file as a document too (the upload server's
+/// error, a final API error); [`MediaError::Retry`] for VK's transient errors (6, 10, 429,
 /// 5xx, unreachable) and flood control (9, after a minute).
 pub async fn upload_to_vk(
     vk: &VkClient,
@@ -238,7 +281,28 @@ pub async fn upload_to_vk(
     kind: AttachmentKind,
     file: MediaFile,
 ) -> Result<String, MediaError> {
-    let vk_err = |step: &str, e: VkError| match e.class() {
+    let special = if kind == AttachmentKind::Image && is_vk_photo(&file.mime) {
+        Some(upload_photo(vk, peer_id, &file).await)
+    } else if matches!(kind, AttachmentKind::Voice | AttachmentKind::Audio)
+        && is_vk_voice(&file.mime)
+    {
+        Some(upload_doc(vk, peer_id, DocType::AudioMessage, &file).await)
+    } else {
+        None
+    };
+    match special {
+        Some(Ok(attachment)) => Ok(attachment),
+        Some(Err(MediaError::Skip(reason))) => {
+            tracing::info!(reason = %reason, "VK refused the file as a photo or voice message; sending it as a document");
+            upload_doc(vk, peer_id, DocType::Doc, &file).await
+        }
+        Some(Err(retry)) => Err(retry),
+        None => upload_doc(vk, peer_id, DocType::Doc, &file).await,
+    }
+}
+
+fn vk_error(step: &str, e: VkError) -> MediaError {
+    match e.class() {
         ErrorClass::RetrySoon => MediaError::Retry {
             reason: format!("{step}: {e}"),
             after: e.retry_after(),
@@ -248,45 +312,43 @@ pub async fn upload_to_vk(
             after: Some(Duration::from_secs(60)),
         },
         ErrorClass::Final => MediaError::Skip(format!("VK refused it ({step}): {e}")),
-    };
-    let MediaFile {
-        file_name,
-        mime,
-        bytes,
-    } = file;
-    if kind == AttachmentKind::Image && mime.starts_with("image/") {
-        let server = vk
-            .photo_upload_server(peer_id)
-            .await
-            .map_err(|e| vk_err("photos.getMessagesUploadServer", e))?;
-        let uploaded = vk
-            .upload_photo(&server, &file_name, &mime, bytes)
-            .await
-            .map_err(|e| vk_err("photo upload", e))?;
-        let saved = vk
-            .save_messages_photo(&uploaded)
-            .await
-            .map_err(|e| vk_err("photos.saveMessagesPhoto", e))?;
-        return Ok(saved.attachment());
     }
-    let doc_type = match kind {
-        AttachmentKind::Voice | AttachmentKind::Audio if mime.starts_with("audio/") => {
-            DocType::AudioMessage
-        }
-        _ => DocType::Doc,
-    };
+}
+
+async fn upload_photo(vk: &VkClient, peer_id: i64, file: &MediaFile) -> Result<String, MediaError> {
+    let server = vk
+        .photo_upload_server(peer_id)
+        .await
+        .map_err(|e| vk_error("photos.getMessagesUploadServer", e))?;
+    let uploaded = vk
+        .upload_photo(&server, &file.file_name, &file.mime, file.bytes.clone())
+        .await
+        .map_err(|e| vk_error("photo upload", e))?;
+    let saved = vk
+        .save_messages_photo(&uploaded)
+        .await
+        .map_err(|e| vk_error("photos.saveMessagesPhoto", e))?;
+    Ok(saved.attachment())
+}
+
+async fn upload_doc(
+    vk: &VkClient,
+    peer_id: i64,
+    doc_type: DocType,
+    file: &MediaFile,
+) -> Result<String, MediaError> {
     let server = vk
         .doc_upload_server(peer_id, doc_type)
         .await
-        .map_err(|e| vk_err("docs.getMessagesUploadServer", e))?;
+        .map_err(|e| vk_error("docs.getMessagesUploadServer", e))?;
     let uploaded = vk
-        .upload_doc(&server, &file_name, &mime, bytes)
+        .upload_doc(&server, &file.file_name, &file.mime, file.bytes.clone())
         .await
-        .map_err(|e| vk_err("document upload", e))?;
+        .map_err(|e| vk_error("document upload", e))?;
     let saved = vk
-        .save_doc(&uploaded, &file_name)
+        .save_doc(&uploaded, &file.file_name)
         .await
-        .map_err(|e| vk_err("docs.save", e))?;
+        .map_err(|e| vk_error("docs.save", e))?;
     Ok(saved.attachment())
 }
 
@@ -351,8 +413,26 @@ mod tests {
             got(Some("image/jpeg"), None),
         );
         assert_eq!(f.file_name, "video-preview.jpg");
-        // No path tricks.
+        // No path tricks; a long name keeps its extension.
         assert_eq!(sanitize("../../etc/passwd"), ".._.._etc_passwd");
+        let long = format!("{}.pdf", "я".repeat(300));
+        let short = sanitize(&long);
+        assert_eq!(short.chars().count(), MAX_NAME_CHARS);
+        assert!(short.ends_with(".pdf"));
+    }
+
+    #[test]
+    fn vk_takes_jpg_and_png_as_photos_and_ogg_as_voice() {
+        assert!(is_vk_photo("image/jpeg") && is_vk_photo("image/png"));
+        assert!(!is_vk_photo("image/gif") && !is_vk_photo("image/webp"));
+        assert!(is_vk_voice("audio/ogg"));
+        assert!(!is_vk_voice("audio/mpeg") && !is_vk_voice("audio/webm"));
+        let music = att(AttachmentKind::Audio, Some("Artist — Title"), None);
+        assert_eq!(vk_file_url(&music), None, "a VK music track stays a link");
+        assert!(
+            file_url(&music).is_some(),
+            "an agent's audio file is carried"
+        );
     }
 
     #[test]

@@ -173,8 +173,10 @@ fn largest_size(sizes: &serde_json::Value) -> Option<String> {
         .as_array()?
         .iter()
         .max_by_key(|s| {
-            s.get("width").and_then(|w| w.as_i64()).unwrap_or(0)
-                * s.get("height").and_then(|h| h.as_i64()).unwrap_or(0)
+            // The numbers are the sender's: a negative or huge side must not overflow the area
+            // (a panic with overflow checks, a wrong pick without).
+            let side = |k: &str| s.get(k).and_then(|v| v.as_i64()).unwrap_or(0).max(0);
+            side("width").saturating_mul(side("height"))
         })?
         .get("url")?
         .as_str()
@@ -196,6 +198,18 @@ pub fn attachment_line(a: &Attachment) -> String {
         line.push_str(u);
     }
     line
+}
+
+/// `text`, then each of `lines` on a line of its own (the attachments not carried as files).
+pub fn with_lines(text: &str, lines: &[String]) -> String {
+    let mut out = text.to_owned();
+    for line in lines {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 /// Splits `text` into pieces of at most `max_chars` characters, preferring to break after a

@@ -3,9 +3,9 @@
 //! re-run.
 //!
 //! VK (<https://dev.vk.com/ru/api/callback/getting-started>): `groups.getCallbackServers`;
-//! the server whose URL is ours (or an earlier `setup`'s, or titled [`SERVER_TITLE`]) is edited
+//! the server whose URL is ours (or an earlier `setup`'s under the same base URL) is edited
 //! with `groups.editCallbackServer` when it differs, else one is added with
-//! `groups.addCallbackServer`; `groups.getCallbackConfirmationCode` gives `VK_CONFIRMATION`;
+//! `groups.addCallbackServer` (a server of another deployment is never taken over); `groups.getCallbackConfirmationCode` gives `VK_CONFIRMATION`;
 //! `groups.setCallbackSettings` turns on [`EVENTS`] with the API version. With
 //! `VK_LONG_POLL=true` only `groups.setLongPollSettings` is called instead.
 //!
@@ -43,8 +43,9 @@ pub const EVENTS: &[&str] = &[
 /// The Chatwoot webhook events vk-connector needs.
 pub const WEBHOOK_EVENTS: &[&str] = &["message_created"];
 
-/// What `setup` needs: the tokens and ids, and the values it generates when missing.
-#[derive(Debug, Clone)]
+/// What `setup` needs: the tokens and ids, and the values it generates when missing. Its
+/// `Debug` shows no secret.
+#[derive(Clone)]
 pub struct SetupInput {
     /// Public base URL of vk-connector, without a trailing slash (`https://vk.example.com`).
     pub base_url: String,
@@ -68,14 +69,36 @@ pub struct SetupInput {
     pub inbox_name: String,
 }
 
-/// A value from the configuration, or one made now (the operator must save it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for SetupInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupInput")
+            .field("base_url", &self.base_url)
+            .field("dry_run", &self.dry_run)
+            .field("group_id", &self.group_id)
+            .field("long_poll", &self.long_poll)
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A value from the configuration, or one made now (the operator must save it). Its `Debug`
+/// shows only whether it is new.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Generated {
     /// The value.
     pub value: String,
     /// Made now: it was not configured.
     pub new: bool,
 }
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Generated {{ value: [redacted], new: {} }}", self.new)
+    }
+}
+
+/// VK's longest `secret_key` of a callback server (`groups.addCallbackServer`), in characters.
+pub const MAX_SECRET_CHARS: usize = 50;
 
 impl Generated {
     fn of(configured: &Option<String>, min_chars: usize) -> Self {
@@ -124,7 +147,18 @@ impl SetupInput {
             api_version: c.vk_api_version.clone(),
             long_poll: c.vk_long_poll,
             callback_id: Generated::of(&c.vk_callback_id, MIN_PATH_SECRET_CHARS),
-            vk_secret: Generated::of(&c.vk_secret, 1),
+            vk_secret: {
+                let g = Generated::of(&c.vk_secret, 1);
+                if g.value.chars().count() > MAX_SECRET_CHARS {
+                    return Err(ConfigError::Invalid {
+                        name: "VK_SECRET",
+                        reason: format!(
+                            "VK takes at most {MAX_SECRET_CHARS} characters as a callback server's secret key; leave it empty and setup makes one"
+                        ),
+                    });
+                }
+                g
+            },
             webhook_id: Generated::of(&c.chatwoot_webhook_id_vk, MIN_PATH_SECRET_CHARS),
             inbox: match c.chatwoot_inbox_id {
                 Some(id) => InboxRef::Id(positive(Some(id), "CHATWOOT_INBOX_ID")?),
@@ -162,6 +196,8 @@ pub struct SetupReport {
     pub inbox_id: Option<i64>,
     /// The Chatwoot webhook (None: dry and it would be created).
     pub webhook_id: Option<i64>,
+    /// The webhook's signing secret, when Chatwoot (≥ 4.11) shows one (`CHATWOOT_WEBHOOK_SECRET`).
+    pub webhook_secret: Option<String>,
     /// The writes made (or, dry, that would be made), one line each.
     pub changes: Vec<String>,
     /// Everything to print, ending with the `.env` lines.
@@ -185,16 +221,10 @@ pub async fn run(
     let mut out = String::new();
     if input.long_poll {
         let _ = writeln!(out, "VK community {} (Bots Long Poll)", input.group_id);
-        let flags: Vec<(&str, bool)> = EVENTS.iter().map(|e| (*e, true)).collect();
+        let (flags, listed) = event_flags();
         let call = format!(
-            "groups.setLongPollSettings(group_id={}, enabled=1, api_version={}, {})",
-            input.group_id,
-            input.api_version,
-            EVENTS
-                .iter()
-                .map(|e| format!("{e}=1"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "groups.setLongPollSettings(group_id={}, enabled=1, api_version={}, {listed})",
+            input.group_id, input.api_version,
         );
         if !input.dry_run {
             vk.set_long_poll_settings(input.group_id, &input.api_version, &flags)
@@ -239,8 +269,22 @@ pub async fn run(
         &input.webhook_id.value,
         input.webhook_id.new,
     );
+    if let Some(secret) = &r.webhook_secret {
+        env("CHATWOOT_WEBHOOK_SECRET", secret, false);
+    }
     r.output = out;
     Ok(r)
+}
+
+/// [`EVENTS`] all on, as the settings methods take them and as printed (`message_new=1, …`).
+fn event_flags() -> (Vec<(&'static str, bool)>, String) {
+    let flags = EVENTS.iter().map(|e| (*e, true)).collect();
+    let listed = EVENTS
+        .iter()
+        .map(|e| format!("{e}=1"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (flags, listed)
 }
 
 async fn callback(
@@ -258,11 +302,19 @@ async fn callback(
         .await
         .map_err(|e| anyhow::anyhow!("groups.getCallbackServers: {e}"))?;
     let prefix = format!("{}/vk/callback/", input.base_url);
+    // Only ours: the exact URL, or an earlier setup's under the same base URL (another
+    // deployment's server on the same community is left alone, whatever its title).
     let existing = servers
         .iter()
         .find(|s| s.url == url)
-        .or_else(|| servers.iter().find(|s| s.url.starts_with(&prefix)))
-        .or_else(|| servers.iter().find(|s| s.title == SERVER_TITLE));
+        .or_else(|| servers.iter().find(|s| s.url.starts_with(&prefix)));
+    if let Some(s) = existing.filter(|s| s.status != "ok") {
+        let _ = writeln!(
+            out,
+            "  note: VK reports the server's status as «{}»; it turns «ok» once VK has had a confirmation answer from the running connector",
+            s.status
+        );
+    }
     let secret = input.vk_secret.value.as_str();
     let shown = redact_url(&url, &input.callback_id.value);
     let server_id = match existing {
@@ -313,16 +365,11 @@ async fn callback(
         .map_err(|e| anyhow::anyhow!("groups.getCallbackConfirmationCode: {e}"))?;
     let _ = writeln!(out, "  confirmation code: {code}");
     r.confirmation = Some(code);
-    let flags: Vec<(&str, bool)> = EVENTS.iter().map(|e| (*e, true)).collect();
+    let (flags, listed) = event_flags();
     let call = format!(
-        "groups.setCallbackSettings(server_id={}, api_version={}, {})",
+        "groups.setCallbackSettings(server_id={}, api_version={}, {listed})",
         server_id.map_or_else(|| "<new>".to_owned(), |id| id.to_string()),
         input.api_version,
-        EVENTS
-            .iter()
-            .map(|e| format!("{e}=1"))
-            .collect::<Vec<_>>()
-            .join(", ")
     );
     if let (Some(id), false) = (server_id, input.dry_run) {
         vk.set_callback_settings(group, id, &input.api_version, &flags)
@@ -359,10 +406,12 @@ async fn inbox_and_webhook(
                     )
                 })?,
         ),
-        InboxRef::Name(name) => inboxes
-            .iter()
-            .find(|i| i.name == *name)
-            .or_else(|| inboxes.iter().find(|i| i.name.to_lowercase() == name.to_lowercase())),
+        // The same rule as the service's start: one inbox of that name, or none (created).
+        InboxRef::Name(name) => match crate::find_inbox(&inboxes, name) {
+            Ok(i) => Some(i),
+            Err(_) if !inboxes.iter().any(|i| i.name.to_lowercase() == name.to_lowercase()) => None,
+            Err(e) => return Err(e),
+        },
     };
     r.inbox_id = match found {
         Some(i) => {
@@ -411,6 +460,7 @@ async fn inbox_and_webhook(
         .find(|h| h.url == url)
         .or_else(|| hooks.iter().find(|h| h.url.starts_with(&prefix)));
     let mut wanted: Vec<&str> = WEBHOOK_EVENTS.to_vec();
+    let mut secret = None;
     r.webhook_id = match existing {
         Some(h)
             if h.url == url
@@ -419,6 +469,7 @@ async fn inbox_and_webhook(
                     .all(|e| h.subscriptions.iter().any(|s| s == e)) =>
         {
             let _ = writeln!(out, "  webhook {} → {shown}: unchanged", h.id);
+            secret = h.secret.clone();
             Some(h.id)
         }
         Some(h) => {
@@ -433,11 +484,13 @@ async fn inbox_and_webhook(
                 h.id,
                 wanted.join(",")
             );
+            secret = h.secret.clone();
             if !input.dry_run {
-                chatwoot
+                let updated = chatwoot
                     .update_webhook(h.id, &url, &wanted)
                     .await
                     .map_err(|e| anyhow::anyhow!("updating the Chatwoot webhook: {e}"))?;
+                secret = updated.secret.or(secret);
             }
             let _ = writeln!(out, "  {dry}update the webhook: {call}");
             r.changes.push(call);
@@ -451,19 +504,19 @@ async fn inbox_and_webhook(
             let id = if input.dry_run {
                 None
             } else {
-                Some(
-                    chatwoot
-                        .create_webhook(&url, &wanted)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("creating the Chatwoot webhook: {e}"))?
-                        .id,
-                )
+                let created = chatwoot
+                    .create_webhook(&url, &wanted)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating the Chatwoot webhook: {e}"))?;
+                secret = created.secret;
+                Some(created.id)
             };
             let _ = writeln!(out, "  {dry}create the webhook: {call}");
             r.changes.push(call);
             id
         }
     };
+    r.webhook_secret = secret.filter(|s| !s.is_empty());
     Ok(())
 }
 
@@ -473,11 +526,16 @@ fn redact_url(url: &str, secret: &str) -> String {
     url.replace(secret, "…")
 }
 
-/// Any earlier URL with its last path segment hidden.
+/// Any earlier URL as its scheme and host only: its path or query may hold a secret.
 fn redact_path(url: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((head, tail)) if tail.len() >= 8 => format!("{head}/…"),
-        _ => url.to_owned(),
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or_default(),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "…".to_owned(),
     }
 }
 
@@ -513,8 +571,10 @@ mod tests {
             "https://vk.example.com/vk/callback/…"
         );
         assert_eq!(
-            redact_path("https://old.example.com/callback/0123456789"),
-            "https://old.example.com/callback/…"
+            redact_path("https://old.example.com/callback/0123456789?secret=x"),
+            "https://old.example.com/…"
         );
+        let g = Generated::of(&Some("0123456789abcdef0123".into()), 16);
+        assert!(!format!("{g:?}").contains("0123456789abcdef"));
     }
 }

@@ -236,23 +236,44 @@ impl Store {
     }
 
     /// Counts an attempt to send Chatwoot message `message_id` (one with files) to VK and
-    /// returns how many were made before this one (0 the first time). The count ends with
+    /// returns how many were made before this one (0 the first time) and the plan an earlier
+    /// attempt stored ([`Store::save_outbound_plan`]). Both end with
     /// [`Store::mark_outbound_delivered`].
     pub async fn start_outbound_attempt(
         &self,
         account_id: i64,
         message_id: i64,
-    ) -> sqlx::Result<i32> {
-        let attempts: i32 = sqlx::query_scalar(
+    ) -> sqlx::Result<(i32, Option<serde_json::Value>)> {
+        let (attempts, plan): (i32, Option<serde_json::Value>) = sqlx::query_as(
             "INSERT INTO vk.outbound_attempts (chatwoot_account_id, chatwoot_message_id) VALUES ($1, $2) \
              ON CONFLICT (chatwoot_account_id, chatwoot_message_id) \
-             DO UPDATE SET attempts = vk.outbound_attempts.attempts + 1 RETURNING attempts",
+             DO UPDATE SET attempts = vk.outbound_attempts.attempts + 1 RETURNING attempts, plan",
         )
         .bind(account_id)
         .bind(message_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(attempts - 1)
+        Ok((attempts - 1, plan))
+    }
+
+    /// Stores the VK messages a reply with files is sent as (uploads done), before the first
+    /// is sent: every later attempt sends exactly these.
+    pub async fn save_outbound_plan(
+        &self,
+        account_id: i64,
+        message_id: i64,
+        plan: &serde_json::Value,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE vk.outbound_attempts SET plan = $3 \
+             WHERE chatwoot_account_id = $1 AND chatwoot_message_id = $2",
+        )
+        .bind(account_id)
+        .bind(message_id)
+        .bind(plan)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
     }
 
     /// Records that a Chatwoot message was sent to VK `peer_id` as `vk_message_ids` (one per part;

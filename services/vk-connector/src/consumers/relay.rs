@@ -25,7 +25,7 @@ use chatwoot_api::{
     CONTACTS_PER_PAGE, ChatwootClient, ChatwootError, Contact, MESSAGES_PER_PAGE, MessageType,
     Upload,
 };
-use domain::{Envelope, Event, InboundMessage, Source, Subject};
+use domain::{Attachment, Envelope, Event, InboundMessage, Source, Subject};
 use serde_json::json;
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
@@ -163,11 +163,11 @@ async fn post(
     let mut files = Vec::new();
     let mut lines = Vec::new();
     for a in &msg.attachments {
-        let Some(url) = media::file_url(a) else {
+        let Some(url) = media::vk_file_url(a) else {
             lines.push(normalize::attachment_line(a));
             continue;
         };
-        let fetched = media::fetch(&state.http, state.settings.media, a, url)
+        let fetched = media::fetch(&state.media_http, state.settings.media, a, url)
             .await
             .map_err(|e| e.or_skip_after(attempts_before));
         match fetched {
@@ -206,16 +206,20 @@ async fn post(
         }
     };
     if !files.is_empty() {
-        let uploads = files
-            .iter()
-            .map(|(_, f)| Upload {
-                file_name: f.file_name.clone(),
-                mime: f.mime.clone(),
-                bytes: f.bytes.clone(),
+        let count = files.len();
+        let (carried, uploads): (Vec<&Attachment>, Vec<Upload>) = files
+            .into_iter()
+            .map(|(a, f)| {
+                let upload = Upload {
+                    file_name: f.file_name,
+                    mime: f.mime,
+                    bytes: f.bytes,
+                };
+                (a, upload)
             })
-            .collect();
-        match state
-            .chatwoot
+            .unzip();
+        let posted = state
+            .media_chatwoot
             .create_message_with_attachments(
                 conversation_id,
                 &content,
@@ -224,27 +228,42 @@ async fn post(
                 Some(key),
                 uploads,
             )
-            .await
-        {
+            .await;
+        let refused = |e: &ChatwootError| {
+            e.status()
+                .is_some_and(|s| (400..500).contains(&s) && s != 404 && s != 429)
+        };
+        match posted {
             Ok(m) => {
                 metrics::counter!("media_carried_total", "direction" => "to_chatwoot")
-                    .increment(files.len() as u64);
+                    .increment(count as u64);
                 return Ok(m.id);
             }
-            Err(e)
-                if e.status()
-                    .is_some_and(|s| (400..500).contains(&s) && s != 404 && s != 429) =>
-            {
+            Err(e) if e.status() == Some(404) => return Err(PostError::Gone),
+            // Refused for good, or still failing on the last handling that may wait: links.
+            Err(e) if refused(&e) || attempts_before + 1 >= media::MEDIA_HANDLINGS => {
                 tracing::warn!(
                     error = %e,
-                    files = files.len(),
-                    "Chatwoot refused the attachments; posting them as links"
+                    files = count,
+                    "Chatwoot did not take the attachments; posting them as links"
                 );
                 metrics::counter!("media_fallbacks_total", "direction" => "to_chatwoot")
-                    .increment(files.len() as u64);
-                lines.extend(files.iter().map(|(a, _)| normalize::attachment_line(a)));
+                    .increment(count as u64);
+                lines.extend(carried.into_iter().map(normalize::attachment_line));
             }
-            Err(e) => return Err(failed("posting the message with its files", e)),
+            // A timeout or a 5xx may come while Chatwoot still stores the files: the next
+            // handling first looks the message up by its source_id, so it waits long enough
+            // for a post that did land to be visible.
+            Err(e) => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_default()
+                    .max(MULTIPART_RETRY_PAUSE);
+                return Err(PostError::Failed(HandleError::Retry {
+                    reason: format!("posting the message with its files: {e}"),
+                    after: Some(wait),
+                }));
+            }
         }
     }
     let content = content_of(msg.text.as_deref(), &lines, false);
@@ -262,18 +281,16 @@ async fn post(
         .map_err(|e| failed("posting the message", e))
 }
 
+/// The least pause before the next handling after a post with files failed in a way that may
+/// have stored it (timeout, 5xx).
+const MULTIPART_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The text of the Chatwoot message: the customer's text, then one line per attachment that is
 /// not carried as a file; `[empty message]` when there is nothing at all.
 fn content_of(text: Option<&str>, lines: &[String], has_files: bool) -> String {
-    let mut out = text.unwrap_or_default().to_owned();
-    for line in lines {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(line);
-    }
+    let out = normalize::with_lines(text.unwrap_or_default(), lines);
     if out.is_empty() && !has_files {
-        out.push_str("[empty message]");
+        return "[empty message]".to_owned();
     }
     out
 }
@@ -318,6 +335,15 @@ async fn posted_earlier(
     Ok(None)
 }
 
+/// The inbox, or — Chatwoot was down when the service started and is still being asked
+/// ([`crate::AppState::inbox`]) — a wait that does not count as a failed attempt.
+fn inbox_of(state: &AppState) -> Result<i64, HandleError> {
+    state.inbox_id().ok_or_else(|| HandleError::Unavailable {
+        reason: "the Chatwoot inbox is not known yet (Chatwoot unreachable)".into(),
+        after: std::time::Duration::from_secs(5),
+    })
+}
+
 /// The conversation was deleted in Chatwoot: forget it; the retry makes a new one.
 async fn conversation_gone(state: &AppState, peer_id: i64, conversation_id: i64) -> HandleError {
     if let Err(e) = state.store.forget_conversation(peer_id).await {
@@ -359,7 +385,7 @@ async fn conversation(
         // Made by the relay this one waited for.
         return Ok(id);
     }
-    let inbox_id = state.inbox_id;
+    let inbox_id = inbox_of(state)?;
     let open = state
         .chatwoot
         .contact_conversations(contact_id)
@@ -426,7 +452,7 @@ async fn contact(
     };
     let identifier = format!("vk:{from_id}");
     let source_id = format!("vk:{from_id}");
-    let inbox_id = state.inbox_id;
+    let inbox_id = inbox_of(state)?;
     let found = contact_by_identifier(&state.chatwoot, &identifier)
         .await
         .map_err(|e| chatwoot_failure("searching the contact", e))?;

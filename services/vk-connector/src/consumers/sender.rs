@@ -52,51 +52,42 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
     let peer_id: i64 = out.conversation.id.parse().map_err(|_| {
         HandleError::Fatal(format!("peer id `{}` is not a number", out.conversation.id))
     })?;
-    // Files first: an outage here retries the whole message, and nothing has been sent yet
-    // that the retry would not de-duplicate (the random_ids are the same each time).
-    let mut vk_attachments = Vec::new();
-    let mut lines = Vec::new();
-    let attempts_before = if out.attachments.iter().any(|a| media::file_url(a).is_some()) {
+    let has_files = out.attachments.iter().any(|a| media::file_url(a).is_some());
+    // A reply with files is planned once: the uploads are made and the VK messages (text part,
+    // attachment strings) stored before the first send, and every later attempt sends that
+    // same plan. So a retry never uploads again, and each random_id always stands for the same
+    // message, whatever a file does on the retry.
+    let (attempts_before, stored) = if has_files {
         state
             .store
             .start_outbound_attempt(origin.account_id, origin.message_id)
             .await
             .map_err(db_failure)?
     } else {
-        0
+        (0, None)
     };
-    for a in &out.attachments {
-        match carry(&state, peer_id, a, attempts_before).await? {
-            Some(attachment) => vk_attachments.push(attachment),
-            None => lines.push(normalize::attachment_line(a)),
+    let (messages, files) = match stored.and_then(|p| serde_json::from_value::<Plan>(p).ok()) {
+        Some(plan) => {
+            tracing::debug!(
+                chatwoot_message_id = origin.message_id,
+                "sending the stored plan"
+            );
+            (plan.messages, plan.files)
         }
-    }
-    let mut text = out.text.clone().unwrap_or_default();
-    for line in &lines {
-        if !text.is_empty() {
-            text.push('\n');
+        None => {
+            let plan = plan(&state, peer_id, &out, attempts_before).await?;
+            if has_files {
+                let json =
+                    serde_json::to_value(&plan).map_err(|e| HandleError::Fatal(e.to_string()))?;
+                state
+                    .store
+                    .save_outbound_plan(origin.account_id, origin.message_id, &json)
+                    .await
+                    .map_err(db_failure)?;
+            }
+            (plan.messages, plan.files)
         }
-        text.push_str(line);
-    }
-    if text.trim().is_empty() && vk_attachments.is_empty() {
-        return Err(HandleError::Fatal(
-            "nothing to send: no text and no attachments".into(),
-        ));
-    }
-    let mut messages: Vec<(String, Option<String>)> =
-        normalize::split_text(&text, vk_api::MAX_MESSAGE_CHARS)
-            .into_iter()
-            .map(|t| (t, None))
-            .collect();
-    // The files ride on the last text part, at most VK's ten per message; more go in
-    // messages of their own after it.
-    for (n, group) in vk_attachments.chunks(MAX_ATTACHMENTS).enumerate() {
-        let joined = group.join(",");
-        match messages.last_mut() {
-            Some(last) if n == 0 => last.1 = Some(joined),
-            _ => messages.push((String::new(), Some(joined))),
-        }
-    }
+    };
     let mut ids = Vec::new();
     for (part, (chunk, attachment)) in messages.iter().enumerate() {
         let random_id = normalize::random_id(origin.account_id, origin.message_id, part);
@@ -116,15 +107,66 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
         peer_id,
         chatwoot_message_id = origin.message_id,
         vk_message_ids = ?ids,
-        files = vk_attachments.len(),
+        files,
         "agent reply delivered to VK"
     );
     metrics::counter!("delivered_to_vk_total").increment(1);
-    if !vk_attachments.is_empty() {
-        metrics::counter!("media_carried_total", "direction" => "to_vk")
-            .increment(vk_attachments.len() as u64);
+    if files > 0 {
+        metrics::counter!("media_carried_total", "direction" => "to_vk").increment(files as u64);
     }
     Ok(())
+}
+
+/// The VK messages of one reply: `(text, attachment strings joined by commas)` in sending
+/// order, the n-th sent with `random_id(account, message, n)`; `files`: how many files were
+/// carried. Stored as JSON in `vk.outbound_attempts.plan` for a reply with files.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Plan {
+    messages: Vec<(String, Option<String>)>,
+    files: usize,
+}
+
+/// Uploads the reply's files (those that cannot be carried become link lines), splits the
+/// text at VK's limit and puts the files on the last text part, at most VK's ten per
+/// message; more go in messages of their own after it.
+///
+/// Errors: nothing to send at all (final); an outage while carrying a file (retried).
+async fn plan(
+    state: &AppState,
+    peer_id: i64,
+    out: &domain::OutboundMessage,
+    attempts_before: i32,
+) -> Result<Plan, HandleError> {
+    let mut vk_attachments = Vec::new();
+    let mut lines = Vec::new();
+    for a in &out.attachments {
+        match carry(state, peer_id, a, attempts_before).await? {
+            Some(attachment) => vk_attachments.push(attachment),
+            None => lines.push(normalize::attachment_line(a)),
+        }
+    }
+    let text = normalize::with_lines(out.text.as_deref().unwrap_or_default(), &lines);
+    if text.trim().is_empty() && vk_attachments.is_empty() {
+        return Err(HandleError::Fatal(
+            "nothing to send: no text and no attachments".into(),
+        ));
+    }
+    let mut messages: Vec<(String, Option<String>)> =
+        normalize::split_text(&text, vk_api::MAX_MESSAGE_CHARS)
+            .into_iter()
+            .map(|t| (t, None))
+            .collect();
+    for (n, group) in vk_attachments.chunks(MAX_ATTACHMENTS).enumerate() {
+        let joined = group.join(",");
+        match messages.last_mut() {
+            Some(last) if n == 0 => last.1 = Some(joined),
+            _ => messages.push((String::new(), Some(joined))),
+        }
+    }
+    Ok(Plan {
+        messages,
+        files: vk_attachments.len(),
+    })
 }
 
 /// Uploads one agent's file to VK: the attachment string, or `None` when it goes as a link
@@ -142,8 +184,8 @@ async fn carry(
     let Some(url) = media::file_url(a) else {
         return Ok(None);
     };
-    let uploaded = match media::fetch(&state.http, state.settings.media, a, url).await {
-        Ok(file) => media::upload_to_vk(&state.vk, peer_id, a.kind, file).await,
+    let uploaded = match media::fetch(&state.media_http, state.settings.media, a, url).await {
+        Ok(file) => media::upload_to_vk(&state.media_vk, peer_id, a.kind, file).await,
         Err(e) => Err(e),
     };
     match uploaded.map_err(|e| e.or_skip_after(attempts_before)) {

@@ -165,7 +165,7 @@ async fn import_conversations_maps_every_open_conversation_of_the_inbox_once() {
     let dry = legacy::import(
         &app.state.store,
         &app.state.chatwoot,
-        app.state.inbox_id,
+        app.state.inbox_id().expect("inbox"),
         true,
         |l| lines.push(l.to_owned()),
     )
@@ -184,7 +184,7 @@ async fn import_conversations_maps_every_open_conversation_of_the_inbox_once() {
     let report = legacy::import(
         &app.state.store,
         &app.state.chatwoot,
-        app.state.inbox_id,
+        app.state.inbox_id().expect("inbox"),
         false,
         |_| {},
     )
@@ -203,7 +203,7 @@ async fn import_conversations_maps_every_open_conversation_of_the_inbox_once() {
     let again = legacy::import(
         &app.state.store,
         &app.state.chatwoot,
-        app.state.inbox_id,
+        app.state.inbox_id().expect("inbox"),
         false,
         |_| {},
     )

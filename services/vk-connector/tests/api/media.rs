@@ -273,3 +273,69 @@ async fn an_upload_server_failing_once_is_retried_and_vk_gets_one_message() {
     );
     app.cleanup().await;
 }
+
+/// A reply whose files were uploaded and whose VK messages were planned by an earlier attempt
+/// (that died mid-way) is sent as that plan: no new upload, the same texts and random_ids.
+#[tokio::test]
+async fn a_retry_sends_the_stored_plan_and_uploads_nothing_again() {
+    let app = spawn_app().await;
+    let conv = app.customer_writes("Фото пришлите").await;
+    let mut webhook = fixture("chatwoot_message_created_attachment_only.json");
+    webhook["conversation"]["id"] = json!(conv);
+    webhook["attachments"][0]["data_url"] = json!(app.sandbox.vk_host_file(
+        "photo.jpg",
+        "image/jpeg",
+        bytes(13, 2_000)
+    ));
+    let message_id = webhook["id"].as_i64().expect("fixture id");
+    // What the earlier attempt planned: its photo already uploaded, two messages.
+    let (before, stored) = app
+        .state
+        .store
+        .start_outbound_attempt(1, message_id)
+        .await
+        .unwrap();
+    assert_eq!((before, stored), (0, None));
+    let photo = app.sandbox.vk_photo_attachment(bytes(14, 1_000));
+    let attachment = format!(
+        "photo{}_{}",
+        photo["photo"]["owner_id"], photo["photo"]["id"]
+    );
+    let plan =
+        json!({"messages": [["первая часть", null], ["вторая часть", attachment]], "files": 1});
+    app.state
+        .store
+        .save_outbound_plan(1, message_id, &plan)
+        .await
+        .unwrap();
+    assert_eq!(app.post_webhook(&webhook).await.status(), 200);
+    app.wait_db("the delivery record", || async {
+        app.state
+            .store
+            .outbound_delivered(1, message_id)
+            .await
+            .unwrap()
+    })
+    .await;
+    let sent = app.sandbox.vk_sent_messages();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].message, "первая часть");
+    assert_eq!(sent[1].message, "вторая часть");
+    assert_eq!(sent[1].attachments, vec![attachment]);
+    assert_eq!(
+        sent[1].random_id,
+        vk_connector::normalize::random_id(1, message_id, 1) as i64
+    );
+    assert_eq!(
+        app.sandbox.vk_upload_attempts(),
+        0,
+        "nothing uploaded again"
+    );
+    // The attempt record ends with the delivery.
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM vk.outbound_attempts")
+        .fetch_one(app.state.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    app.cleanup().await;
+}

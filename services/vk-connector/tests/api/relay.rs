@@ -52,6 +52,14 @@ async fn attachments_whose_file_server_stays_unreachable_arrive_as_links() {
     event["secret"] = json!(VK_SECRET);
     event["object"]["message"]["from_id"] = json!(USER_ID);
     event["object"]["message"]["peer_id"] = json!(USER_ID);
+    // Hosts that never resolve (RFC 6761 `.invalid`), online or not.
+    let event: serde_json::Value = serde_json::from_str(
+        &event
+            .to_string()
+            .replace(".userapi.com/", ".userapi.invalid/")
+            .replace("https://vk.com/doc", "https://vk.invalid/doc"),
+    )
+    .unwrap();
     assert_eq!(app.post_callback(&event).await.status(), 200);
     // Three handlings (the consumer's backoff: 1 s, then 5 s) before the links go.
     app.sandbox
@@ -68,15 +76,15 @@ async fn attachments_whose_file_server_stays_unreachable_arrive_as_links() {
         .unwrap()
         .to_owned();
     assert!(
-        content.contains("📎 image: https://sun9-47.userapi.com/"),
+        content.contains("📎 image: https://sun9-47.userapi.invalid/"),
         "{content}"
     );
     assert!(
-        content.contains("📎 file «Счёт №1024.pdf»: https://vk.com/doc"),
+        content.contains("📎 file «Счёт №1024.pdf»: https://vk.invalid/doc"),
         "{content}"
     );
     assert!(
-        content.contains("📎 voice: https://psv4.userapi.com/"),
+        content.contains("📎 voice: https://psv4.userapi.invalid/"),
         "{content}"
     );
     app.cleanup().await;
