@@ -138,6 +138,14 @@ impl Store {
             .await
     }
 
+    /// The status code last announced for issue `issue_id` (`None`: not watched).
+    pub async fn issue_status(&self, issue_id: i64) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT status_code FROM okdesk.issues WHERE issue_id = $1")
+            .bind(issue_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     /// Whether issue `issue_id` is watched and closed (`None`: not watched).
     pub async fn issue_closed(&self, issue_id: i64) -> sqlx::Result<Option<bool>> {
         sqlx::query_scalar("SELECT closed FROM okdesk.issues WHERE issue_id = $1")

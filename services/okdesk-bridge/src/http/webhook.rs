@@ -5,8 +5,8 @@
 //!   wrong one is 404). When `OKDESK_WEBHOOK_SECRET` is set, the delivery must also carry it
 //!   (header `X-Okdesk-Secret`, or query `secret`), else 401.
 //! - `new_ticket` → the issue is watched (its status is the baseline); `new_ticket_status` →
-//!   `events.okdesk.issue.status_changed` with the status the API gives now (a late, older
-//!   webhook announces nothing); `new_comment` → `events.okdesk.comment.created`
+//!   `events.okdesk.issue.status_changed`; one whose `old_status` is not the status last
+//!   announced is checked against the API first (a late, older webhook announces nothing); `new_comment` → `events.okdesk.comment.created`
 //!   when public. Every one goes through [`crate::announce`], so the same delivery twice (or
 //!   the poll having seen it first) is one event.
 //! - Other event types: 200, logged. A body that is not an Okdesk webhook: 400 saying why.
@@ -102,15 +102,26 @@ async fn process(state: &AppState, p: &WebhookPayload) -> Result<&'static str, A
             let Some(new) = p.new_status.as_ref() else {
                 return Ok("no new_status");
             };
-            // Okdesk redelivers webhooks, late and out of order: the issue's status as the API
-            // says it now is the truth, so an old `new_ticket_status` arriving after a newer
-            // one announces nothing. The webhook's own status serves when the API is down.
-            let issue = match state.okdesk.issue(w.id).await {
-                Ok(Some(current)) => announce::issue(state, &current),
-                Ok(None) => issue_of(state, w, Some(new)),
-                Err(e) => {
-                    tracing::warn!(issue_id = w.id, error = %e, "reading the issue's current status failed; using the webhook's");
-                    issue_of(state, w, Some(new))
+            // Okdesk redelivers webhooks, late and out of order. A change from the status last
+            // announced is taken as it comes; any other (an older one arriving late, or one
+            // after a change we missed) is checked against the status the API gives now, so a
+            // late old webhook announces nothing. Without an answer from the API it is left to
+            // the poll, which compares with the API itself.
+            let recorded = state.store.issue_status(w.id).await?;
+            let in_order = match (&recorded, &p.old_status) {
+                (Some(known), Some(old)) => *known == old.code,
+                _ => true,
+            };
+            let issue = if in_order {
+                issue_of(state, w, Some(new))
+            } else {
+                match state.okdesk.issue(w.id).await {
+                    Ok(Some(current)) => announce::issue(state, &current),
+                    Ok(None) => return Ok("status out of order, issue unknown to the API"),
+                    Err(e) => {
+                        tracing::warn!(issue_id = w.id, error = %e, "a status webhook out of order could not be checked with the API; left to the poll");
+                        return Ok("status out of order, left to the poll");
+                    }
                 }
             };
             let changed =
