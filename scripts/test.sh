@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
-# THE test command: every Rust test of the workspace against a real Postgres and NATS, then the
-# deployment checks (compose file, nginx routing, Postgres init, shellcheck).
+# THE test command: every Rust test of the workspace against a real Postgres and NATS, the
+# reduced fault-injection suite, then the deployment checks (compose file, nginx routing,
+# Postgres init, shellcheck).
 set -euo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   cat <<'EOF'
-Usage: scripts/test.sh [--no-deploy-checks] [-- NEXTEST_ARGS...]
+Usage: scripts/test.sh [--no-faults] [--no-deploy-checks] [-- NEXTEST_ARGS...]
 
 Runs, in order, and exits non-zero when any of them fails:
   1. scripts/dev-deps.sh          Postgres + NATS (JetStream) running, cargo-nextest installed
   2. cargo nextest run --workspace --no-fail-fast [NEXTEST_ARGS]
   3. messenger-api hub end to end with the official @microsoft/signalr client (Node,
      services/messenger-api/tests/node: npm ci, then npm test against the real binary)
-  4. scripts/check-deploy.sh      docker-compose.yml, nginx, Postgres init, shellcheck
+  4. scripts/faults.sh --reduced  the fault-injection suite's CI subset: every flow and every
+                                  fault at least once, on its own nats-server and Postgres
+  5. scripts/check-deploy.sh      docker-compose.yml, nginx, Postgres init, shellcheck
 
 Options:
-  --no-deploy-checks   skip step 4
+  --no-faults          skip step 4
+  --no-deploy-checks   skip step 5
   -h, --help           this text
 
 Environment (defaults shown):
@@ -27,11 +31,13 @@ EOF
 }
 
 deploy_checks=1
+faults=1
 nextest_args=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --no-deploy-checks) deploy_checks=0 ;;
+    --no-faults) faults=0 ;;
     --) shift; nextest_args=("$@"); break ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -66,6 +72,12 @@ if ! node_e2e; then
   failed+=("messenger-api node SignalR e2e")
 fi
 
+if [[ $faults -eq 1 ]]; then
+  log "fault-injection suite, reduced (scripts/faults.sh --reduced)"
+  if ! "$REPO_ROOT/scripts/faults.sh" --reduced; then
+    failed+=("scripts/faults.sh --reduced")
+  fi
+fi
 if [[ $deploy_checks -eq 1 ]]; then
   if ! "$REPO_ROOT/scripts/check-deploy.sh"; then
     failed+=("scripts/check-deploy.sh")
