@@ -10,7 +10,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 
 usage() {
   cat <<'EOF2'
-Usage: bench/messenger-hub.sh [--quick] [--out FILE]
+Usage: bench/messenger-hub.sh [--quick] [--connections N] [--group-messages N] [--rate N]
+                              [--rate-secs N] [--pairs N] [--http-secs N] [--skip-build]
+                              [--out FILE]
 
 Measures, against messenger-api built with --release:
   1. server RSS per idle hub connection with 10 000 connections
@@ -21,18 +23,33 @@ and writes the figures, with the machine's description, to bench/results/messeng
 
 Options:
   --quick     1 000 connections, 5 group messages, 500 msg/s for 5 s (a smoke run)
+  --connections N   idle hub connections (default 10 000; they are also the group's members)
+  --group-messages N  messages to the whole group (default 20; 0: only the warm-up message)
+  --rate N, --rate-secs N, --pairs N  1:1 phase: msg/s, seconds, private chats (2000, 10, 200)
+  --http-secs N     seconds of POST /api/messages load (default 10)
+  --skip-build      use the release binaries already in target/release (bench/run.sh)
   --out FILE  where to write the report
+More than ~28,000 connections need more local ports than Linux's default ephemeral range
+(32768-60999, one per client socket towards the one server address): as root the script widens
+net.ipv4.ip_local_port_range for the run and puts it back afterwards.
 Environment: TEST_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres), NATS_URL
 (nats://127.0.0.1:4222), BENCH_PORT (18085). Raises the open-files limit for itself.
 EOF2
 }
 
-connections=10000 group_messages=20 rate=2000 rate_secs=10 pairs=200
+connections=10000 group_messages=20 rate=2000 rate_secs=10 pairs=200 http_secs=10 build=1
 out=$REPO_ROOT/bench/results/messenger-api.md
 while [[ $# -gt 0 ]]; do
   case $1 in
     -h | --help) usage; exit 0 ;;
     --quick) connections=1000 group_messages=5 rate=500 rate_secs=5 pairs=50 ;;
+    --connections) connections=${2:?}; shift ;;
+    --group-messages) group_messages=${2:?}; shift ;;
+    --rate) rate=${2:?}; shift ;;
+    --rate-secs) rate_secs=${2:?}; shift ;;
+    --pairs) pairs=${2:?}; shift ;;
+    --http-secs) http_secs=${2:?}; shift ;;
+    --skip-build) build=0 ;;
     --out) out=${2:?}; shift ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -52,12 +69,28 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
 
 # The server and the load generator each hold one socket per connection (plus a few hundred
 # more): the limit is per process.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+((connections >= 1 && connections <= 60000)) || die "--connections must be 1..60000"
+want_fds=$((connections + 4000 > 65536 ? connections + 4000 : 65536))
+ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (($(ulimit -n) >= connections + 2000)) ||
   die "open-files limit $(ulimit -n) is too low for $connections connections (need root or a higher hard limit)"
+# Local ports: every client socket towards 127.0.0.1:$PORT needs its own.
+PORT_RANGE_SAVED=""
+read -r port_lo port_hi </proc/sys/net/ipv4/ip_local_port_range
+if ((port_hi - port_lo + 1 < connections + 2 * pairs + 2000)); then
+  new_lo=$((port_hi - connections - 2 * pairs - 4000))
+  ((new_lo >= 1024)) || new_lo=1024
+  if [[ $(id -u) -eq 0 ]] && echo "$new_lo $port_hi" >/proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+    PORT_RANGE_SAVED="$port_lo $port_hi"
+    warn "ephemeral ports $port_lo-$port_hi are too few for $connections connections: widened to $new_lo-$port_hi for this run"
+  else
+    die "ephemeral ports $port_lo-$port_hi are too few for $connections connections (need root to widen net.ipv4.ip_local_port_range)"
+  fi
+fi
 
 server_pid=""
 cleanup() {
+  [[ -n $PORT_RANGE_SAVED ]] && echo "$PORT_RANGE_SAVED" >/proc/sys/net/ipv4/ip_local_port_range
   if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.2; done
@@ -89,16 +122,18 @@ PY
 }
 
 cd "$REPO_ROOT"
-log "building messenger-api and the load generator (--release)"
-cargo build --release -p messenger-api --bin messenger-api --example hub_bench
+if [[ $build -eq 1 ]]; then
+  log "building messenger-api and the load generator (--release)"
+  cargo build --release -p messenger-api --bin messenger-api --example hub_bench
+fi
 
 log "database $DB, NATS prefix $PREFIX, server on 127.0.0.1:$PORT"
 psql -X -q -v ON_ERROR_STOP=1 "$ADMIN_DB" -c "CREATE DATABASE $DB" >/dev/null
 env -u Jwt__Secret -u OTEL_EXPORTER_OTLP_ENDPOINT \
   DATABASE_URL="$DB_URL" DATABASE_MAX_CONNECTIONS=16 NATS_URL="$NATS" NATS_SUBJECT_PREFIX="$PREFIX" \
   HOST=127.0.0.1 PORT="$PORT" JWT_SECRET="$SECRET" MESSENGER_FILES_DIR="$WORK/files" \
-  MESSENGER_MAX_GROUP_MEMBERS=20000 \
-  MESSENGER_GROUP_MEMBERS_PER_REQUEST=20000 MESSENGER_GROUP_MEMBERS_PER_HOUR=20000 \
+  MAX_BODY_BYTES=$((connections * 48 + 1048576)) MESSENGER_MAX_GROUP_MEMBERS=$((connections + 10000)) \
+  MESSENGER_GROUP_MEMBERS_PER_REQUEST=$((connections + 10000)) MESSENGER_GROUP_MEMBERS_PER_HOUR=$((connections + 10000)) \
   MESSENGER_SEND_BURST=1000000 MESSENGER_SEND_RATE_PER_MINUTE=10000000 LOG_FORMAT=json LOG_LEVEL=warn \
   "$TARGET_DIR/release/messenger-api" serve >"$WORK/server.log" 2>&1 &
 server_pid=$!
@@ -111,7 +146,7 @@ timeout 900 "$TARGET_DIR/release/examples/hub_bench" \
   --base-url "http://127.0.0.1:$PORT" --database-url "$DB_URL" --jwt-secret "$SECRET" \
   --server-pid "$server_pid" --connections "$connections" --group-messages "$group_messages" \
   --rate "$rate" --rate-secs "$rate_secs" --pairs "$pairs" \
-  --http-concurrency 32 --http-secs 10 --out "$WORK/report.md"
+  --http-concurrency 32 --http-secs "$http_secs" --out "$WORK/report.md"
 
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -122,7 +157,7 @@ mkdir -p "$(dirname "$out")"
 {
   echo "# messenger-api benchmark"
   echo
-  echo "Produced by \`bench/messenger-hub.sh$([[ $connections -eq 10000 ]] || echo ' --quick')\` on $(date -u +%Y-%m-%dT%H:%MZ)."
+  echo "Produced by \`bench/messenger-hub.sh --connections $connections --group-messages $group_messages --rate $rate --rate-secs $rate_secs\` on $(date -u +%Y-%m-%dT%H:%MZ)."
   echo
   echo "Machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); Postgres $pg (fsync on, synchronous_commit"
   echo "$(psql -X -At "$ADMIN_DB" -c 'show synchronous_commit' 2>/dev/null || echo '?')), $nats with JetStream (file storage), all on this"
