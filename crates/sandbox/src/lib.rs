@@ -138,9 +138,7 @@ pub struct VkSentMessage {
     pub random_id: i64,
     /// The `message` text; empty when only an attachment was sent.
     pub message: String,
-    /// The `attachment` parameter as sent (e.g. `photo-1_2`), when there was one.
-    pub attachment: Option<String>,
-    /// The `attachment` items, split at commas and trimmed (each names media of the fake; see
+    /// The `attachment` parameter's items (e.g. `photo-1_2`), split at commas and trimmed (each names media of the fake; see
     /// [`Sandbox::vk_media`]).
     pub attachments: Vec<String>,
     /// The message id the fake answered with.

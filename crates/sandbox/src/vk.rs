@@ -311,7 +311,6 @@ fn messages_send(shared: &Shared, params: &Params) -> MethodResult {
             peer_id,
             random_id,
             message: message.unwrap_or_default().to_owned(),
-            attachment: attachment.map(str::to_owned),
             attachments,
             message_id,
         });
