@@ -325,18 +325,17 @@ async fn a_slow_client_is_disconnected_and_the_others_keep_up() {
     let (_conn, rx, _) = hub.register(b.id);
     hub.join_chats(b.id, &[chat]);
     // a is a real, reading client
+    // (it reads each message before the next is sent, so its own queue of 8 never fills,
+    // however slowly its writer task is scheduled on a loaded machine)
     let mut ca = HubClient::connect(&app.base, &a.token, TokenVia::Header).await;
     for i in 0..12 {
         app.send(&a, chat, &format!("flood {i}")).await;
-    }
-    assert!(
-        rx.kicked.is_cancelled(),
-        "the stuck connection was told to go"
-    );
-    for i in 0..12 {
         let got = ca.next_invocation("ReceiveMessage").await;
         assert_eq!(got[0]["text"], format!("flood {i}"));
     }
+    tokio::time::timeout(WAIT, rx.kicked.cancelled())
+        .await
+        .expect("the stuck connection was told to go");
 
     // a real socket that is kicked gets a Close message inviting it to reconnect
     let mut cb = HubClient::connect(&app.base, &b.token, TokenVia::Header).await;
