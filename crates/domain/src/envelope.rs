@@ -441,6 +441,7 @@ mod tests {
                 message_id: 3,
             },
             author: None,
+            after_gap: false,
         }
     }
 

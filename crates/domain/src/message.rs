@@ -191,4 +191,10 @@ pub struct OutboundMessage {
     /// Display name of the agent who wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// `true` when earlier messages of the same conversation may not have reached the
+    /// producer (its webhook had failed, or it had just started, and it had not caught up with
+    /// the origin since): the sender first delivers those earlier messages it finds
+    /// undelivered at the origin, so the conversation stays in order. Absent = `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_gap: bool,
 }

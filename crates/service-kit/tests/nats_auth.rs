@@ -346,6 +346,7 @@ fn send_command() -> Envelope<BusCommand> {
                 message_id: 70,
             },
             author: None,
+            after_gap: false,
         }),
     )
 }

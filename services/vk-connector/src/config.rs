@@ -102,7 +102,8 @@ pub struct Config {
     #[arg(long, env = "CHATWOOT_ALLOWED_AGENT_BOTS", value_delimiter = ',')]
     pub chatwoot_allowed_agent_bots: Vec<i64>,
 
-    /// Seconds between reconciliation sweeps (undelivered agent replies); 0 disables.
+    /// Seconds between reconciliation sweeps (undelivered agent replies); 0 = none but the
+    /// one at start and those a failed webhook wakes (within seconds).
     #[arg(long, env = "RECONCILE_INTERVAL_SECS", default_value_t = 300)]
     pub reconcile_interval_secs: u64,
     /// How far back the sweep looks, in seconds.
@@ -209,7 +210,7 @@ pub struct Settings {
     pub chatwoot: ChatwootSettings,
     /// File size limit and timeout.
     pub media: MediaSettings,
-    /// `RECONCILE_INTERVAL_SECS`: time between reconciliation sweeps; zero = only the one at start.
+    /// `RECONCILE_INTERVAL_SECS`: time between reconciliation sweeps; zero = only the one at start and those a failed webhook wakes.
     pub reconcile_interval: Duration,
     /// `RECONCILE_LOOKBACK_SECS`: how far back a sweep looks.
     pub reconcile_lookback: Duration,

@@ -3,7 +3,7 @@
 //! ```text
 //! VK ──callback / long poll──▶ ingest ──▶ events.vk.message.received ──▶ relay ──▶ Chatwoot API
 //! Chatwoot ──webhook──▶ /chatwoot/webhook ──▶ cmd.vk.message.send ──▶ sender ──▶ VK messages.send
-//!                       reconciliation sweep ──┘ (replies the webhook missed)
+//!                       reconciliation sweep ──┘ (replies the webhook missed; [`gap`])
 //! dlq replay ──▶ cmd.vk.inbound.reingest ──▶ reingest ──▶ the routes' code again
 //!                (authenticated bodies that did not decode, kept as dead letters)
 //! ```
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod error;
+pub mod gap;
 pub mod http;
 pub mod ingest;
 pub mod legacy;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub media_chatwoot: ChatwootClient,
     /// The dead-letter table `vk.dead_letters`.
     pub dead_letters: DeadLetters,
+    /// Whether agent replies may have been missed since the last complete sweep ([`gap`]).
+    pub gap: Arc<gap::Gap>,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             store: Store::new(rt.pool.clone()),
             bus: rt.bus.clone(),
             dead_letters: rt.dead_letters.clone(),
+            gap: Arc::default(),
         })
     }
 

@@ -152,6 +152,21 @@ impl Store {
         .await
     }
 
+    /// The mapping of Chatwoot conversation `conversation_id`, for reconciling it alone.
+    pub async fn conversation_link(
+        &self,
+        conversation_id: i64,
+    ) -> sqlx::Result<Option<ConversationLink>> {
+        sqlx::query_as(
+            "SELECT peer_id, chatwoot_conversation_id, \
+             EXTRACT(EPOCH FROM created_at)::BIGINT AS created_unix \
+             FROM vk.conversations WHERE chatwoot_conversation_id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
     /// Records (or replaces) the Chatwoot conversation of a VK dialogue; its creation and activity
     /// times restart now.
     pub async fn save_conversation(

@@ -197,7 +197,7 @@ pub async fn handle(state: AppState, env: Envelope<Unreadable>) -> Result<(), Ha
                 Value::String(text) => text.into_bytes(),
                 other => other.to_string().into_bytes(),
             };
-            match chatwoot::process(&state, &body).await {
+            match chatwoot::process(&state, &body, None).await {
                 Ok(outcome) => {
                     tracing::info!(?outcome, "replayed Chatwoot webhook taken");
                     Ok(())

@@ -5,7 +5,8 @@
 //! sends are retried as one unit. Recorded in `vk.outbound_delivered`.
 //!
 //! Ordered per VK peer ([`Command::ordering_key`]: `peer:<peer_id>`): the replies to one
-//! dialogue are sent in the order agents wrote them.
+//! dialogue are sent in the order agents wrote them — also after a gap in Chatwoot's webhooks
+//! (a reply marked `after_gap` sends the missed earlier ones first, [`crate::gap`]).
 
 use domain::{Command, Envelope, Subject};
 use service_kit::consumer::{ConsumerSpec, HandleError};
@@ -14,6 +15,7 @@ use crate::AppState;
 use crate::consumers::{db_failure, vk_failure};
 use crate::media::{self, MediaError};
 use crate::normalize;
+use crate::workers::reconcile::{self, UndeliveredError};
 
 /// `messages.send` takes at most ten attachments (<https://dev.vk.com/ru/method/messages.send>,
 /// `attachment`).
@@ -29,13 +31,74 @@ pub fn spec() -> ConsumerSpec<Command> {
     })
 }
 
-/// Handles one envelope.
+/// Handles one envelope: a reply marked [`after_gap`](domain::OutboundMessage::after_gap)
+/// first sends the conversation's earlier replies that never reached VK ([`send_earlier`]).
 pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), HandleError> {
     let Command::VkMessageSend(out) = env.payload else {
         // Not on this consumer's subject; nothing to send.
         tracing::debug!(r#type = env.payload.type_name(), "not a VK send; skipped");
         return Ok(());
     };
+    if out.after_gap {
+        send_earlier(&state, &out).await?;
+    }
+    deliver(&state, &out).await
+}
+
+/// Sends, oldest first, the agent replies of `out`'s conversation older than `out` that
+/// Chatwoot lists and VK never got ([`reconcile::undelivered`]): their webhooks failed, and the
+/// sweep that queues them may come after this reply. Each is recorded as delivered, so its own
+/// command (from the sweep) is then skipped. One that can never be sent is left to its own
+/// command (to be dead-lettered there); when Chatwoot does not list the conversation, `out` is
+/// sent anyway (logged: order is not guaranteed then).
+///
+/// Errors: VK or the database failing on an earlier reply: retried, `out` waits.
+async fn send_earlier(state: &AppState, out: &domain::OutboundMessage) -> Result<(), HandleError> {
+    let origin = &out.origin;
+    let Some(conv) = state
+        .store
+        .conversation_link(origin.conversation_id)
+        .await
+        .map_err(db_failure)?
+    else {
+        return Ok(());
+    };
+    let earlier = match reconcile::undelivered(state, &conv, Some(origin.message_id)).await {
+        Ok(e) => e,
+        Err(UndeliveredError::Store(e)) => return Err(db_failure(e)),
+        Err(UndeliveredError::Chatwoot(e)) => {
+            tracing::warn!(
+                chatwoot_conversation_id = origin.conversation_id,
+                error = %e,
+                "cannot list the conversation's earlier replies; sending this one without waiting for them"
+            );
+            return Ok(());
+        }
+    };
+    for env in earlier {
+        let Command::VkMessageSend(o) = env.payload else {
+            continue;
+        };
+        tracing::info!(
+            peer_id = conv.peer_id,
+            chatwoot_message_id = o.origin.message_id,
+            before = origin.message_id,
+            "sending an earlier reply the webhook missed first"
+        );
+        match deliver(state, &o).await {
+            Err(HandleError::Fatal(reason)) => tracing::warn!(
+                chatwoot_message_id = o.origin.message_id,
+                reason,
+                "an earlier missed reply cannot be sent; left to its own command"
+            ),
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
+/// Sends one reply to VK unless `vk.outbound_delivered` has it, and records it there.
+async fn deliver(state: &AppState, out: &domain::OutboundMessage) -> Result<(), HandleError> {
     let origin = &out.origin;
     if state
         .store
@@ -75,7 +138,7 @@ pub async fn handle(state: AppState, env: Envelope<Command>) -> Result<(), Handl
             (plan.messages, plan.files)
         }
         None => {
-            let plan = plan(&state, peer_id, &out, attempts_before).await?;
+            let plan = plan(state, peer_id, out, attempts_before).await?;
             if has_files {
                 let json =
                     serde_json::to_value(&plan).map_err(|e| HandleError::Fatal(e.to_string()))?;

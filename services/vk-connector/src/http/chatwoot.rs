@@ -10,7 +10,9 @@
 //! and 500 — `lib/webhooks/trigger.rb` in chatwoot/chatwoot), and it does not disable a
 //! failing webhook. So a body that passed the path id and signature but does not fit is
 //! answered 200 and kept as a dead letter ([`reingest`]) rather than refused: a 400 would lose
-//! it for good. What is lost before reaching us is picked up by the reconciliation sweep.
+//! it for good. What is lost before reaching us is picked up by the reconciliation sweep; a
+//! webhook answered 5xx wakes it, and the replies taken until it has caught up are marked
+//! `after_gap`, so that they wait for the missed ones ([`crate::gap`]).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -27,6 +29,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::consumers::reingest;
 use crate::error::ApiError;
+use crate::gap::WebhookGuard;
 use service_kit::secure_eq;
 
 /// Largest clock difference accepted on `X-Chatwoot-Timestamp`, in seconds.
@@ -87,32 +90,46 @@ pub async fn handle(
             ApiError::Unauthorized(e.to_string())
         })?;
     }
-    match process(&state, &body).await {
+    // Dropped untaken — an error below, or Chatwoot hanging up mid-publish — it marks a gap.
+    let pending = state.gap.guard();
+    match process(&state, &body, Some(&pending)).await {
         Ok(Processed::Queued { .. }) => {
+            pending.taken();
             metrics::counter!("chatwoot_webhooks_total", "outcome" => "queued").increment(1);
             Ok(Json(json!({ "ok": true, "queued": true })))
         }
-        Ok(Processed::Ignored(reason)) => Ok(ignored(&reason)),
+        Ok(Processed::Ignored(reason)) => {
+            pending.taken();
+            Ok(ignored(&reason))
+        }
         // Chatwoot delivers an account webhook once and never again, whatever we answer: a 400
         // would lose the reply for good. Kept, it can be replayed once a release reads it.
         Err(WebhookError::Unreadable(reason)) => {
             let id = reingest::keep_chatwoot_webhook(&state, &body, &reason).await?;
+            pending.taken();
             metrics::counter!("chatwoot_webhooks_total", "outcome" => "dead_lettered").increment(1);
             Ok(Json(json!({ "ok": true, "dead_letter": id })))
         }
+        // Chatwoot will not send this one again: the sweep must pick it up, and the replies
+        // after it wait for it (`pending`, dropped untaken, says so: crate::gap).
         Err(WebhookError::Bus(e)) => Err(ApiError::BusDown(e)),
         Err(e @ WebhookError::Store(_)) => Err(ApiError::Unexpected(e.into())),
     }
 }
 
 /// Everything after authentication: reads the body and, for an agent's reply in a conversation
-/// mapped to a VK dialogue, publishes the `cmd.vk.message.send`. Shared by the route and the
-/// replay of a kept body.
+/// mapped to a VK dialogue, publishes the `cmd.vk.message.send`, marked `after_gap` when
+/// `guard` (the route's; `None` for a replay: the process's gap state) says so ([`crate::gap`]).
+/// Shared by the route and the replay of a kept body.
 ///
 /// Errors: [`WebhookError::Unreadable`] when the body does not fit (not JSON, no `event`, a
 /// `message_created` whose fields have other types, an agent reply without `conversation`);
 /// the bus or the database failing.
-pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, WebhookError> {
+pub async fn process(
+    state: &AppState,
+    body: &[u8],
+    guard: Option<&WebhookGuard<'_>>,
+) -> Result<Processed, WebhookError> {
     let cw = &state.settings.chatwoot;
     let event: WebhookEvent = serde_json::from_slice(body)
         .map_err(|e| WebhookError::Unreadable(format!("body is not a Chatwoot webhook: {e}")))?;
@@ -173,7 +190,11 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, Webhook
             None => return Ok(Processed::Ignored("conversation not mapped to VK".into())),
         },
     };
-    let command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
+    let mut command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
+    let after_gap = guard.map_or_else(|| state.gap.is_suspected(), WebhookGuard::after_gap);
+    if after_gap && let Command::VkMessageSend(out) = &mut command.payload {
+        out.after_gap = true;
+    }
     let published = state.bus.publish(&command).await?;
     tracing::info!(
         peer_id,
@@ -307,6 +328,7 @@ pub fn command_for(
             message_id,
         },
         author,
+        after_gap: false,
     };
     Envelope::new(
         Source::Chatwoot,

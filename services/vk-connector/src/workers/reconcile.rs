@@ -3,13 +3,17 @@
 //! `RECONCILE_INTERVAL_SECS`, this lists the recent messages of recently active VK-mapped
 //! conversations and queues the agent messages that were never delivered. The command has
 //! the same idempotency key as the webhook path, and the sender checks
-//! `vk.outbound_delivered` and uses the same `random_id`, so a reply is sent once.
+//! `vk.outbound_delivered` and uses the same `random_id`, so a reply is sent once. A failed
+//! webhook wakes a sweep within seconds ([`crate::gap`]).
 
 use chatwoot_api::MessageType;
+use domain::{Command, Envelope};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::gap::GAP_SWEEP_DELAY;
 use crate::http::chatwoot::command_for;
+use crate::store::ConversationLink;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -22,105 +26,79 @@ pub struct SweepReport {
     pub failed_conversations: usize,
 }
 
-/// Runs sweeps until `shutdown`: one now, then every `interval` (0 = only the first). Never
-/// fails: a failed sweep is logged and the next one tries again.
+/// Runs sweeps until `shutdown`: one now, then every `interval` (0 = no periodic sweeps),
+/// and [`GAP_SWEEP_DELAY`] after a failed webhook ([`crate::gap`]), again and again while a
+/// gap is still suspected. A sweep that went through every conversation closes the gap.
+/// Never fails: a failed sweep is logged and the next one tries again.
 pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let interval = state.settings.reconcile_interval;
     loop {
+        let epoch = state.gap.sweep_started();
         match sweep(&state).await {
-            Ok(r) if r.queued > 0 || r.failed_conversations > 0 => {
-                tracing::warn!(?r, "reconciliation queued undelivered agent replies")
+            Ok(r) => {
+                if r.failed_conversations == 0 {
+                    state.gap.swept(epoch);
+                }
+                if r.queued > 0 || r.failed_conversations > 0 {
+                    tracing::warn!(?r, "reconciliation queued undelivered agent replies");
+                } else {
+                    tracing::debug!(?r, "reconciliation found nothing to do");
+                }
             }
-            Ok(r) => tracing::debug!(?r, "reconciliation found nothing to do"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconciliation sweep failed"),
         }
-        if interval.is_zero() {
-            return Ok(());
-        }
+        let next = if state.gap.is_suspected() {
+            Some(GAP_SWEEP_DELAY)
+        } else {
+            (!interval.is_zero()).then_some(interval)
+        };
+        let periodic = async {
+            match next {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(interval) => {}
+            _ = periodic => {}
+            _ = state.gap.woken() => {
+                // Let the outage that failed the webhook pass before listing.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(GAP_SWEEP_DELAY) => {}
+                }
+            }
         }
     }
 }
 
-/// One sweep over conversations active within the lookback.
+/// One sweep over conversations active within the lookback: queues every undelivered agent
+/// reply ([`undelivered`]), conversation by conversation, oldest first.
+///
+/// Errors: the database or the bus failing (the sweep stops; the next one starts over). A
+/// conversation whose messages Chatwoot does not list is counted in
+/// [`SweepReport::failed_conversations`] and skipped.
 pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
-    let lookback = state.settings.reconcile_lookback.as_secs() as i64;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let cw = &state.settings.chatwoot;
     let mut report = SweepReport::default();
-    for conv in state.store.recent_conversations(lookback).await? {
+    for conv in state
+        .store
+        .recent_conversations(state.settings.reconcile_lookback.as_secs() as i64)
+        .await?
+    {
         report.conversations += 1;
-        let messages = match state.chatwoot.messages(conv.chatwoot_conversation_id).await {
-            Ok(m) => m,
-            Err(e) => {
+        let commands = match undelivered(state, &conv, None).await {
+            Ok(c) => c,
+            Err(UndeliveredError::Chatwoot(e)) => {
                 tracing::warn!(chatwoot_conversation_id = conv.chatwoot_conversation_id, error = %e, "cannot list messages");
                 report.failed_conversations += 1;
                 continue;
             }
+            Err(UndeliveredError::Store(e)) => return Err(e.into()),
         };
-        for m in messages {
-            if MessageType::from_json(&m.message_type) != Some(MessageType::Outgoing) || m.private {
-                continue;
-            }
-            if !is_agent(&m, &cw.allowed_agent_bots) {
-                continue;
-            }
-            let created = m
-                .created_at
-                .as_ref()
-                .and_then(|v| v.as_i64())
-                .unwrap_or(now);
-            if created < conv.created_unix - 5 || created < now - lookback {
-                continue;
-            }
-            if state.store.outbound_delivered(cw.account_id, m.id).await?
-                || state
-                    .store
-                    .dead_lettered(&domain::IdempotencyKey::chatwoot_message(
-                        cw.account_id,
-                        m.id,
-                    ))
-                    .await?
-            {
-                // Delivered, or given up on for a reason an operator must see (dlq list).
-                continue;
-            }
-            let has_text = m.content.as_deref().is_some_and(|c| !c.trim().is_empty());
-            let attachments: Vec<domain::Attachment> = m
-                .attachments
-                .iter()
-                .map(|a| {
-                    crate::http::chatwoot::attachment_of(
-                        Some(&a.file_type),
-                        Some(&a.data_url),
-                        a.extension.as_deref(),
-                        a.file_size.and_then(|s| u64::try_from(s).ok()),
-                    )
-                })
-                .collect();
-            if !has_text && attachments.is_empty() {
-                continue;
-            }
-            let author = m
-                .sender
-                .as_ref()
-                .and_then(|s| s.get("name"))
-                .and_then(|n| n.as_str())
-                .map(str::to_owned);
-            let cmd = command_for(
-                cw.account_id,
-                conv.chatwoot_conversation_id,
-                conv.peer_id,
-                m.id,
-                m.content.clone(),
-                attachments,
-                author,
-            );
+        for cmd in commands {
             state.bus.publish(&cmd).await?;
             tracing::info!(
-                chatwoot_message_id = m.id,
+                idempotency_key = %cmd.idempotency_key,
                 peer_id = conv.peer_id,
                 "queued an agent reply the webhook missed"
             );
@@ -129,6 +107,102 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
     }
     metrics::counter!("reconcile_queued_total").increment(report.queued as u64);
     Ok(report)
+}
+
+/// Why the undelivered replies of a conversation are not known.
+#[derive(Debug, thiserror::Error)]
+pub enum UndeliveredError {
+    /// Chatwoot did not list the conversation's messages.
+    #[error("listing the conversation's messages in Chatwoot: {0}")]
+    Chatwoot(#[from] chatwoot_api::ChatwootError),
+    /// `vk.outbound_delivered` or the dead letters could not be read.
+    #[error("reading what was delivered: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// The `cmd.vk.message.send` of every agent reply in the latest page of `conv`'s Chatwoot
+/// messages (`GET /conversations/{id}/messages`) that was never delivered to VK and not
+/// dead-lettered, oldest first; with `before`, only those with a smaller Chatwoot message id.
+/// Agent replies are outgoing, public messages of a user or an allowed agent bot with text or
+/// files, written after the conversation was mapped and within `RECONCILE_LOOKBACK_SECS`.
+/// Shared by the sweep and by the sender of a reply marked `after_gap`.
+pub async fn undelivered(
+    state: &AppState,
+    conv: &ConversationLink,
+    before: Option<i64>,
+) -> Result<Vec<Envelope<Command>>, UndeliveredError> {
+    let lookback = state.settings.reconcile_lookback.as_secs() as i64;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let cw = &state.settings.chatwoot;
+    let mut messages = state
+        .chatwoot
+        .messages(conv.chatwoot_conversation_id)
+        .await?;
+    messages.sort_by_key(|m| m.id);
+    let mut commands = Vec::new();
+    for m in messages {
+        if before.is_some_and(|b| m.id >= b) {
+            continue;
+        }
+        if MessageType::from_json(&m.message_type) != Some(MessageType::Outgoing) || m.private {
+            continue;
+        }
+        if !is_agent(&m, &cw.allowed_agent_bots) {
+            continue;
+        }
+        let created = m
+            .created_at
+            .as_ref()
+            .and_then(|v| v.as_i64())
+            .unwrap_or(now);
+        if created < conv.created_unix - 5 || created < now - lookback {
+            continue;
+        }
+        if state.store.outbound_delivered(cw.account_id, m.id).await?
+            || state
+                .store
+                .dead_lettered(&domain::IdempotencyKey::chatwoot_message(
+                    cw.account_id,
+                    m.id,
+                ))
+                .await?
+        {
+            // Delivered, or given up on for a reason an operator must see (dlq list).
+            continue;
+        }
+        let has_text = m.content.as_deref().is_some_and(|c| !c.trim().is_empty());
+        let attachments: Vec<domain::Attachment> = m
+            .attachments
+            .iter()
+            .map(|a| {
+                crate::http::chatwoot::attachment_of(
+                    Some(&a.file_type),
+                    Some(&a.data_url),
+                    a.extension.as_deref(),
+                    a.file_size.and_then(|s| u64::try_from(s).ok()),
+                )
+            })
+            .collect();
+        if !has_text && attachments.is_empty() {
+            continue;
+        }
+        let author = m
+            .sender
+            .as_ref()
+            .and_then(|s| s.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_owned);
+        commands.push(command_for(
+            cw.account_id,
+            conv.chatwoot_conversation_id,
+            conv.peer_id,
+            m.id,
+            m.content.clone(),
+            attachments,
+            author,
+        ));
+    }
+    Ok(commands)
 }
 
 fn is_agent(m: &chatwoot_api::Message, allowed_bots: &[i64]) -> bool {

@@ -231,6 +231,59 @@ async fn sweep_delivers_replies_whose_webhook_was_lost() {
 }
 
 #[tokio::test]
+async fn a_reply_after_a_failed_webhook_waits_for_the_missed_one() {
+    let app = spawn_app().await;
+    let conv = app.customer_writes("Жду ответа").await;
+    let url = format!("{}/chatwoot/webhook/{WEBHOOK_ID}", app.base);
+    // The first reply's webhook is lost, and vk-connector knows one failed (what a 503 to
+    // Chatwoot does, crate::gap); the sweep it wakes runs two seconds later.
+    app.sandbox.set_chatwoot_webhook(None, None);
+    let missed = app
+        .sandbox
+        .chatwoot_agent_reply(conv, "первый ответ", false)
+        .await;
+    app.state.gap.suspect();
+    // The next reply's webhook arrives at once, before that sweep.
+    app.sandbox.set_chatwoot_webhook(Some(url), None);
+    let next = app
+        .sandbox
+        .chatwoot_agent_reply(conv, "второй ответ", false)
+        .await;
+    app.sandbox
+        .wait_until(WAIT, |s| s.vk_sent_messages().len() >= 2)
+        .await
+        .expect("both replies reach VK");
+    let sent: Vec<String> = app
+        .sandbox
+        .vk_sent_messages()
+        .into_iter()
+        .map(|m| m.message)
+        .collect();
+    assert_eq!(
+        sent,
+        ["первый ответ", "второй ответ"],
+        "in the order written"
+    );
+    for id in [missed, next] {
+        app.wait_db("the delivery record", || async {
+            app.state.store.outbound_delivered(1, id).await.unwrap()
+        })
+        .await;
+    }
+    // The woken sweep closes the gap and queues nothing: the missed reply was delivered.
+    app.wait_db("the sweep to close the gap", || async {
+        !app.state.gap.is_suspected()
+    })
+    .await;
+    let report = vk_connector::workers::reconcile::sweep(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(report.queued, 0, "{report:?}");
+    assert_eq!(app.sandbox.vk_sent_messages().len(), 2, "each reply once");
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn signed_webhooks_are_verified_when_a_secret_is_set() {
     let app = spawn_app_with(Options {
         webhook_secret: Some("cw-webhook-secret"),
