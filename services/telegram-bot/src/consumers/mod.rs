@@ -12,12 +12,21 @@
 //! | 5xx, no answer | retried with the consumer's backoff, then dead letter |
 //! | bot removed from the group, no right to manage topics | operator notice once; waits (`TELEGRAM_FIX_RETRY_SECS`) until fixed, never dead-lettered |
 //! | other 4xx | dead letter with Telegram's description |
+//!
+//! The Bot API has no idempotency key: what was sent is known only from the record written
+//! after it (a message link, a `helpdesk_done` key). That write is retried in place by
+//! [`record_sent`] while Postgres is unreachable, so a Postgres restart right after a send
+//! does not make the consumer's retry send the message again.
 
 pub mod notify;
 pub mod to_customer;
 pub mod to_topic;
 
-use service_kit::consumer::HandleError;
+use std::future::Future;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use service_kit::consumer::{HandleError, db_unavailable};
 
 use crate::AppState;
 use crate::notices::{self, Kind};
@@ -59,6 +68,78 @@ pub(crate) async fn group_failure(state: &AppState, what: &str, e: TgError) -> H
 }
 
 pub(crate) use service_kit::consumer::db_failure;
+
+/// How long [`record_sent`] keeps retrying a record of a successful send: about a Postgres
+/// restart. While it waits, the handling stays in progress, so the consumer (which waits for
+/// its handlings before it gives up a lost lease) does not hand the message out again. Past
+/// it the error goes back to the consumer, whose retry finds no record and sends the message
+/// a second time.
+pub(crate) const RECORD_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The first wait between tries of [`record_sent`]; it doubles (with jitter) up to
+/// [`RECORD_MAX_DELAY`].
+const RECORD_MIN_DELAY: Duration = Duration::from_millis(50);
+
+/// The longest wait between two tries of [`record_sent`].
+const RECORD_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// Writes the record of something Telegram has just done (`what`, for the log), retrying
+/// in place with exponential backoff (50 ms doubling to 2 s) for up to [`RECORD_PATIENCE`]
+/// while the error can pass ([`record_retriable`]). Any other error, or the last one once
+/// the patience is spent, is returned at once, for [`db_failure`]. `write` must be
+/// idempotent (the record's upsert): a try may have landed before its answer was lost.
+pub(crate) async fn record_sent<T, F, Fut>(what: &str, write: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    // tokio's clock, so that paused time in the tests governs the deadline too.
+    let deadline = tokio::time::Instant::now() + RECORD_PATIENCE;
+    let mut failures = 0u32;
+    let r = write
+        .retry(
+            ExponentialBuilder::new()
+                .with_min_delay(RECORD_MIN_DELAY)
+                .with_max_delay(RECORD_MAX_DELAY)
+                .with_jitter()
+                .without_max_times(),
+        )
+        .when(|e| record_retriable(e) && tokio::time::Instant::now() < deadline)
+        .notify(|e, after| {
+            failures += 1;
+            if failures == 1 {
+                tracing::warn!(what, error = %e, ?after, "recording a send failed; retrying until Postgres is back");
+            }
+        })
+        .await;
+    match &r {
+        Ok(_) if failures > 0 => {
+            tracing::info!(what, tries = failures + 1, "send recorded after retries");
+        }
+        Err(e) if failures > 0 => {
+            tracing::warn!(what, tries = failures + 1, error = %e, "gave up recording a send; its retry may send it again");
+        }
+        _ => {}
+    }
+    r
+}
+
+/// Whether a failed record write may succeed when tried again: Postgres unreachable
+/// ([`db_unavailable`]: connection, pool timeout, SQLSTATE 08xxx, 57P01–57P03 …) or a
+/// transaction rolled back by a conflict (40001 serialization failure, 40P01 deadlock). A
+/// closed pool is not: the service is stopping and the pool is not opened again.
+fn record_retriable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolClosed => false,
+        sqlx::Error::Database(db) => {
+            db_unavailable(e)
+                || db
+                    .code()
+                    .is_some_and(|c| matches!(c.as_ref(), "40001" | "40P01"))
+        }
+        _ => db_unavailable(e),
+    }
+}
 
 /// Whether `env` came from this bot's updates (key `tg:<bot_id>:…`): two bots on one NATS
 /// prefix would otherwise relay each other's customers with the wrong token. Others are
@@ -147,11 +228,12 @@ pub(crate) async fn send_text_once(
             .map_err(SendError::Tg)?;
         ids.push(i64::from(id));
         if i + 1 < parts.len() {
-            state
-                .store
-                .save_link(source.0, source.1, target, &ids, "partial")
-                .await
-                .map_err(SendError::Db)?;
+            let (store, sent) = (&state.store, &ids);
+            record_sent("part of a split text", || {
+                store.save_link(source.0, source.1, target, sent, "partial")
+            })
+            .await
+            .map_err(SendError::Db)?;
         }
     }
     Ok(ids)
@@ -221,6 +303,74 @@ mod tests {
         assert_eq!(command(Some("ban")), None);
         assert_eq!(command(Some("/")), None);
         assert_eq!(command(None), None);
+    }
+
+    /// A write that fails with `errors` in turn, then succeeds; counts its tries.
+    fn flaky(
+        tries: &std::cell::Cell<u32>,
+        mut errors: Vec<sqlx::Error>,
+    ) -> impl FnMut() -> std::future::Ready<Result<u32, sqlx::Error>> + '_ {
+        errors.reverse();
+        move || {
+            tries.set(tries.get() + 1);
+            std::future::ready(match errors.pop() {
+                Some(e) => Err(e),
+                None => Ok(tries.get()),
+            })
+        }
+    }
+
+    fn refused() -> sqlx::Error {
+        sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_is_retried_in_place_while_postgres_is_unreachable() {
+        let tries = std::cell::Cell::new(0);
+        let r = record_sent(
+            "test",
+            flaky(&tries, vec![refused(), sqlx::Error::PoolTimedOut]),
+        )
+        .await;
+        assert_eq!(r.ok(), Some(3));
+        assert_eq!(tries.get(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_error_that_cannot_pass_is_returned_at_once() {
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("unexpected message".into()),
+            sqlx::Error::PoolClosed,
+        ] {
+            let tries = std::cell::Cell::new(0);
+            let start = tokio::time::Instant::now();
+            let r = record_sent("test", flaky(&tries, vec![e])).await;
+            assert!(r.is_err());
+            assert_eq!(tries.get(), 1);
+            assert_eq!(start.elapsed(), Duration::ZERO);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_gives_up_once_the_patience_is_spent() {
+        let tries = std::cell::Cell::new(0);
+        let start = tokio::time::Instant::now();
+        let r = record_sent("test", || {
+            tries.set(tries.get() + 1);
+            std::future::ready(Err::<(), _>(refused()))
+        })
+        .await;
+        assert!(matches!(r, Err(sqlx::Error::Io(_))));
+        let waited = start.elapsed();
+        // The last wait may begin just before the deadline: at most one (jittered) 2 s more.
+        assert!(waited >= RECORD_PATIENCE, "{waited:?}");
+        assert!(
+            waited <= RECORD_PATIENCE + 2 * RECORD_MAX_DELAY,
+            "{waited:?}"
+        );
+        // 50 ms doubling to 2 s (up to twice that with jitter): some twenty to thirty-five tries.
+        assert!((15..=40).contains(&tries.get()), "{}", tries.get());
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //!
 //! okdesk-bridge publishes public comments only; private ones never leave Okdesk. A
 //! notification is sent once per event and person (`notice:<idempotency key>:<user id>` in
-//! `telegram.helpdesk_done`), however often the event is delivered. A person who blocked the
-//! bot is skipped.
+//! `telegram.helpdesk_done`), however often the event is delivered. That key is written after
+//! the send and retried in place ([`record_sent`]), so a Postgres restart does not repeat the
+//! notification: only a kill between Telegram's answer and the write can. A person who
+//! blocked the bot is skipped.
 //!
 //! Ordered by [`Event::ordering_key`]: per issue (`issue:<id>`), so a status change and a
 //! comment reach the person in the order Okdesk made them; `contact.registered` per person.
@@ -21,7 +23,7 @@ use frankenstein::types::ReplyMarkup;
 use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
-use crate::consumers::{db_failure, tg_failure};
+use crate::consumers::{db_failure, record_sent, tg_failure};
 use crate::helpdesk::{keyboards, okdesk};
 use crate::store::Person;
 use crate::texts::Lang;
@@ -162,5 +164,8 @@ async fn notify(
         }
         Err(e) => return Err(tg_failure("helpdesk notification", e)),
     }
-    state.store.mark_done(&done).await.map_err(db_failure)
+    let done = &done;
+    record_sent("helpdesk notification", || state.store.mark_done(done))
+        .await
+        .map_err(db_failure)
 }

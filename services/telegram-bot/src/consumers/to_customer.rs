@@ -8,6 +8,9 @@
 //!   and the message is dead-lettered (replayable with `telegram-bot dlq replay` once the
 //!   customer writes again).
 //! - Topics the bot did not open (not in `telegram.topics`) are left alone.
+//! - What is sent is recorded in `telegram.message_links`; that record is retried in place
+//!   ([`record_sent`]), so a Postgres restart does not repeat the message: only a kill
+//!   between Telegram's answer and the write can.
 //!
 //! Ordered per topic ([`Event::ordering_key`]: `conversation:<group>:<thread>`).
 
@@ -16,8 +19,8 @@ use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{
-    SendError, command, counterpart, db_failure, group_failure, id, mirror_edit, send_text_once,
-    tg_failure,
+    SendError, command, counterpart, db_failure, group_failure, id, mirror_edit, record_sent,
+    send_text_once, tg_failure,
 };
 use crate::store::Topic;
 use crate::texts::{self, Lang};
@@ -114,10 +117,12 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         if cmd == "close" {
             // Marked first: the customer's next message, relayed concurrently, must see it
             // closed once Telegram does, or it would not reopen the topic.
-            store
-                .set_flags(topic.user_id, Some(true), None)
-                .await
-                .map_err(db_failure)?;
+            // Retried in place as well: the answer is out, and a retry would repeat it.
+            record_sent("closed flag", || {
+                store.set_flags(topic.user_id, Some(true), None)
+            })
+            .await
+            .map_err(db_failure)?;
             if let Err(e) = state
                 .telegram
                 .close_topic(group, thread.unwrap_or_default())
@@ -127,10 +132,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
                 return Err(group_failure(state, "closeForumTopic", e).await);
             }
         }
-        store
-            .save_link(group, message_id, group, &[], "command")
-            .await
-            .map_err(db_failure)?;
+        record_sent("command link", || {
+            store.save_link(group, message_id, group, &[], "command")
+        })
+        .await
+        .map_err(db_failure)?;
         tracing::info!(
             user_id = topic.user_id,
             command = cmd,
@@ -188,10 +194,12 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         }
         Err(e) => return Err(tg_failure("relay to customer", e)),
     };
-    store
-        .save_link(group, message_id, user, &ids, kind)
-        .await
-        .map_err(db_failure)?;
+    let sent = &ids;
+    record_sent("message link", || {
+        store.save_link(group, message_id, user, sent, kind)
+    })
+    .await
+    .map_err(db_failure)?;
     tracing::info!(user_id = user, message_id, customer_message_ids = ?ids, "operator message relayed to the customer");
     metrics::counter!("telegram_relayed_total", "direction" => "to_customer", "outcome" => "relayed").increment(1);
     Ok(())

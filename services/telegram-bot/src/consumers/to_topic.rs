@@ -8,7 +8,10 @@
 //!   `copyMessage`. `/start` is answered with the greeting instead.
 //! - An edit is mirrored with `editMessageText` / `editMessageCaption` on the copy.
 //! - Banned customers' messages are dropped. A message relayed already (same update twice,
-//!   a redelivery) is not relayed again: `telegram.message_links` says so.
+//!   a redelivery) is not relayed again: `telegram.message_links` says so. That record, like
+//!   every one written after a send, is retried in place ([`record_sent`]), so a Postgres
+//!   restart does not repeat the message: only a kill between Telegram's answer and the
+//!   write can.
 //! - With `OKDESK_ENABLED` a message goes to the helpdesk first ([`crate::helpdesk`]): a
 //!   dialog's answer, a helpdesk command or a menu button is its, and is not relayed; `/start`
 //!   gets the greeting with the menu. The presses of its inline buttons
@@ -21,8 +24,8 @@ use service_kit::consumer::{ConsumerSpec, HandleError};
 
 use crate::AppState;
 use crate::consumers::{
-    SendError, command, counterpart, db_failure, group_failure, id, mirror_edit, send_text_once,
-    tg_failure,
+    SendError, command, counterpart, db_failure, group_failure, id, mirror_edit, record_sent,
+    send_text_once, tg_failure,
 };
 use crate::helpdesk::{self, Outcome};
 use crate::store::Topic;
@@ -88,19 +91,22 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
             Err(e) => return Err(tg_failure("sendMessage (greeting)", e)),
         };
         let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
-        store
-            .save_link(chat_id, message_id, chat_id, &ids, "command")
-            .await
-            .map_err(db_failure)?;
+        let sent = &ids;
+        record_sent("greeting link", || {
+            store.save_link(chat_id, message_id, chat_id, sent, "command")
+        })
+        .await
+        .map_err(db_failure)?;
         return Ok(());
     }
     let topic = store.topic_of_user(user_id).await.map_err(db_failure)?;
     if topic.as_ref().is_some_and(|t| t.banned) {
         // Recorded, so that a redelivery after /unban does not relay it after all.
-        store
-            .save_link(chat_id, message_id, state.settings.group_id, &[], "banned")
-            .await
-            .map_err(db_failure)?;
+        record_sent("banned link", || {
+            store.save_link(chat_id, message_id, state.settings.group_id, &[], "banned")
+        })
+        .await
+        .map_err(db_failure)?;
         tracing::info!(user_id, message_id, "customer is banned; not relayed");
         metrics::counter!("telegram_relayed_total", "direction" => "to_topic", "outcome" => "banned").increment(1);
         return Ok(());
@@ -146,10 +152,12 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
         Err(SendError::Db(e)) => return Err(db_failure(e)),
         Ok(r) => r,
     };
-    store
-        .save_link(chat_id, message_id, state.settings.group_id, &ids, kind)
-        .await
-        .map_err(db_failure)?;
+    let sent = &ids;
+    record_sent("message link", || {
+        store.save_link(chat_id, message_id, state.settings.group_id, sent, kind)
+    })
+    .await
+    .map_err(db_failure)?;
     // The group works: a notice about it may be sent again next time it does not.
     crate::notices::resolved(state, crate::notices::Kind::RemovedFromGroup).await;
     crate::notices::resolved(state, crate::notices::Kind::NoTopicRights).await;
@@ -224,28 +232,14 @@ async fn open_topic(
     crate::notices::resolved(state, crate::notices::Kind::RemovedFromGroup).await;
     // The topic exists now: recording it is retried here, with the thread id in hand, so a
     // database hiccup does not make the message's retry open a second topic.
-    let mut tries = 0;
-    loop {
-        let saved = state
+    let language = m.sender.language.as_deref();
+    record_sent("new topic", || {
+        state
             .store
-            .save_topic(
-                user_id,
-                group,
-                thread,
-                &topic_name,
-                m.sender.language.as_deref(),
-            )
-            .await;
-        match saved {
-            Ok(()) => break,
-            Err(e) if tries < 10 => {
-                tries += 1;
-                tracing::warn!(error = %e, thread, "recording the new topic failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500 * tries)).await;
-            }
-            Err(e) => return Err(db_failure(e)),
-        }
-    }
+            .save_topic(user_id, group, thread, &topic_name, language)
+    })
+    .await
+    .map_err(db_failure)?;
     tracing::info!(user_id, thread, recreated, "topic opened for a customer");
     metrics::counter!("telegram_topics_created_total").increment(1);
     let (card, spans) = texts::card(&customer);
