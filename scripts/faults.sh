@@ -26,7 +26,7 @@ Scenarios: baseline, kill9 (twice), nats-restart, pg-restart, upstream-500, upst
            upstream-timeout, dup-reorder, poison, replicas
 
 Options:
-  --reduced      the CI subset: N=40, 11 runs that cover every flow and every scenario once
+  --reduced      the CI subset: N=40, 14 runs that cover every flow and every scenario once
                  at least (a few minutes on 2 cores)
   (default)      the full matrix, N=80, every applicable flow × scenario; writes
                  bench/results/faults.md
