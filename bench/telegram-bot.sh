@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of telegram-bot on this machine (loopback only; every phase is bounded in time and
 # in messages): the webhook ingest with the durable hand-off and its ceiling without the publish,
-# the relay draining a backlog of updates into the sandbox's forum topics, and the idle RSS.
+# the relay draining a backlog of updates into the sandbox's forum topics, the end-to-end latency
+# from webhook update to the customer's topic at a fixed rate, and the idle RSS.
 # Writes bench/results/telegram-bot.md.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=../scripts/lib/common.sh
@@ -10,11 +11,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/common.sh"
 usage() {
   cat <<'USAGE'
 Usage: bench/telegram-bot.sh [--quick] [--seconds N] [--backlog N] [--senders N]
-                             [--drain-limit N] [--skip-build] [--out FILE]
+                             [--drain-limit N] [--e2e-rate N] [--e2e-seconds N]
+                             [--skip-build] [--out FILE]
 
-Builds telegram-bot and sandbox (release), then, against a fresh database tg_bench and NATS
-streams prefixed "tgbench…", with the sandbox (fake Telegram Bot API) on loopback:
-  3. idle RSS (VmRSS) of telegram-bot in polling mode, idle, a few seconds after /ready
+Builds telegram-bot, sandbox and crates/vk-bench (release), then, against a fresh database
+tg_bench and NATS streams prefixed "tgbench…", with the sandbox (fake Telegram Bot API) on
+loopback:
+  4. idle RSS (VmRSS) of telegram-bot in polling mode, idle, a few seconds after /ready
      (measured first, on an empty sandbox);
   1. ingest: webhook mode; wrk, 64 connections, N seconds (default 20), POST /telegram/webhook
      with a private-chat `message` update, a new update_id in every request, from --senders
@@ -24,12 +27,19 @@ streams prefixed "tgbench…", with the sandbox (fake Telegram Bot API) on loopb
   2. relay drain: --backlog updates (default 10,000) from --senders customers (default 1,000)
      queued in the sandbox while telegram-bot is stopped; then telegram-bot starts in polling
      mode and the time until the sandbox holds every message in its customer's topic (plus one
-     card per topic) is measured (at most --drain-limit seconds, default 300).
+     card per topic) is measured (at most --drain-limit seconds, default 300);
+  3. end-to-end latency: telegram-bot restarted in webhook mode on phase 2's database, streams
+     and sandbox (the --senders customers' topics exist); `vk-bench tg-e2e` posts one warm-up
+     update per customer, then --e2e-rate updates/s (default 1,000), open loop, for
+     --e2e-seconds (default 30) to POST /telegram/webhook; latency = update sent -> the
+     sandbox sees the bot's message stored in the customer's topic (targets p50 <= 5 ms,
+     p99 <= 50 ms at 1,000/s).
 The sandbox enforces no sending limits and the bot runs with none (TELEGRAM_*_RATE_* = 0).
-The whole run takes about 2 minutes after the build (at most ~9).
+The whole run takes about 3 minutes after the build (at most ~11).
 
 Options:
-  --quick        smoke run: 3 s per ingest run, a 2,000-update backlog, 120 s drain limit
+  --quick        smoke run: 3 s per ingest run, a 2,000-update backlog, 120 s drain limit,
+                 3 s of latency load
   --skip-build   use the release binaries already in target/release
   --out FILE     where to write the report (default bench/results/telegram-bot.md)
 Environment: TEST_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres), NATS_URL
@@ -43,6 +53,8 @@ USAGE
 seconds=20
 backlog=10000
 senders=1000
+e2e_rate=1000
+e2e_seconds=30
 settle=5
 drain_limit=300
 quick=0
@@ -51,11 +63,13 @@ out=$REPO_ROOT/bench/results/telegram-bot.md
 while [[ $# -gt 0 ]]; do
   case $1 in
     -h | --help) usage; exit 0 ;;
-    --quick) quick=1 seconds=3 backlog=2000 settle=2 drain_limit=120 ;;
+    --quick) quick=1 seconds=3 backlog=2000 settle=2 drain_limit=120 e2e_seconds=3 ;;
     --seconds) seconds=${2:?}; shift ;;
     --backlog) backlog=${2:?}; shift ;;
     --senders) senders=${2:?}; shift ;;
     --drain-limit) drain_limit=${2:?}; shift ;;
+    --e2e-rate) e2e_rate=${2:?}; shift ;;
+    --e2e-seconds) e2e_seconds=${2:?}; shift ;;
     --skip-build) build=0 ;;
     --out) out=${2:?}; shift ;;
     *) usage >&2; exit 2 ;;
@@ -66,6 +80,8 @@ done
 ((backlog >= 1 && backlog <= 100000)) || die "--backlog must be 1..100000"
 ((senders >= 1 && senders <= backlog)) || die "--senders must be 1..backlog"
 ((drain_limit >= 10 && drain_limit <= 300)) || die "--drain-limit must be 10..300"
+((e2e_rate >= 1 && e2e_rate <= 20000)) || die "--e2e-rate must be 1..20000"
+((e2e_seconds >= 1 && e2e_seconds <= 120)) || die "--e2e-seconds must be 1..120"
 
 cd "$REPO_ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
@@ -90,13 +106,14 @@ have wrk || apt_install wrk
 have jq || apt_install jq
 
 if [[ $build -eq 1 ]]; then
-  log "building telegram-bot and sandbox (release)"
-  cargo build --release -p telegram-bot -p sandbox
+  log "building telegram-bot, sandbox and vk-bench (release)"
+  cargo build --release -p telegram-bot -p sandbox -p vk-bench
 fi
 TG_BIN=$TARGET_DIR/release/telegram-bot
 SANDBOX_BIN=$TARGET_DIR/release/sandbox
+BENCH=$TARGET_DIR/release/vk-bench
 LUA=$REPO_ROOT/bench/telegram-bot.lua
-for b in "$TG_BIN" "$SANDBOX_BIN"; do
+for b in "$TG_BIN" "$SANDBOX_BIN" "$BENCH"; do
   [[ -x $b ]] || die "$b not found (run without --skip-build)"
 done
 [[ -r $LUA ]] || die "$LUA not found"
@@ -293,12 +310,12 @@ commit=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
 dirty=$(git -C "$REPO_ROOT" status --porcelain 2>/dev/null | grep -c . || true)
 log "telegram-bot benchmark$([[ $quick -eq 1 ]] && echo ' (--quick)'): load average $load_before, commit $commit"
 
-# ---------------------------------------------------------------- 3: idle RSS (polling mode)
+# ---------------------------------------------------------------- 4: idle RSS (polling mode)
 P0=tgbench${suffix}i
 PREFIXES+=("$P0")
 fresh_database
 start_sandbox idle
-log "3/3 idle RSS: telegram-bot in polling mode, measured ${settle}s after /ready"
+log "4/4 idle RSS: telegram-bot in polling mode, measured ${settle}s after /ready"
 start_bot "$P0" polling telegram-bot-idle
 wait_ready telegram-bot-idle
 sleep "$settle"
@@ -315,7 +332,7 @@ stop_service
 # ---------------------------------------------------------------- 1: webhook ingest
 P1=tgbench${suffix}a
 PREFIXES+=("$P1")
-log "1/3 ingest with the durable hand-off: webhook mode, wrk, 64 connections, ${seconds}s"
+log "1/4 ingest with the durable hand-off: webhook mode, wrk, 64 connections, ${seconds}s"
 start_bot "$P1" webhook telegram-bot-ingest
 wait_ready telegram-bot-ingest
 wait_until 30 "setWebhook at the sandbox" sh -c \
@@ -336,7 +353,7 @@ stop_service
 
 P1c=tgbench${suffix}c
 PREFIXES+=("$P1c")
-log "1/3 the same requests made ignorable (no envelope, no publish), fresh streams, ${seconds}s"
+log "1/4 the same requests made ignorable (no envelope, no publish), fresh streams, ${seconds}s"
 start_bot "$P1c" webhook telegram-bot-ceiling
 wait_ready telegram-bot-ceiling
 cpu_mark ceiling
@@ -351,7 +368,7 @@ stop_service
 
 P1h=tgbench${suffix}h
 PREFIXES+=("$P1h")
-log "1/3 durable hand-off with the relay held (every Bot API call hangs at the sandbox), fresh streams, ${seconds}s"
+log "1/4 durable hand-off with the relay held (every Bot API call hangs at the sandbox), fresh streams, ${seconds}s"
 start_bot "$P1h" webhook telegram-bot-held
 wait_ready telegram-bot-held
 curl -fsS --max-time 5 -H 'Content-Type: application/json' \
@@ -373,7 +390,7 @@ P2=tgbench${suffix}b
 PREFIXES+=("$P2")
 fresh_database
 start_sandbox drain
-log "2/3 relay drain: queuing $backlog updates from $senders customers in the sandbox (telegram-bot stopped)"
+log "2/4 relay drain: queuing $backlog updates from $senders customers in the sandbox (telegram-bot stopped)"
 awk -v n="$backlog" -v c="$senders" -v u="$FIRST_USER" 'BEGIN {
   printf "["
   for (i = 0; i < n; i++) {
@@ -392,7 +409,7 @@ jq -e --argjson n "$backlog" --argjson c "$senders" '.updates_pending == $n and 
   die "the sandbox did not queue the backlog: $before $(cat "$WORK/push.json")"
 info "queued in ${push_s}s: $(cat "$WORK/push.json")"
 expect_bot=$((backlog + senders)) # every message + one card per topic
-log "2/3 starting telegram-bot (polling); waiting for $backlog messages in $senders topics (+ $senders cards), at most ${drain_limit}s"
+log "2/4 starting telegram-bot (polling); waiting for $backlog messages in $senders topics (+ $senders cards), at most ${drain_limit}s"
 start_t=$EPOCHREALTIME
 start_bot "$P2" polling telegram-bot-drain
 cpu_mark drain
@@ -451,6 +468,32 @@ awk -v start="$start_t" -v ready="$ready_t" -v n="$backlog" -v c="$senders" -v e
   }' "$WORK/timeline.txt" >"$WORK/drain.json"
 info "$(jq -c 'del(.per_second_bot_messages)' "$WORK/drain.json")"
 stop_service
+
+# ---------------------------------------------------------------- 3: end-to-end latency
+# The database, streams and sandbox of phase 2: the customers' topics exist. Webhook mode, so
+# the updates are posted to the bot the way Telegram does, at a rate set by the clock.
+log "3/4 end-to-end latency: telegram-bot in webhook mode (phase 2's topics), $e2e_rate updates/s from $senders customers for ${e2e_seconds}s, open loop"
+start_bot "$P2" webhook telegram-bot-e2e
+wait_ready telegram-bot-e2e
+wait_until 30 "setWebhook at the sandbox" sh -c \
+  "curl -fsS --max-time 3 '$TG_API/getWebhookInfo' | jq -e '.result.url != \"\"'" ||
+  die "telegram-bot did not register its webhook"
+e2e_settle=60
+cpu_mark e2e
+TIMEFORMAT='%3U %3S'
+{ time timeout $((e2e_seconds + 2 * senders / e2e_rate + 2 * e2e_settle + 60)) "$BENCH" tg-e2e \
+  --url "http://127.0.0.1:$TG_PORT/telegram/webhook" --secret "$SECRET" --sandbox "$SANDBOX_URL" \
+  --group-id="$GROUP_ID" --first-user "$FIRST_USER" --senders "$senders" --rate "$e2e_rate" \
+  --seconds "$e2e_seconds" --settle-secs "$e2e_settle" --run-id "e$suffix" \
+  >"$WORK/e2e.json" 2>"$WORK/e2e.err"; } 2>"$WORK/e2e.time" ||
+  die "vk-bench tg-e2e failed: $(tail -n 5 "$WORK/e2e.err")"
+cpu_line e2e "$(awk 'NF == 2 {print $1 + $2}' "$WORK/e2e.time" | tail -n1)" >"$WORK/e2e-cpu.json"
+jq -e .latency_ms "$WORK/e2e.json" >/dev/null || die "no summary from vk-bench tg-e2e: $(cat "$WORK/e2e.json" "$WORK/e2e.err")"
+rss_e2e=$(rss_kib "$SVC_PID" VmRSS)
+rss_e2e_hwm=$(rss_kib "$SVC_PID" VmHWM)
+info "$(jq -c '{achieved_rate, delivered, undelivered, relay_per_s, latency_ms, webhook_ms, topics}' "$WORK/e2e.json")"
+info "cpu $(cat "$WORK/e2e-cpu.json")"
+stop_service
 stop_sandbox
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -459,7 +502,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)
 pg=$(psql -X -At "$ADMIN_DB" -c 'SHOW server_version' 2>/dev/null | cut -d' ' -f1 || echo '?')
 nats_version=$(nats-server --version 2>/dev/null | awk '{print $NF}' || echo '?')
-i=$WORK/ingest.json c=$WORK/ceiling.json d=$WORK/drain.json
+i=$WORK/ingest.json c=$WORK/ceiling.json d=$WORK/drain.json e=$WORK/e2e.json
 verdict() { # verdict EXPR — jq boolean over the inputs → met / **missed**
   if jq -e -n "$1" >/dev/null 2>&1; then echo met; else echo '**missed**'; fi
 }
@@ -468,15 +511,40 @@ v_ingest=$(verdict "$(jq -c . "$i") | .req_per_s >= 10000 and .latency_ms.p99 <=
 h=$WORK/held.json
 v_drain=$(verdict "$(jq -c . "$d") | .timed_out == false and .verify.relayed == .expected and .verify.duplicates == 0 and .verify.out_of_order_threads == 0")
 v_rss=$(verdict "$rss_idle * 1024 <= 15000000")
+# e2e_reason — why an end-to-end target was missed, from the phase's own figures
+e2e_reason() {
+  jq -r -n --slurpfile e "$e" --slurpfile c "$WORK/e2e-cpu.json" '
+    ($e[0]) as $e | ($c[0]) as $c
+    | (if $e.target_rate != 1000 then " (run at \($e.target_rate)/s; the target is at 1,000/s)" else "" end) as $at
+    | if $e.undelivered > 0 then
+        "\($e.undelivered) of the \($e.ok) accepted updates were not in their topic within the wait (\($e.stored_unstamped) stored later or unseen)"
+      elif $e.last_arrival_after_load_s > 1 then
+        "the relay delivered \($e.relay_per_s) messages/s of the \($e.achieved_rate)/s offered and the last one reached its topic \($e.last_arrival_after_load_s) s after the last update: updates queued in JetStream, so the latency is mostly time in that queue (machine \($c.machine_busy_pct) % busy: telegram-bot \($c.service_pct) %, nats-server \($c.nats_pct) %, sandbox \($c.sandbox_pct) %, Postgres \($c.postgres_pct) %, load generator \($c.wrk_pct) % of a core)"
+      elif $c.machine_busy_pct >= 90 then
+        "the relay kept pace (\($e.relay_per_s)/s), but the machine was saturated (\($c.machine_busy_pct) % of \($c.cores) cores busy: telegram-bot \($c.service_pct) %, nats-server \($c.nats_pct) %, sandbox \($c.sandbox_pct) %, Postgres \($c.postgres_pct) %, load generator \($c.wrk_pct) %, other \($c.other_pct) % of a core): every hop waits for a core"
+      else
+        "the relay kept pace (\($e.relay_per_s)/s) on a machine \($c.machine_busy_pct) % busy: the latency is the path itself; the webhook answer (after the JetStream ack) took p50 \($e.webhook_ms.p50) / p99 \($e.webhook_ms.p99) ms of it, the rest is the consumer, the topic lookup, sendMessage and the sandbox"
+      end + $at'
+}
+e2e_verdict() { # e2e_verdict PERCENTILE LIMIT_MS — met, or **missed**: the reason
+  if jq -e --argjson l "$2" ".undelivered == 0 and .latency_ms.count > 0 and .latency_ms.$1 <= \$l" "$e" >/dev/null 2>&1; then
+    echo met
+  else
+    echo "**missed**: $(e2e_reason)"
+  fi
+}
+v_e2e_p50=$(e2e_verdict p50 5)
+v_e2e_p99=$(e2e_verdict p99 50)
+v_e2e_topics=$(verdict "$(jq -c . "$e") | .topics.after == .topics.before and .topics.split_senders == 0 and .topics.shared_threads == 0 and .topics.outside_topics == 0 and .duplicates == 0")
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f MB", k * 1024 / 1e6}'; }
 # observations NAME CPUFILE — what the CPU figures say about a phase (figures only)
 observations() {
   jq -r --arg n "$1" '
-    if .machine_busy_pct >= 90 then "- \($n): the machine was saturated (\(.machine_busy_pct) % of \(.cores) cores busy): CPU-bound here; wrk, nats-server, Postgres and the sandbox share the cores with the service."
+    if .machine_busy_pct >= 90 then "- \($n): the machine was saturated (\(.machine_busy_pct) % of \(.cores) cores busy): CPU-bound here; the load generator, nats-server, Postgres and the sandbox share the cores with the service."
     else "- \($n): the machine was \(.machine_busy_pct) % busy (of \(.cores) cores): not CPU-bound as a whole." end,
     (if .steal_pct >= 5 then "  Steal time \(.steal_pct) %: the hypervisor took CPU from this VM; rerun on a quieter host." else empty end),
-    (if .other_pct >= 20 then "  Other processes (not telegram-bot, nats-server, the sandbox, Postgres or wrk; during the drain this script'"'"'s sampling too) used \(.other_pct) % of a core meanwhile: the machine was shared, so the figures may be lower than on a quiet host." else empty end)' "$2"
+    (if .other_pct >= 20 then "  Other processes (not telegram-bot, nats-server, the sandbox, Postgres or the load generator; during the drain this script'"'"'s sampling too) used \(.other_pct) % of a core meanwhile: the machine was shared, so the figures may be lower than on a quiet host." else empty end)' "$2"
 }
 mkdir -p "$(dirname "$out")"
 {
@@ -487,13 +555,13 @@ mkdir -p "$(dirname "$out")"
   echo
   echo "Machine: $(nproc) cores ($cpu), $mem RAM, $(uname -sr); Postgres $pg, NATS $nats_version"
   echo "(JetStream, file storage), all on this machine with the sandbox (fake Telegram Bot API) and"
-  echo "the load generator (wrk): everything shares the same cores over loopback."
+  echo "the load generators (wrk, \`vk-bench\`): everything shares the same cores over loopback."
   echo "Load average (1, 5, 15 min) before the run: $load_before; after: $load_after."
   echo "telegram-bot: release build, \`LOG_LEVEL=warn\`, \`LOG_FORMAT=json\`, no sending limits"
   echo "(\`TELEGRAM_RATE_PER_SEC=0 TELEGRAM_CHAT_RATE_PER_SEC=0 TELEGRAM_GROUP_RATE_PER_MIN=0\`; the sandbox"
   echo "enforces none either), CONSUMER_CONCURRENCY=${CONSUMER_CONCURRENCY:-default},"
   echo "DATABASE_MAX_CONNECTIONS=${DATABASE_MAX_CONNECTIONS:-default}, \`TELEGRAM_API_URL\` = the sandbox."
-  echo "CPU columns: telegram-bot / nats-server / sandbox / Postgres / wrk / every other process on the"
+  echo "CPU columns: telegram-bot / nats-server / sandbox / Postgres / wrk (\`vk-bench\` in phase 3) / every other process on the"
   echo "machine (busy time minus the others: other people's builds, …), as % of one core ($(nproc) cores ="
   echo "$(($(nproc) * 100)) %; during the drain it includes this script's sampling with curl and jq); then the"
   echo "whole machine's busy share and the steal time."
@@ -502,6 +570,8 @@ mkdir -p "$(dirname "$out")"
   echo "|---|---|---|"
   echo "| webhook ingest ≥ 10,000 req/s, p99 ≤ 25 ms (64 connections) | $(jq -r '"\(.req_per_s|floor) req/s, p99 \(.latency_ms.p99) ms, \(.errors.status) non-2xx"' "$i") | $v_ingest |"
   echo "| relay of a $backlog-update backlog from $senders customers (per second; no target figure) | $(jq -r '"\(.per_s) messages/s, \(.verify.relayed) in \(.drain_s) s"' "$d") | $([[ $v_drain == met ]] && echo 'all relayed, in order' || echo '**not all relayed in order**') |"
+  echo "| end-to-end p50 ≤ 5 ms at 1,000 updates/s ($e2e_rate/s offered) | $(jq -r '"\(.latency_ms.p50) ms (\(.delivered) of \(.ok) delivered)"' "$e") | $v_e2e_p50 |"
+  echo "| end-to-end p99 ≤ 50 ms at 1,000 updates/s ($e2e_rate/s offered) | $(jq -r '"\(.latency_ms.p99) ms (max \(.latency_ms.max) ms)"' "$e") | $v_e2e_p99 |"
   echo "| idle RSS ≤ 15 MB (polling mode) | $(mb "$rss_idle") ($(mib "$rss_idle")) | $v_rss |"
   echo
   echo "## 1. Webhook ingest: wrk, 64 connections, ${seconds} s each"
@@ -552,11 +622,35 @@ mkdir -p "$(dirname "$out")"
   jq -r '.per_second_bot_messages | map(tostring) | join(" ")' "$d"
   echo "\`\`\`"
   echo
-  echo "## 3. Memory"
+  echo "## 3. End-to-end latency: $e2e_rate updates/s from $senders customers, ${e2e_seconds} s"
   echo
-  echo "| idle VmRSS ${settle} s after /ready (polling) | of it RssAnon / RssFile | its VmHWM | threads | webhook mode before phase 1 | VmHWM after phase 1 | VmRSS after phase 1 | VmRSS / VmHWM after the drain |"
-  echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
-  echo "| **$(mib "$rss_idle")** | $(mib "$rss_idle_anon") / $(mib "$rss_idle_file") | $(mib "$rss_idle_hwm") | $threads_idle | $(mib "$rss_webhook_idle") | $(mib "$rss_peak") | $(mib "$rss_after") | $(mib "$rss_drain") / $(mib "$rss_drain_hwm") |"
+  echo "Open loop (\`vk-bench tg-e2e\`: each update is sent when the clock says so; a slow answer does not"
+  echo "hold back the next), against telegram-bot restarted in webhook mode on phase 2's database, streams"
+  echo "and sandbox, so every customer's topic exists; a warm-up of one update per customer ran first and"
+  echo "is not counted ($(jq -r '.warmup | "\(.ok) of \(.sent) accepted, \(.delivered) in their topics, \(.seconds) s"' "$e")). Each update is a"
+  echo "customer's private text message with a new \`update_id\`, posted to \`POST /telegram/webhook\` with"
+  echo "the secret, customers in turn; the bot relays it with \`sendMessage\` into the customer's topic."
+  echo "Latency = when the sandbox saw the bot's message stored in the group (\`GET /_sandbox/telegram/watch\`:"
+  echo "held requests started every second and held two each, woken by each change of the fake's state)"
+  echo "minus the send time written into the text, both from this machine's wall clock. relay/s ="
+  echo "messages delivered per second from the first update to the last arrival (below the offered rate:"
+  echo "updates queued). webhook = the answer to the POST (200 after the JetStream ack). In their topic ="
+  echo "after the run, from the group's messages: topics used, customers whose messages went to more than"
+  echo "one topic, topics holding more than one customer's, messages outside any topic, duplicates. The"
+  echo "CPU column \"wrk\" is \`vk-bench\` here; the CPU figures cover the whole phase (warm-up, load, wait)."
+  echo
+  echo "| sent | achieved/s | delivered | not delivered in ${e2e_settle} s | relay/s | p50 ms | p90 ms | **p99 ms** | p99.9 ms | max ms | webhook p50 / p99 ms | topics before → after | in their topic | CPU svc / nats / sandbox / pg / wrk / other · machine |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|"
+  echo "$(jq -r '"| \(.sent) (\(.errors) errors) | \(.achieved_rate) | \(.delivered) | \(.undelivered) | \(.relay_per_s) | \(.latency_ms.p50) | \(.latency_ms.p90) | **\(.latency_ms.p99)** | \(.latency_ms.p999) | \(.latency_ms.max) | \(.webhook_ms.p50) / \(.webhook_ms.p99) | \(.topics.before) → \(.topics.after) | \(.topics.threads) topics, \(.topics.split_senders) split, \(.topics.shared_threads) shared, \(.topics.outside_topics) outside, \(.duplicates) dup |"' "$e") $(cpu_cells "$WORK/e2e-cpu.json") |"
+  echo
+  echo "Every message in its customer's existing topic, once: $v_e2e_topics. Stored but not stamped by a"
+  echo "watch (arrived after the wait, or while no watch was held): $(jq -r .stored_unstamped "$e"); failed watches: $(jq -r .watch_errors "$e")."
+  echo
+  echo "## 4. Memory"
+  echo
+  echo "| idle VmRSS ${settle} s after /ready (polling) | of it RssAnon / RssFile | its VmHWM | threads | webhook mode before phase 1 | VmHWM after phase 1 | VmRSS after phase 1 | VmRSS / VmHWM after the drain | VmRSS / VmHWM after phase 3 |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| **$(mib "$rss_idle")** | $(mib "$rss_idle_anon") / $(mib "$rss_idle_file") | $(mib "$rss_idle_hwm") | $threads_idle | $(mib "$rss_webhook_idle") | $(mib "$rss_peak") | $(mib "$rss_after") | $(mib "$rss_drain") / $(mib "$rss_drain_hwm") | $(mib "$rss_e2e") / $(mib "$rss_e2e_hwm") |"
   echo
   echo "RssAnon = the process's own heap and stacks; RssFile = pages of mapped files, mostly the"
   echo "binary itself ($(mib "$bin_kib") on disk, \`target/release/telegram-bot\`)."
@@ -567,6 +661,8 @@ mkdir -p "$(dirname "$out")"
   observations "ingest (relay held)" "$WORK/held-cpu.json"
   observations "ingest (ceiling)" "$WORK/ceiling-cpu.json"
   observations "drain" "$WORK/drain-cpu.json"
+  observations "end-to-end" "$WORK/e2e-cpu.json"
+  jq -r 'if .last_arrival_after_load_s > 1 then "  The relay delivered \(.relay_per_s) messages/s of the \(.achieved_rate)/s offered; the last message reached its topic \(.last_arrival_after_load_s) s after the last update: updates queued in JetStream, so the latency above is mostly time in that queue." else empty end' "$e"
   jq -r -n --slurpfile i "$i" --slurpfile h "$h" --slurpfile c "$c" '
     ($i[0]) as $i | ($h[0]) as $h | ($c[0]) as $c
     | if $i.req_per_s < 10000 or $i.latency_ms.p99 > 25 then
@@ -588,7 +684,7 @@ mkdir -p "$(dirname "$out")"
   echo "Raw results:"
   echo
   echo "\`\`\`json"
-  for f in ingest ingest-cpu held held-cpu ceiling ceiling-cpu drain drain-cpu; do
+  for f in ingest ingest-cpu held held-cpu ceiling ceiling-cpu drain drain-cpu e2e e2e-cpu; do
     jq -c --arg phase "$f" '{phase: $phase} + .' "$WORK/$f.json"
   done
   echo "\`\`\`"

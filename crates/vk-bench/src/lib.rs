@@ -5,10 +5,13 @@
 //!   envelope serialisation — answered `ok` **without** the JetStream publish, behind the same
 //!   HTTP stack as the service; the ceiling the durable hand-off is compared with.
 //! * `vk-bench` (binary): the load generator — the wrk script, the backlog publisher, the drain
-//!   and end-to-end latency measurements against the sandbox Chatwoot.
+//!   and end-to-end latency measurements against the sandbox Chatwoot; and, for
+//!   `bench/telegram-bot.sh`, the end-to-end latency of telegram-bot's webhook → forum topic
+//!   relay against the sandbox's fake Bot API (`tg-e2e`).
 //!
 //! The library holds what both share: VK `message_new` bodies ([`callback`]), the route's work
-//! up to the publish ([`route`]), the sandbox's `received` list ([`sandbox`]) and percentiles
+//! up to the publish ([`route`]), the sandbox's `received` list ([`sandbox`]), the Telegram
+//! webhook updates and the sandbox's watch of the group ([`telegram`]) and percentiles
 //! ([`stats`]).
 
 #![warn(missing_docs)]
@@ -17,6 +20,7 @@ pub mod callback;
 pub mod route;
 pub mod sandbox;
 pub mod stats;
+pub mod telegram;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

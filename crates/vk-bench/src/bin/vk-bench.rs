@@ -9,6 +9,10 @@
 //!   the sandbox Chatwoot; messages/s, total time, per-second arrivals, order per conversation.
 //! * `e2e`: callbacks at a fixed rate with the send time in the text; the latency of each to
 //!   its `POST …/messages` at the sandbox (the sandbox stamps arrivals with the same clock).
+//! * `tg-e2e` (for `bench/telegram-bot.sh`): telegram-bot webhook updates — customers' private
+//!   messages — at a fixed rate with the send time in the text; the latency of each to the
+//!   moment the sandbox's fake Bot API holds the bot's copy in the customer's forum topic (seen
+//!   by overlapping `GET /_sandbox/telegram/watch` requests, stamped with the same clock).
 //! * `probe`: one callback, which must be answered `ok`.
 //! * `cleanup`: deletes the prefixed streams.
 
@@ -25,6 +29,7 @@ use tokio::sync::{Mutex, Semaphore};
 use vk_bench::callback::{Community, FIRST_USER_ID, MessageNew};
 use vk_bench::sandbox::Poller;
 use vk_bench::stats::{Samples, round3};
+use vk_bench::telegram::{self, PrivateText, WatchChain};
 use vk_bench::{ensure_loopback, route, unix_us};
 
 #[derive(Parser)]
@@ -134,6 +139,43 @@ enum Mode {
         #[arg(long)]
         run_id: String,
     },
+    /// telegram-bot webhook updates at a fixed rate; latency update → the bot's message in the
+    /// customer's topic at the sandbox.
+    TgE2e {
+        /// Webhook URL, `http://127.0.0.1:<port>/telegram/webhook`.
+        #[arg(long)]
+        url: String,
+        /// `WEBHOOK_SECRET` of the service (sent as `X-Telegram-Bot-Api-Secret-Token`).
+        #[arg(long)]
+        secret: String,
+        /// Sandbox base URL.
+        #[arg(long)]
+        sandbox: String,
+        /// `BOT_GROUP_ID` of the service: the forum group the topics are in.
+        #[arg(long, allow_negative_numbers = true)]
+        group_id: i64,
+        /// Telegram user id of the first customer (customer `s` is `first_user + s`).
+        #[arg(long, default_value_t = 500_000_001)]
+        first_user: i64,
+        /// Customers writing (their topics should exist: the warm-up does not count).
+        #[arg(long, default_value_t = 1000)]
+        senders: u64,
+        /// Updates per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds of measured load (at most 600).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Longest wait for the last messages after the load, in seconds.
+        #[arg(long, default_value_t = 60)]
+        settle_secs: u64,
+        /// `update_id` of the first update (later ones count up from it).
+        #[arg(long, default_value_t = 1_000_000_000)]
+        first_update_id: i64,
+        /// Marks this run's texts.
+        #[arg(long)]
+        run_id: String,
+    },
     /// Posts one `message_new` and fails unless the answer is HTTP 200 `ok`.
     Probe {
         #[command(flatten)]
@@ -232,6 +274,37 @@ async fn main() -> anyhow::Result<()> {
                 rate: rate.max(1),
                 seconds,
                 settle: Duration::from_secs(settle_secs.min(600)),
+                run_id,
+            })
+            .await
+        }
+        Mode::TgE2e {
+            url,
+            secret,
+            sandbox,
+            group_id,
+            first_user,
+            senders,
+            rate,
+            seconds,
+            settle_secs,
+            first_update_id,
+            run_id,
+        } => {
+            ensure_loopback(&url)?;
+            ensure_loopback(&sandbox)?;
+            anyhow::ensure!(seconds <= 600 && rate <= 100_000, "bounded runs only");
+            tg_e2e(TgE2e {
+                url,
+                secret,
+                sandbox,
+                group_id,
+                first_user,
+                senders: senders.max(1),
+                rate: rate.max(1),
+                seconds,
+                settle: Duration::from_secs(settle_secs.min(600)),
+                first_update_id,
                 run_id,
             })
             .await
@@ -596,12 +669,254 @@ async fn e2e(cfg: E2e) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Posts `count` callbacks at `cfg.rate` per second (open loop: a slow answer does not delay
-/// the next request), sender `i % senders`, the send time in the text; returns when all are
-/// answered.
-async fn send_at_rate(
+struct TgE2e {
+    url: String,
+    secret: String,
+    sandbox: String,
+    group_id: i64,
+    first_user: i64,
+    senders: u64,
+    rate: u64,
+    seconds: u64,
+    settle: Duration,
+    first_update_id: i64,
+    run_id: String,
+}
+
+impl Load for TgE2e {
+    fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        tag: &str,
+        i: u64,
+        t: i64,
+    ) -> reqwest::RequestBuilder {
+        let s = i % self.senders;
+        let text = format!("e2e {} {tag} i={i} s={s} t={t}", self.run_id);
+        let body = PrivateText {
+            update_id: self.first_update_id + i as i64,
+            user_id: self.first_user + s as i64,
+            // Unique in the customer's chat: the relay keys what it sent on (chat, message id).
+            message_id: 10_000_000 + i as i64,
+            date: t / 1_000_000,
+            text: &text,
+        }
+        .update();
+        http.post(&self.url)
+            .header("content-type", "application/json")
+            .header("x-telegram-bot-api-secret-token", &self.secret)
+            .body(body)
+    }
+
+    fn accepted(&self, status: reqwest::StatusCode, body: &str) -> bool {
+        status == reqwest::StatusCode::OK && body.is_empty()
+    }
+}
+
+/// What the group holds of one run at the end: which benchmark messages are stored, in which
+/// topics, and their latencies where a watch stamped them.
+#[derive(Default)]
+struct TopicTally {
+    run: HashSet<u64>,
+    warm: HashSet<u64>,
+    duplicates: u64,
+    latency: Samples,
+    last_arrival_us: i64,
+    unstamped: u64,
+    outside_topics: u64,
+    /// Customer → the topics their messages landed in.
+    threads_of: HashMap<u64, HashSet<i64>>,
+    /// Topic → the customers whose messages landed in it.
+    senders_in: HashMap<i64, HashSet<u64>>,
+}
+
+impl TopicTally {
+    fn take(&mut self, marker: &str, m: &telegram::GroupMessage, stamps: &HashMap<i64, i64>) {
+        if !m.from.as_ref().is_some_and(|f| f.is_bot) {
+            return;
+        }
+        let Some(rest) = m.text.as_deref().and_then(|t| t.strip_prefix(marker)) else {
+            return;
+        };
+        let (Some(i), Some(s), Some(t)) = (field(rest, "i="), field(rest, "s="), field(rest, "t="))
+        else {
+            return;
+        };
+        if rest.starts_with("run ") {
+            if !self.run.insert(i) {
+                self.duplicates += 1;
+                return;
+            }
+            match stamps.get(&m.message_id) {
+                Some(&at) => {
+                    self.latency.push(at - t as i64);
+                    self.last_arrival_us = self.last_arrival_us.max(at);
+                }
+                None => self.unstamped += 1,
+            }
+        } else if rest.starts_with("warm ") {
+            self.warm.insert(i);
+        } else {
+            return;
+        }
+        match m.message_thread_id {
+            Some(thread) => {
+                self.threads_of.entry(s).or_default().insert(thread);
+                self.senders_in.entry(thread).or_default().insert(s);
+            }
+            None => self.outside_topics += 1,
+        }
+    }
+}
+
+async fn tg_e2e(cfg: TgE2e) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(2048)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let before = telegram::stats(&http, &cfg.sandbox).await?;
+    let cfg = Arc::new(cfg);
+    let marker = format!("e2e {} ", cfg.run_id);
+    let chain = WatchChain::start(http.clone(), &cfg.sandbox, cfg.group_id, marker.clone());
+
+    // Warm-up: one message per customer (into the topics that exist, or opening them), not
+    // measured. Done when the group holds that many more bot messages and a first watch has
+    // answered — the watches then overlap, so the measured load is seen from its first message.
+    let warm = Arc::new(Sent::default());
+    let warm_started = Instant::now();
+    send_at_rate(&http, &cfg, "warm", 0, cfg.senders, &warm).await;
+    let warm_deadline = Instant::now() + cfg.settle;
+    loop {
+        let now = telegram::stats(&http, &cfg.sandbox).await?;
+        let arrived = now.bot_messages.saturating_sub(before.bot_messages);
+        let watching = chain.answers() >= 1;
+        if (arrived >= warm.ok.load(Ordering::Relaxed) && watching)
+            || Instant::now() >= warm_deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warm_s = warm_started.elapsed().as_secs_f64();
+
+    // Measured load.
+    let sent = Arc::new(Sent::default());
+    let total = cfg.rate * cfg.seconds;
+    let started = Instant::now();
+    let started_us = unix_us();
+    send_at_rate(&http, &cfg, "run", cfg.senders, total, &sent).await;
+    let load_s = started.elapsed().as_secs_f64();
+    let load_end_us = unix_us();
+    let ok = sent.ok.load(Ordering::Relaxed);
+    let run_prefix = format!("{marker}run ");
+    let settle_deadline = Instant::now() + cfg.settle;
+    while (chain.distinct_texts(&run_prefix) as u64) < ok && Instant::now() < settle_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (watched, watch_errors) = chain.finish().await;
+
+    // What the group holds: every benchmark message, its topic, its stamp.
+    let after = telegram::stats(&http, &cfg.sandbox).await?;
+    let stamps: HashMap<i64, i64> = watched
+        .iter()
+        .filter(|w| w.chat_id == cfg.group_id)
+        .map(|w| (w.message_id, w.seen_at_us))
+        .collect();
+    let mut tally = TopicTally {
+        last_arrival_us: load_end_us,
+        ..TopicTally::default()
+    };
+    for m in telegram::chat_messages(&http, &cfg.sandbox, cfg.group_id).await? {
+        tally.take(&marker, &m, &stamps);
+    }
+    let delivered = tally.latency.len() as u64;
+    let mut webhook = std::mem::take(&mut *sent.callback_us.lock().await);
+    println!(
+        "{}",
+        json!({
+            "mode": "tg-e2e", "target_rate": cfg.rate, "senders": cfg.senders,
+            "seconds": round3(load_s), "sent": total, "ok": ok,
+            "errors": sent.errors.load(Ordering::Relaxed),
+            "achieved_rate": (ok as f64 / load_s).round(),
+            // Delivered = stored in the group and stamped by a watch before the wait ended.
+            "delivered": delivered,
+            "undelivered": ok.saturating_sub(delivered),
+            // Stored but never stamped: arrived after the wait, or while no watch was held.
+            "stored_unstamped": tally.unstamped,
+            "last_arrival_after_load_s": round3((tally.last_arrival_us - load_end_us) as f64 / 1e6),
+            "relay_per_s": (delivered as f64 / ((tally.last_arrival_us - started_us) as f64 / 1e6)).round(),
+            "duplicates": tally.duplicates,
+            "latency_ms": tally.latency.summary(),
+            "webhook_ms": webhook.summary(),
+            "topics": {
+                "before": before.topics, "after": after.topics,
+                "threads": tally.senders_in.len(),
+                "split_senders": tally.threads_of.values().filter(|t| t.len() > 1).count(),
+                "shared_threads": tally.senders_in.values().filter(|s| s.len() > 1).count(),
+                "outside_topics": tally.outside_topics,
+            },
+            "warmup": {"sent": cfg.senders, "ok": warm.ok.load(Ordering::Relaxed),
+                       "delivered": tally.warm.len(), "seconds": round3(warm_s)},
+            "watch_errors": watch_errors,
+        })
+    );
+    Ok(())
+}
+
+/// One kind of open-loop load: the request for message `i`, and whether its answer accepted it.
+trait Load: Send + Sync + 'static {
+    /// Requests per second.
+    fn rate(&self) -> u64;
+    /// The request carrying message `i` of run part `tag`, with send time `t` (unix µs) in
+    /// its text.
+    fn request(&self, http: &reqwest::Client, tag: &str, i: u64, t: i64)
+    -> reqwest::RequestBuilder;
+    /// Whether the service took it: the status and body it answered.
+    fn accepted(&self, status: reqwest::StatusCode, body: &str) -> bool;
+}
+
+impl Load for E2e {
+    fn rate(&self) -> u64 {
+        self.rate
+    }
+
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        tag: &str,
+        i: u64,
+        t: i64,
+    ) -> reqwest::RequestBuilder {
+        let s = i % self.senders;
+        let text = format!("e2e {} {tag} i={i} s={s} t={t}", self.run_id);
+        let body = self.community.message_new(&MessageNew {
+            event_id: &format!("{}-e-{i}", self.run_id),
+            user_id: FIRST_USER_ID + s as i64,
+            message_id: 10_000_000 + i as i64,
+            conversation_message_id: i as i64 + 1,
+            date: t / 1_000_000,
+            text: &text,
+        });
+        http.post(&self.url)
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
+    fn accepted(&self, status: reqwest::StatusCode, body: &str) -> bool {
+        status.is_success() && body == "ok"
+    }
+}
+
+/// Posts `count` requests (messages `first..first + count`) at `cfg.rate()` per second (open
+/// loop: a slow answer does not delay the next request), the send time in each text; returns
+/// when all are answered.
+async fn send_at_rate<L: Load>(
     http: &reqwest::Client,
-    cfg: &Arc<E2e>,
+    cfg: &Arc<L>,
     tag: &'static str,
     first: u64,
     count: u64,
@@ -609,7 +924,7 @@ async fn send_at_rate(
 ) {
     const IN_FLIGHT: usize = 2048;
     let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.rate as f64));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.rate() as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for k in 0..count {
         tick.tick().await;
@@ -619,27 +934,14 @@ async fn send_at_rate(
         let (http, cfg, sent) = (http.clone(), cfg.clone(), sent.clone());
         let i = first + k;
         tokio::spawn(async move {
-            let s = i % cfg.senders;
-            let t = unix_us();
-            let text = format!("e2e {} {tag} i={i} s={s} t={t}", cfg.run_id);
-            let body = cfg.community.message_new(&MessageNew {
-                event_id: &format!("{}-e-{i}", cfg.run_id),
-                user_id: FIRST_USER_ID + s as i64,
-                message_id: 10_000_000 + i as i64,
-                conversation_message_id: i as i64 + 1,
-                date: t / 1_000_000,
-                text: &text,
-            });
+            let request = cfg.request(&http, tag, i, unix_us());
             let started = Instant::now();
-            let answer = http
-                .post(&cfg.url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await;
-            let ok = match answer {
-                Ok(r) if r.status().is_success() => r.text().await.is_ok_and(|b| b == "ok"),
-                _ => false,
+            let ok = match request.send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    r.text().await.is_ok_and(|b| cfg.accepted(status, &b))
+                }
+                Err(_) => false,
             };
             let us = started.elapsed().as_micros() as i64;
             if ok {
