@@ -58,7 +58,7 @@ REDUCED = [
 
 # What the suite found in the services (docs/faults.md, "Findings"): these fail until fixed.
 KNOWN_FAILING = {
-    ("tg-topic", "kill9"): "a copyMessage that Telegram carried out just before the kill, not yet recorded, "
+    ("tg-topic", "kill9"): "a copyMessage/sendMessage Telegram carried out just before the kill, not yet recorded, "
                            "is sent again by the rewound consumer (the Bot API has no idempotency key)",
     ("topic-tg", "kill9"): "the same, an operator answer copied to the customer twice",
 }

@@ -41,7 +41,7 @@ use service_kit::consumer::HandleError;
 use time::OffsetDateTime;
 
 use crate::AppState;
-use crate::consumers::{db_failure, id, tg_failure};
+use crate::consumers::{db_failure, id, record_sent, tg_failure};
 use crate::store::{Done, Person, TurnRecord};
 use crate::texts::Lang;
 use crate::texts::helpdesk::{self as t, Choice, MenuItem};
@@ -178,18 +178,21 @@ impl<'a> Turn<'a> {
         }
     }
 
+    /// Records the turn (the dialog step, the update done). Written after the answers went
+    /// out, so it is retried in place while Postgres is unreachable ([`record_sent`]): the
+    /// update handled again would answer twice.
     async fn finish(self, done: Done) -> Result<(), HandleError> {
         let data = self.step.data();
-        self.state
-            .store
-            .finish_turn(&TurnRecord {
-                user_id: self.user_id,
-                step: self.step.name(),
-                data: data.as_ref(),
-                language: self.language.as_deref(),
-                registrations: self.registrations,
-                done,
-            })
+        let record = TurnRecord {
+            user_id: self.user_id,
+            step: self.step.name(),
+            data: data.as_ref(),
+            language: self.language.as_deref(),
+            registrations: self.registrations,
+            done,
+        };
+        let store = &self.state.store;
+        record_sent("helpdesk turn", || store.finish_turn(&record))
             .await
             .map_err(db_failure)
     }

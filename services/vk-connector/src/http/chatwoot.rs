@@ -169,6 +169,9 @@ pub async fn process(
         ));
     };
     span.record("chatwoot_conversation_id", conversation.id);
+    if let Some(g) = guard {
+        g.conversation(conversation.id);
+    }
     let mapped = state
         .store
         .peer_for_conversation(conversation.id)

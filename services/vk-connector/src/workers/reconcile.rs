@@ -11,7 +11,7 @@ use domain::{Command, Envelope};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::gap::GAP_SWEEP_DELAY;
+use crate::gap::{GAP_SWEEP_DELAY, GAP_SWEEP_MAX_DELAY};
 use crate::http::chatwoot::command_for;
 use crate::store::ConversationLink;
 
@@ -22,24 +22,32 @@ pub struct SweepReport {
     pub conversations: usize,
     /// Agent replies queued (`cmd.vk.message.send`) because they were never delivered.
     pub queued: usize,
-    /// Conversations whose messages could not be listed in Chatwoot.
+    /// Conversations whose messages Chatwoot did not list for a reason that can pass (5xx,
+    /// 429, no answer): the sweep is incomplete.
     pub failed_conversations: usize,
+    /// Conversations Chatwoot refused to list (a 4xx: deleted, no access): nothing in them can
+    /// be sent either, so they do not keep a gap open.
+    pub refused_conversations: usize,
 }
 
 /// Runs sweeps until `shutdown`: one now, then every `interval` (0 = no periodic sweeps),
-/// and [`GAP_SWEEP_DELAY`] after a failed webhook ([`crate::gap`]), again and again while a
-/// gap is still suspected. A sweep that went through every conversation closes the gap.
-/// Never fails: a failed sweep is logged and the next one tries again.
+/// and [`GAP_SWEEP_DELAY`] after a failed webhook ([`crate::gap`]), again while a gap is
+/// still suspected (the wait doubling up to [`GAP_SWEEP_MAX_DELAY`]). A sweep that listed
+/// every conversation it covers closes the gap. Never fails: a failed sweep is logged and the
+/// next one tries again.
 pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     let interval = state.settings.reconcile_interval;
+    let mut gap_delay = GAP_SWEEP_DELAY;
     loop {
-        let epoch = state.gap.sweep_started();
-        match sweep(&state).await {
+        let start = state.gap.sweep_started();
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = sweep_with(&state, &start.missed) => r,
+        };
+        match outcome {
             Ok(r) => {
-                if r.failed_conversations == 0 {
-                    state.gap.swept(epoch);
-                }
-                if r.queued > 0 || r.failed_conversations > 0 {
+                state.gap.swept(&start, r.failed_conversations == 0);
+                if r.queued > 0 || r.failed_conversations > 0 || r.refused_conversations > 0 {
                     tracing::warn!(?r, "reconciliation queued undelivered agent replies");
                 } else {
                     tracing::debug!(?r, "reconciliation found nothing to do");
@@ -48,8 +56,11 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconciliation sweep failed"),
         }
         let next = if state.gap.is_suspected() {
-            Some(GAP_SWEEP_DELAY)
+            let d = gap_delay;
+            gap_delay = (gap_delay * 2).min(GAP_SWEEP_MAX_DELAY);
+            Some(d)
         } else {
+            gap_delay = GAP_SWEEP_DELAY;
             (!interval.is_zero()).then_some(interval)
         };
         let periodic = async {
@@ -72,25 +83,45 @@ pub async fn run(state: AppState, shutdown: CancellationToken) -> anyhow::Result
     }
 }
 
-/// One sweep over conversations active within the lookback: queues every undelivered agent
-/// reply ([`undelivered`]), conversation by conversation, oldest first.
+/// One sweep over the conversations active within the lookback (`RECONCILE_LOOKBACK_SECS`,
+/// the 500 most recent): queues every undelivered agent reply ([`undelivered`]),
+/// conversation by conversation, oldest first.
 ///
 /// Errors: the database or the bus failing (the sweep stops; the next one starts over). A
 /// conversation whose messages Chatwoot does not list is counted in
-/// [`SweepReport::failed_conversations`] and skipped.
+/// [`SweepReport::failed_conversations`] or [`SweepReport::refused_conversations`] and skipped.
 pub async fn sweep(state: &AppState) -> anyhow::Result<SweepReport> {
+    sweep_with(state, &[]).await
+}
+
+/// [`sweep`], and also the Chatwoot conversations `missed` (of failed webhooks) when they
+/// are not among the recently active ones.
+async fn sweep_with(state: &AppState, missed: &[i64]) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
-    for conv in state
+    let mut conversations = state
         .store
         .recent_conversations(state.settings.reconcile_lookback.as_secs() as i64)
-        .await?
-    {
+        .await?;
+    for &id in missed {
+        if !conversations
+            .iter()
+            .any(|c| c.chatwoot_conversation_id == id)
+            && let Some(conv) = state.store.conversation_link(id).await?
+        {
+            conversations.push(conv);
+        }
+    }
+    for conv in conversations {
         report.conversations += 1;
         let commands = match undelivered(state, &conv, None).await {
             Ok(c) => c,
             Err(UndeliveredError::Chatwoot(e)) => {
                 tracing::warn!(chatwoot_conversation_id = conv.chatwoot_conversation_id, error = %e, "cannot list messages");
-                report.failed_conversations += 1;
+                if e.is_retriable() {
+                    report.failed_conversations += 1;
+                } else {
+                    report.refused_conversations += 1;
+                }
                 continue;
             }
             Err(UndeliveredError::Store(e)) => return Err(e.into()),
@@ -120,9 +151,9 @@ pub enum UndeliveredError {
     Store(#[from] sqlx::Error),
 }
 
-/// The `cmd.vk.message.send` of every agent reply in the latest page of `conv`'s Chatwoot
-/// messages (`GET /conversations/{id}/messages`) that was never delivered to VK and not
-/// dead-lettered, oldest first; with `before`, only those with a smaller Chatwoot message id.
+/// The `cmd.vk.message.send` of every agent reply in a page of `conv`'s Chatwoot messages
+/// (`GET /conversations/{id}/messages`: the latest; with `before`, the ones just older than
+/// that message id) that was never delivered to VK and not dead-lettered, oldest first.
 /// Agent replies are outgoing, public messages of a user or an allowed agent bot with text or
 /// files, written after the conversation was mapped and within `RECONCILE_LOOKBACK_SECS`.
 /// Shared by the sweep and by the sender of a reply marked `after_gap`.
@@ -136,7 +167,7 @@ pub async fn undelivered(
     let cw = &state.settings.chatwoot;
     let mut messages = state
         .chatwoot
-        .messages(conv.chatwoot_conversation_id)
+        .messages_before(conv.chatwoot_conversation_id, before)
         .await?;
     messages.sort_by_key(|m| m.id);
     let mut commands = Vec::new();

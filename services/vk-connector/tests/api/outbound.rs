@@ -234,17 +234,34 @@ async fn sweep_delivers_replies_whose_webhook_was_lost() {
 async fn a_reply_after_a_failed_webhook_waits_for_the_missed_one() {
     let app = spawn_app().await;
     let conv = app.customer_writes("Жду ответа").await;
-    let url = format!("{}/chatwoot/webhook/{WEBHOOK_ID}", app.base);
-    // The first reply's webhook is lost, and vk-connector knows one failed (what a 503 to
-    // Chatwoot does, crate::gap); the sweep it wakes runs two seconds later.
-    app.sandbox.set_chatwoot_webhook(None, None);
+    // The first reply's webhook fails for real: vk-connector cannot read the conversation's
+    // mapping (its table is away for a moment) and answers 500; Chatwoot never sends it again.
+    let db = sqlx::PgPool::connect(&app.env.database_url).await.unwrap();
+    sqlx::query("ALTER TABLE vk.conversations RENAME TO conversations_away")
+        .execute(&db)
+        .await
+        .unwrap();
     let missed = app
         .sandbox
         .chatwoot_agent_reply(conv, "первый ответ", false)
         .await;
-    app.state.gap.suspect();
-    // The next reply's webhook arrives at once, before that sweep.
-    app.sandbox.set_chatwoot_webhook(Some(url), None);
+    app.sandbox
+        .wait_until(WAIT, |s| {
+            s.chatwoot_webhook_deliveries()
+                .iter()
+                .any(|d| d.message_id == Some(missed) && d.status == Some(500))
+        })
+        .await
+        .expect("the first webhook was answered 500");
+    sqlx::query("ALTER TABLE vk.conversations_away RENAME TO conversations")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert!(
+        app.state.gap.is_suspected(),
+        "the failed webhook marks a gap"
+    );
+    // The next reply's webhook comes at once, before the sweep the failure woke (2 s later).
     let next = app
         .sandbox
         .chatwoot_agent_reply(conv, "второй ответ", false)
