@@ -14,6 +14,14 @@ pub struct ContactLink {
     pub source_id: String,
 }
 
+/// The `SELECT … FROM vk.conversations` of a [`ConversationLink`], for `concat!`.
+macro_rules! link_select {
+    () => {
+        "SELECT peer_id, chatwoot_conversation_id, \
+         EXTRACT(EPOCH FROM created_at)::BIGINT AS created_unix FROM vk.conversations"
+    };
+}
+
 /// A conversation to reconcile.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ConversationLink {
@@ -157,11 +165,10 @@ impl Store {
         &self,
         conversation_id: i64,
     ) -> sqlx::Result<Option<ConversationLink>> {
-        sqlx::query_as(
-            "SELECT peer_id, chatwoot_conversation_id, \
-             EXTRACT(EPOCH FROM created_at)::BIGINT AS created_unix \
-             FROM vk.conversations WHERE chatwoot_conversation_id = $1",
-        )
+        sqlx::query_as(concat!(
+            link_select!(),
+            " WHERE chatwoot_conversation_id = $1"
+        ))
         .bind(conversation_id)
         .fetch_optional(&self.pool)
         .await
@@ -203,12 +210,11 @@ impl Store {
         &self,
         lookback_secs: i64,
     ) -> sqlx::Result<Vec<ConversationLink>> {
-        sqlx::query_as(
-            "SELECT peer_id, chatwoot_conversation_id, \
-             EXTRACT(EPOCH FROM created_at)::BIGINT AS created_unix \
-             FROM vk.conversations WHERE last_activity_at > now() - make_interval(secs => $1) \
-             ORDER BY last_activity_at DESC LIMIT 500",
-        )
+        sqlx::query_as(concat!(
+            link_select!(),
+            " WHERE last_activity_at > now() - make_interval(secs => $1) \
+             ORDER BY last_activity_at DESC LIMIT 500"
+        ))
         .bind(lookback_secs as f64)
         .fetch_all(&self.pool)
         .await
