@@ -6,7 +6,7 @@
 //!   normalizes the message and its attachments), <https://dev.vk.com/ru/api/callback/getting-started>;
 //! - the Chatwoot webhook (`http::chatwoot::process` before the mapping lookup):
 //!   body → [`WebhookEvent`] → [`MessagePayload`] → [`skip_reason`] → the legacy gateway's
-//!   clues → [`outbound_command`],
+//!   clues → [`outbound_of`] → [`command_of`],
 //!   <https://www.chatwoot.com/hc/user-guide/articles/1677693021-how-to-use-webhooks>.
 //!
 //! Whatever the bytes, nothing panics; what the route would refuse or keep as a dead letter is
@@ -21,7 +21,7 @@ use prop_support::{config, json, mutated_body};
 use proptest::prelude::*;
 use serde_json::Value;
 use vk_api::callback::CallbackEvent;
-use vk_connector::http::chatwoot::{outbound_command, skip_reason};
+use vk_connector::http::chatwoot::{command_of, outbound_of, skip_reason};
 use vk_connector::{ingest, legacy};
 
 /// The community of the VK fixtures.
@@ -151,7 +151,7 @@ fn read_chatwoot(body: &[u8]) -> Result<Option<Envelope<Command>>, String> {
     let _ = legacy::contact_id_of(&conversation_json);
     let peer_id =
         legacy::recognise(&legacy::clues_of(&conversation_json)).map_or(745_120_398, |r| r.peer_id);
-    let command = outbound_command(account.id, conversation.id, peer_id, &msg);
+    let command = command_of(outbound_of(account.id, conversation.id, peer_id, &msg));
     let _ = command.subject();
     serde_json::to_vec(&command).map_err(|e| e.to_string())?;
     Ok(Some(command))

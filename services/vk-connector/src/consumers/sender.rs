@@ -75,10 +75,7 @@ async fn send_earlier(state: &AppState, out: &domain::OutboundMessage) -> Result
             return Ok(());
         }
     };
-    for env in earlier {
-        let Command::VkMessageSend(o) = env.payload else {
-            continue;
-        };
+    for o in earlier {
         tracing::info!(
             peer_id = conv.peer_id,
             chatwoot_message_id = o.origin.message_id,

@@ -193,11 +193,9 @@ pub async fn process(
             None => return Ok(Processed::Ignored("conversation not mapped to VK".into())),
         },
     };
-    let mut command = outbound_command(cw.account_id, conversation.id, peer_id, &msg);
-    let after_gap = guard.map_or_else(|| state.gap.is_suspected(), WebhookGuard::after_gap);
-    if after_gap && let Command::VkMessageSend(out) = &mut command.payload {
-        out.after_gap = true;
-    }
+    let mut out = outbound_of(cw.account_id, conversation.id, peer_id, &msg);
+    out.after_gap = guard.map_or_else(|| state.gap.is_suspected(), WebhookGuard::after_gap);
+    let command = command_of(out);
     let published = state.bus.publish(&command).await?;
     tracing::info!(
         peer_id,
@@ -243,14 +241,13 @@ pub fn skip_reason(msg: &MessagePayload, allowed_bots: &[i64]) -> Option<&'stati
     None
 }
 
-/// The `cmd.vk.message.send` for an agent message; the key is the Chatwoot message's identity,
-/// shared with the reconciliation sweep.
-pub fn outbound_command(
+/// The reply of an agent message's webhook, for [`command_of`].
+pub fn outbound_of(
     account_id: i64,
     conversation_id: i64,
     peer_id: i64,
     msg: &MessagePayload,
-) -> Envelope<Command> {
+) -> OutboundMessage {
     let attachments = msg
         .attachments
         .iter()
@@ -263,7 +260,7 @@ pub fn outbound_command(
             )
         })
         .collect();
-    command_for(
+    reply_for(
         account_id,
         conversation_id,
         peer_id,
@@ -302,8 +299,8 @@ pub fn attachment_of(
     }
 }
 
-/// Builds the command from its parts (webhook and sweep share it).
-pub fn command_for(
+/// An agent's reply from its parts (webhook and sweep share it), not marked `after_gap`.
+pub fn reply_for(
     account_id: i64,
     conversation_id: i64,
     peer_id: i64,
@@ -311,8 +308,8 @@ pub fn command_for(
     text: Option<String>,
     attachments: Vec<Attachment>,
     author: Option<String>,
-) -> Envelope<Command> {
-    let out = OutboundMessage {
+) -> OutboundMessage {
+    OutboundMessage {
         conversation: ConversationRef {
             id: peer_id.to_string(),
             kind: if peer_id >= vk_api::callback::CHAT_PEER_OFFSET {
@@ -332,11 +329,16 @@ pub fn command_for(
         },
         author,
         after_gap: false,
-    };
+    }
+}
+
+/// The `cmd.vk.message.send` of a reply; its key is the Chatwoot message's identity, so the
+/// webhook's and the sweep's commands of one reply are one in JetStream.
+pub fn command_of(out: OutboundMessage) -> Envelope<Command> {
     Envelope::new(
         Source::Chatwoot,
         time::OffsetDateTime::now_utc(),
-        IdempotencyKey::chatwoot_message(account_id, message_id),
+        IdempotencyKey::chatwoot_message(out.origin.account_id, out.origin.message_id),
         Command::VkMessageSend(out),
     )
 }

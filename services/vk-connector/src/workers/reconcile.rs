@@ -7,12 +7,12 @@
 //! webhook wakes a sweep within seconds ([`crate::gap`]).
 
 use chatwoot_api::MessageType;
-use domain::{Command, Envelope};
+use domain::OutboundMessage;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
 use crate::gap::{GAP_SWEEP_DELAY, GAP_SWEEP_MAX_DELAY};
-use crate::http::chatwoot::command_for;
+use crate::http::chatwoot::{command_of, reply_for};
 use crate::store::ConversationLink;
 
 /// What one sweep did.
@@ -113,7 +113,7 @@ async fn sweep_with(state: &AppState, missed: &[i64]) -> anyhow::Result<SweepRep
     }
     for conv in conversations {
         report.conversations += 1;
-        let commands = match undelivered(state, &conv, None).await {
+        let replies = match undelivered(state, &conv, None).await {
             Ok(c) => c,
             Err(UndeliveredError::Chatwoot(e)) => {
                 tracing::warn!(chatwoot_conversation_id = conv.chatwoot_conversation_id, error = %e, "cannot list messages");
@@ -126,7 +126,8 @@ async fn sweep_with(state: &AppState, missed: &[i64]) -> anyhow::Result<SweepRep
             }
             Err(UndeliveredError::Store(e)) => return Err(e.into()),
         };
-        for cmd in commands {
+        for reply in replies {
+            let cmd = command_of(reply);
             state.bus.publish(&cmd).await?;
             tracing::info!(
                 idempotency_key = %cmd.idempotency_key,
@@ -151,7 +152,7 @@ pub enum UndeliveredError {
     Store(#[from] sqlx::Error),
 }
 
-/// The `cmd.vk.message.send` of every agent reply in a page of `conv`'s Chatwoot messages
+/// Every agent reply in a page of `conv`'s Chatwoot messages
 /// (`GET /conversations/{id}/messages`: the latest; with `before`, the ones just older than
 /// that message id) that was never delivered to VK and not dead-lettered, oldest first.
 /// Agent replies are outgoing, public messages of a user or an allowed agent bot with text or
@@ -161,7 +162,7 @@ pub async fn undelivered(
     state: &AppState,
     conv: &ConversationLink,
     before: Option<i64>,
-) -> Result<Vec<Envelope<Command>>, UndeliveredError> {
+) -> Result<Vec<OutboundMessage>, UndeliveredError> {
     let lookback = state.settings.reconcile_lookback.as_secs() as i64;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let cw = &state.settings.chatwoot;
@@ -170,7 +171,7 @@ pub async fn undelivered(
         .messages_before(conv.chatwoot_conversation_id, before)
         .await?;
     messages.sort_by_key(|m| m.id);
-    let mut commands = Vec::new();
+    let mut replies = Vec::new();
     for m in messages {
         if before.is_some_and(|b| m.id >= b) {
             continue;
@@ -223,7 +224,7 @@ pub async fn undelivered(
             .and_then(|s| s.get("name"))
             .and_then(|n| n.as_str())
             .map(str::to_owned);
-        commands.push(command_for(
+        replies.push(reply_for(
             cw.account_id,
             conv.chatwoot_conversation_id,
             conv.peer_id,
@@ -233,7 +234,7 @@ pub async fn undelivered(
             author,
         ));
     }
-    Ok(commands)
+    Ok(replies)
 }
 
 fn is_agent(m: &chatwoot_api::Message, allowed_bots: &[i64]) -> bool {
