@@ -102,11 +102,11 @@ async fn received(state: &AppState, m: &InboundMessage) -> Result<(), HandleErro
     let topic = store.topic_of_user(user_id).await.map_err(db_failure)?;
     if topic.as_ref().is_some_and(|t| t.banned) {
         // Recorded, so that a redelivery after /unban does not relay it after all.
-        record_sent("banned link", || {
-            store.save_link(chat_id, message_id, state.settings.group_id, &[], "banned")
-        })
-        .await
-        .map_err(db_failure)?;
+        // Nothing was sent: a failed write is simply handled again.
+        store
+            .save_link(chat_id, message_id, state.settings.group_id, &[], "banned")
+            .await
+            .map_err(db_failure)?;
         tracing::info!(user_id, message_id, "customer is banned; not relayed");
         metrics::counter!("telegram_relayed_total", "direction" => "to_topic", "outcome" => "banned").increment(1);
         return Ok(());
