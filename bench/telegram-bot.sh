@@ -527,7 +527,7 @@ e2e_reason() {
       end + $at'
 }
 e2e_verdict() { # e2e_verdict PERCENTILE LIMIT_MS — met, or **missed**: the reason
-  if jq -e --argjson l "$2" ".undelivered == 0 and .latency_ms.count > 0 and .latency_ms.$1 <= \$l" "$e" >/dev/null 2>&1; then
+  if jq -e --argjson l "$2" ".undelivered == 0 and .errors == 0 and .latency_ms.count > 0 and .latency_ms.$1 <= \$l" "$e" >/dev/null 2>&1; then
     echo met
   else
     echo "**missed**: $(e2e_reason)"
@@ -687,6 +687,8 @@ mkdir -p "$(dirname "$out")"
   for f in ingest ingest-cpu held held-cpu ceiling ceiling-cpu drain drain-cpu e2e e2e-cpu; do
     jq -c --arg phase "$f" '{phase: $phase} + .' "$WORK/$f.json"
   done
+  # The end-to-end verdicts with their reasons, for bench/run.sh's table.
+  jq -cn --arg p50 "$v_e2e_p50" --arg p99 "$v_e2e_p99" '{phase: "e2e-verdict", p50: $p50, p99: $p99}' 
   echo "\`\`\`"
 } >"$out"
 log "results written to ${out#"$REPO_ROOT"/}"
